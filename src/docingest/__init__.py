@@ -1,0 +1,3 @@
+"""docingest: ingestion back end for sensitive insurance documents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""HTTP only: routing, auth, request/response shapes. Work is done by store/ and the worker."""

@@ -1,0 +1,56 @@
+"""FastAPI dependencies as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Header, Request
+from psycopg_pool import AsyncConnectionPool
+
+from docingest.api.auth import Principal, authenticate
+from docingest.api.errors import ApiError, not_found
+from docingest.api.state import AppState
+from docingest.store.db import DictConn
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.docingest
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_principal(state: StateDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return authenticate(authorization, state.jwt_secret)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise ApiError(403, "forbidden", "admin role required")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]
+
+
+async def get_conn(state: StateDep) -> AsyncIterator[DictConn]:
+    pool: AsyncConnectionPool[DictConn] = state.pool
+    async with pool.connection() as conn:
+        yield conn
+
+
+ConnDep = Annotated[DictConn, Depends(get_conn)]
+
+
+def parse_id(raw: str, what: str) -> UUID:
+    """Path ids that are not UUIDs answer 404 like unknown ones (no shape oracle)."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise not_found(what) from None

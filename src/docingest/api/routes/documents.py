@@ -1,0 +1,105 @@
+"""`/v1/documents`: upload (streamed, encrypted, deduplicated), list, read, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from docingest.api.deps import ConnDep, PrincipalDep, StateDep, parse_id
+from docingest.api.errors import ApiError, not_found
+from docingest.api.multipart_stream import FilePart, boundary_of, file_part_stream
+from docingest.domain.errors import ErrorCode
+from docingest.store import documents, jobs
+from docingest.store.records import Document, Job
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+# multipart framing around the file: a request body may exceed the file cap by this much
+_MULTIPART_SLACK = 64 * 1024
+
+
+@router.post("", status_code=202)
+async def upload(request: Request, state: StateDep, principal: PrincipalDep, conn: ConnDep) -> JSONResponse:
+    boundary = boundary_of(request.headers.get("content-type"))
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > state.max_upload_bytes + _MULTIPART_SLACK:
+        raise ApiError(413, ErrorCode.TOO_LARGE, f"upload exceeds {state.max_upload_bytes} bytes")
+    part = FilePart()
+    result = await documents.accept_upload(
+        conn,
+        state.blobs,
+        user_id=principal.user_id,
+        filename_of=lambda: part.filename,
+        chunks=file_part_stream(request.stream(), boundary, part),
+        max_bytes=state.max_upload_bytes,
+        actor=principal.actor,
+        correlation_id=_correlation_id(request),
+    )
+    return JSONResponse(
+        {
+            "document_id": str(result.document_id),
+            "job_id": str(result.job_id),
+            "status": result.status.value,
+            "duplicate": result.duplicate,
+        },
+        status_code=202,
+    )
+
+
+def _correlation_id(request: Request) -> UUID:
+    raw = request.headers.get("x-correlation-id")
+    try:
+        return UUID(raw) if raw else uuid4()
+    except ValueError:
+        return uuid4()
+
+
+def _document_body(doc: Document, job: Job) -> dict[str, Any]:
+    return {
+        "document_id": str(doc.document_id),
+        "filename": doc.filename,
+        "mime": doc.mime,
+        "bytes_len": doc.bytes_len,
+        "file_sha256": doc.file_sha256,
+        "created_at": doc.created_at.isoformat(),
+        "job_id": str(job.job_id),
+        "status": job.status.value,
+    }
+
+
+@router.get("")
+async def list_documents(
+    principal: PrincipalDep,
+    conn: ConnDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    pairs, total = await documents.list_for_user(conn, principal.user_id, limit=limit, offset=offset)
+    return {
+        "documents": [_document_body(d, j) for d, j in pairs],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/{document_id}")
+async def get_document(document_id: str, principal: PrincipalDep, conn: ConnDep) -> dict[str, Any]:
+    doc_id = parse_id(document_id, "document")
+    doc = await documents.get(conn, doc_id, principal.user_id)
+    job = await jobs.get_by_document(conn, doc_id, principal.user_id) if doc else None
+    if doc is None or job is None:
+        raise not_found("document")
+    counts = await documents.chunk_count(conn, doc_id)
+    return {**_document_body(doc, job), **counts, "job": job.to_api()}
+
+
+@router.delete("/{document_id}", status_code=204)
+async def delete_document(document_id: str, state: StateDep, principal: PrincipalDep, conn: ConnDep) -> Response:
+    doc_id = parse_id(document_id, "document")
+    if not await documents.delete(conn, state.blobs, doc_id, principal.user_id, actor=principal.actor):
+        raise not_found("document")
+    return Response(status_code=204)

@@ -1,0 +1,30 @@
+"""`POST /v1/search`: cosine ranking over the caller's own chunks only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from docingest.api.deps import ConnDep, PrincipalDep, StateDep
+from docingest.store import events
+from docingest.store.chunks import search
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+
+class SearchRequest(BaseModel):
+    query: Annotated[str, Field(min_length=1, max_length=4000)]
+    k: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+@router.post("/search")
+async def search_chunks(body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep) -> dict[str, Any]:
+    e = state.embedder
+    [vector] = await e.embed([body.query])
+    results = await search(
+        conn, principal.user_id, vector, model=e.model, version=e.version, dimensions=e.dimensions, k=body.k
+    )
+    await events.record(conn, actor=principal.actor, action="search", detail={"k": body.k, "results": len(results)})
+    return {"results": results}

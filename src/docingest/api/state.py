@@ -1,0 +1,20 @@
+"""What the API process holds for its lifetime (pool, blob store, embedder, secrets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from docingest.clients.embedders import Embedder
+from docingest.store.blobs import BlobStore
+from docingest.store.db import DictConn
+
+
+@dataclass
+class AppState:
+    pool: AsyncConnectionPool[DictConn]
+    blobs: BlobStore
+    embedder: Embedder
+    jwt_secret: str
+    max_upload_bytes: int

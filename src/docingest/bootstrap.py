@@ -1,0 +1,105 @@
+"""Composition root: turns Settings into the real parts (database URL, blob store, parser,
+embedder, secrets). Nothing is built at import time."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from docingest.clients.embedders import Embedder, HashEmbedder, OpenAIEmbedder
+from docingest.clients.local_parser import LocalParser
+from docingest.config import ConfigError, Settings
+from docingest.store import migrate
+from docingest.store.blobs import LocalBlobStore
+from docingest.store.embedded_pg import start_embedded
+from docingest.store.keys import load_master_key
+
+
+def local_secret(home: Path, name: str) -> str:
+    """A random secret kept in a 0600 file under DOCINGEST_HOME, created on first use, so that
+    every local process (CLI, API, workers) agrees on it."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / name
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"{path} must not be readable by group or others (chmod 600)") from None
+        value = path.read_text(encoding="ascii").strip()
+        if value:
+            return value
+        raise ConfigError(f"{path} is empty") from None
+    value = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def jwt_secret(settings: Settings) -> str:
+    return settings.jwt_secret or local_secret(settings.home, "jwt.secret")
+
+
+def webhook_secret(settings: Settings) -> str:
+    return settings.webhook_secret or local_secret(settings.home, "webhook.secret")
+
+
+def database_url(settings: Settings, *, migrate_schema: bool = True) -> str:
+    """The configured database, or the embedded one (started now). Migrations applied when asked."""
+    url = settings.database_url or start_embedded(settings.home)
+    if migrate_schema:
+        migrate.upgrade(url)
+    return url
+
+
+def blob_store(settings: Settings) -> LocalBlobStore:
+    root = settings.home / "blobs"
+    if settings.storage_url and settings.storage_url.startswith("file://"):
+        root = Path(settings.storage_url.removeprefix("file://"))
+    try:
+        key = load_master_key(settings.home, settings.master_key)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return LocalBlobStore(root, key)
+
+
+def embedder(settings: Settings) -> Embedder:
+    if settings.embedder == "openai":
+        assert settings.openai_api_key is not None  # enforced by Settings
+        return OpenAIEmbedder(
+            settings.openai_base_url,
+            settings.openai_api_key,
+            model=settings.embed_model,
+            dimensions=settings.embed_dimensions,
+        )
+    return HashEmbedder(settings.embed_dimensions)
+
+
+def parser(settings: Settings) -> LocalParser:
+    if settings.parser != "local":
+        raise ConfigError("DOCINGEST_PARSER=llamaparse is not available yet; use local")
+    return LocalParser(
+        max_pages=settings.max_pages,
+        timeout_s=float(settings.parse_timeout_s),
+        memory_mb=settings.parse_memory_mb,
+    )
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    dsn: str
+    blobs: LocalBlobStore
+    embedder: Embedder
+    jwt_secret: str
+
+
+def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
+    return Runtime(
+        settings=settings,
+        dsn=database_url(settings, migrate_schema=migrate_schema),
+        blobs=blob_store(settings),
+        embedder=embedder(settings),
+        jwt_secret=jwt_secret(settings),
+    )

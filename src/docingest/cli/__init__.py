@@ -1,0 +1,23 @@
+"""The `docingest` command line (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import typer
+
+from docingest.cli import admin, ingest, services
+
+app = typer.Typer(
+    name="docingest",
+    help="Ingest insurance PDFs into searchable chunk embeddings in Postgres/pgvector.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("ingest")(ingest.ingest)
+app.command("search")(admin.search_cmd)
+app.command("status")(admin.status_cmd)
+app.command("token")(admin.token_cmd)
+app.command("up")(services.up)
+app.command("api")(services.api)
+app.command("worker")(services.worker)
+app.add_typer(admin.db_app, name="db")

@@ -1,0 +1,47 @@
+"""Shared CLI plumbing: settings with one-line errors, the local user id, event loops."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from docingest.config import ConfigError, Settings
+from docingest.logs import configure_logging
+
+err_console = Console(stderr=True)
+
+
+def load_settings(*, log_format: str | None = None, quiet: bool = False) -> Settings:
+    """Settings from the environment; a bad setting exits with one clear line."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        err_console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    import logging
+
+    configure_logging(log_format or settings.log_format, logging.WARNING if quiet else logging.INFO)
+    return settings
+
+
+def local_user(settings: Settings, explicit: str | None) -> uuid.UUID:
+    """`--user`, else a stable id kept under DOCINGEST_HOME so ingest and search agree."""
+    if explicit:
+        try:
+            return uuid.UUID(explicit)
+        except ValueError:
+            err_console.print("[red]--user must be a UUID[/red]")
+            raise typer.Exit(2) from None
+    settings.home.mkdir(parents=True, exist_ok=True)
+    path: Path = settings.home / "user.id"
+    if path.exists():
+        return uuid.UUID(path.read_text(encoding="ascii").strip())
+    user = uuid.uuid4()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(f"{user}\n")
+    return user

@@ -1,0 +1,137 @@
+"""Settings read once from the environment (DESIGN.md §7), validated strictly.
+
+A bad value stops start-up with one line naming the variable (`ConfigError`). Secrets are
+never echoed back in those messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable, never its value."""
+
+
+_PARSERS = ("local", "llamaparse")
+_EMBEDDERS = ("hash", "openai")
+_LOG_FORMATS = ("json", "console")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    value = env.get(name) or None
+    if value is None:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not (parsed.netloc or parsed.query or parsed.path):
+        raise ConfigError(f"{name} must be a URL starting with {' or '.join(schemes)}://")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None
+    storage_url: str | None
+    master_key: str | None = field(repr=False)
+    jwt_secret: str | None = field(repr=False)
+    webhook_secret: str | None = field(repr=False)
+    public_url: str
+    parser: str
+    llamaparse_url: str | None
+    llamaparse_api_key: str | None = field(repr=False)
+    embedder: str
+    openai_base_url: str
+    openai_api_key: str | None = field(repr=False)
+    embed_model: str
+    embed_dimensions: int
+    embed_rpm: int | None
+    embed_tpm: int | None
+    max_upload_bytes: int
+    max_pages: int
+    parse_timeout_s: int
+    parse_memory_mb: int
+    lease_seconds: int
+    max_retries: int
+    log_format: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("DOCINGEST_HOME") or "./.docingest").expanduser().resolve()
+        database_url = _url(env, "DOCINGEST_DATABASE_URL", ("postgresql", "postgres"))
+        storage_url = env.get("DOCINGEST_STORAGE_URL") or None
+        if storage_url is not None and not storage_url.startswith(("file://", "s3://")):
+            raise ConfigError("DOCINGEST_STORAGE_URL must start with file:// or s3://")
+        if storage_url is not None and storage_url.startswith("s3://"):
+            raise ConfigError("DOCINGEST_STORAGE_URL: the s3:// backend is not available yet")
+        jwt_secret = env.get("DOCINGEST_JWT_SECRET") or None
+        if jwt_secret is not None and len(jwt_secret) < 32:
+            raise ConfigError("DOCINGEST_JWT_SECRET must be at least 32 characters")
+        webhook_secret = env.get("DOCINGEST_WEBHOOK_SECRET") or None
+        if webhook_secret and len(webhook_secret) < 32:
+            raise ConfigError("DOCINGEST_WEBHOOK_SECRET must be at least 32 characters")
+        parser = _choice(env, "DOCINGEST_PARSER", "local", _PARSERS)
+        embedder = _choice(env, "DOCINGEST_EMBEDDER", "hash", _EMBEDDERS)
+        openai_key = env.get("DOCINGEST_OPENAI_API_KEY") or env.get("OPENAI_API_KEY") or None
+        if embedder == "openai" and not openai_key:
+            raise ConfigError("DOCINGEST_OPENAI_API_KEY (or OPENAI_API_KEY) is required for the openai embedder")
+        llamaparse_key = env.get("DOCINGEST_LLAMAPARSE_API_KEY") or None
+        if parser == "llamaparse" and not llamaparse_key:
+            raise ConfigError("DOCINGEST_LLAMAPARSE_API_KEY is required for the llamaparse parser")
+        dims = _int(env, "DOCINGEST_EMBED_DIMENSIONS", 1536)
+        if dims > 2000:
+            raise ConfigError("DOCINGEST_EMBED_DIMENSIONS must be <= 2000 (pgvector HNSW limit)")
+        rpm = _int(env, "DOCINGEST_EMBED_RPM", 0, minimum=0) or None
+        tpm = _int(env, "DOCINGEST_EMBED_TPM", 0, minimum=0) or None
+        return cls(
+            home=home,
+            database_url=database_url,
+            storage_url=storage_url,
+            master_key=env.get("DOCINGEST_MASTER_KEY") or None,
+            jwt_secret=jwt_secret,
+            webhook_secret=webhook_secret,
+            public_url=_url(env, "DOCINGEST_PUBLIC_URL", ("http", "https")) or "http://127.0.0.1:8000",
+            parser=parser,
+            llamaparse_url=_url(env, "DOCINGEST_LLAMAPARSE_URL", ("http", "https")),
+            llamaparse_api_key=llamaparse_key,
+            embedder=embedder,
+            openai_base_url=_url(env, "DOCINGEST_OPENAI_BASE_URL", ("http", "https"))
+            or "https://api.openai.com/v1",
+            openai_api_key=openai_key,
+            embed_model=env.get("DOCINGEST_EMBED_MODEL") or "text-embedding-3-small",
+            embed_dimensions=dims,
+            embed_rpm=rpm,
+            embed_tpm=tpm,
+            max_upload_bytes=_int(env, "DOCINGEST_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
+            max_pages=_int(env, "DOCINGEST_MAX_PAGES", 1000),
+            parse_timeout_s=_int(env, "DOCINGEST_PARSE_TIMEOUT_SECONDS", 300),
+            parse_memory_mb=_int(env, "DOCINGEST_PARSE_MEMORY_MB", 1536, minimum=256),
+            lease_seconds=_int(env, "DOCINGEST_LEASE_SECONDS", 60, minimum=5),
+            max_retries=_int(env, "DOCINGEST_MAX_RETRIES", 3, minimum=0),
+            log_format=_choice(env, "DOCINGEST_LOG_FORMAT", "console", _LOG_FORMATS),
+        )

@@ -1,0 +1,234 @@
+"""Chunk and vector buffers, vector reuse, promotion into `document_chunks`, and search."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from docingest.store.db import DictConn
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    chunk_id: UUID
+    chunk_ord: int
+    chunk_sha: str
+    text: str
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VectorRow:
+    chunk_id: UUID
+    vector: np.ndarray
+    vector_sha: str
+
+
+async def insert_chunk_buffer(
+    conn: DictConn,
+    document_id: UUID,
+    chunker_name: str,
+    chunker_version: str,
+    rows: Sequence[ChunkRow],
+) -> int:
+    """Insert chunks; existing (document, chunker, ord) rows are left alone. Returns rows added."""
+    if not rows:
+        return 0
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO docingest.document_chunk_buffer (chunk_id, document_id, chunk_ord,"
+            " chunker_name, chunker_version, chunk_sha, text, meta)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [
+                (
+                    r.chunk_id,
+                    document_id,
+                    r.chunk_ord,
+                    chunker_name,
+                    chunker_version,
+                    r.chunk_sha,
+                    r.text,
+                    Jsonb(r.meta),
+                )
+                for r in rows
+            ],
+        )
+        return max(cur.rowcount, 0)
+
+
+async def count_chunk_buffer(
+    conn: DictConn, document_id: UUID, chunker_name: str, chunker_version: str
+) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM docingest.document_chunk_buffer WHERE document_id = %s"
+        " AND chunker_name = %s AND chunker_version = %s",
+        (document_id, chunker_name, chunker_version),
+    )
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def reuse_vectors(
+    conn: DictConn, document_id: UUID, model: str, version: str, batch_id: UUID
+) -> int:
+    """Copy vectors for chunks whose exact text (chunk_sha) was already embedded with the same
+    model/version, by any document, instead of paying for a new call. Returns rows added."""
+    cur = await conn.execute(
+        """
+        INSERT INTO docingest.document_vector_buffer
+            (document_id, chunk_id, embed_model, embed_version, vector, vector_sha, batch_id, reused)
+        SELECT DISTINCT ON (cb.chunk_id) cb.document_id, cb.chunk_id, %(m)s, %(v)s, src.vector,
+               src.vector_sha, %(batch)s, true
+        FROM docingest.document_chunk_buffer cb
+        JOIN LATERAL (
+            SELECT dc.embedding AS vector, dc.vector_sha FROM docingest.document_chunks dc
+            WHERE dc.embed_model = %(m)s AND dc.embed_version = %(v)s AND dc.chunk_sha = cb.chunk_sha
+            UNION ALL
+            SELECT vb.vector, vb.vector_sha FROM docingest.document_vector_buffer vb
+            JOIN docingest.document_chunk_buffer cb2 ON cb2.chunk_id = vb.chunk_id
+            WHERE vb.embed_model = %(m)s AND vb.embed_version = %(v)s AND cb2.chunk_sha = cb.chunk_sha
+            LIMIT 1
+        ) src ON true
+        WHERE cb.document_id = %(doc)s
+          AND NOT EXISTS (
+            SELECT 1 FROM docingest.document_vector_buffer x
+            WHERE x.chunk_id = cb.chunk_id AND x.embed_model = %(m)s AND x.embed_version = %(v)s)
+        ON CONFLICT DO NOTHING
+        """,
+        {"m": model, "v": version, "batch": batch_id, "doc": document_id},
+    )
+    return max(cur.rowcount, 0)
+
+
+async def missing_vectors(
+    conn: DictConn, document_id: UUID, model: str, version: str, limit: int
+) -> list[ChunkRow]:
+    """The next chunks of the document that have no vector yet, in order."""
+    cur = await conn.execute(
+        "SELECT cb.chunk_id, cb.chunk_ord, cb.chunk_sha, cb.text, cb.meta"
+        " FROM docingest.document_chunk_buffer cb WHERE cb.document_id = %s"
+        " AND NOT EXISTS (SELECT 1 FROM docingest.document_vector_buffer vb"
+        "   WHERE vb.chunk_id = cb.chunk_id AND vb.embed_model = %s AND vb.embed_version = %s)"
+        " ORDER BY cb.chunk_ord LIMIT %s",
+        (document_id, model, version, limit),
+    )
+    return [
+        ChunkRow(r["chunk_id"], r["chunk_ord"], r["chunk_sha"], r["text"], r["meta"])
+        for r in await cur.fetchall()
+    ]
+
+
+async def insert_vectors(
+    conn: DictConn,
+    document_id: UUID,
+    model: str,
+    version: str,
+    batch_id: UUID,
+    rows: Sequence[VectorRow],
+) -> int:
+    if not rows:
+        return 0
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO docingest.document_vector_buffer (document_id, chunk_id, embed_model,"
+            " embed_version, vector, vector_sha, batch_id) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            [
+                (document_id, r.chunk_id, model, version, r.vector, r.vector_sha, batch_id)
+                for r in rows
+            ],
+        )
+        return max(cur.rowcount, 0)
+
+
+async def count_vectors(conn: DictConn, document_id: UUID, model: str, version: str) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM docingest.document_vector_buffer WHERE document_id = %s"
+        " AND embed_model = %s AND embed_version = %s",
+        (document_id, model, version),
+    )
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def promote(
+    conn: DictConn, document_id: UUID, user_id: UUID, model: str, version: str
+) -> tuple[int, int]:
+    """Copy the document's buffered chunks + vectors into `document_chunks` (idempotent) and
+    clear its buffers. Returns (chunks in buffer, rows now searchable). Run inside the
+    transaction that moves the job to `complete`."""
+    cur = await conn.execute(
+        """
+        INSERT INTO docingest.document_chunks (chunk_id, document_id, user_id, chunk_ord,
+            chunker_name, chunker_version, chunk_sha, text, meta, embed_model, embed_version,
+            embedding, vector_sha)
+        SELECT cb.chunk_id, cb.document_id, %(user)s, cb.chunk_ord, cb.chunker_name,
+               cb.chunker_version, cb.chunk_sha, cb.text, cb.meta, vb.embed_model,
+               vb.embed_version, vb.vector, vb.vector_sha
+        FROM docingest.document_chunk_buffer cb
+        JOIN docingest.document_vector_buffer vb
+          ON vb.chunk_id = cb.chunk_id AND vb.embed_model = %(m)s AND vb.embed_version = %(v)s
+        WHERE cb.document_id = %(doc)s
+        ON CONFLICT DO NOTHING
+        """,
+        {"user": user_id, "m": model, "v": version, "doc": document_id},
+    )
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM docingest.document_chunk_buffer WHERE document_id = %(doc)s) AS buffered,"
+        " (SELECT count(*) FROM docingest.document_chunks WHERE document_id = %(doc)s"
+        "   AND embed_model = %(m)s AND embed_version = %(v)s) AS searchable",
+        {"doc": document_id, "m": model, "v": version},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["buffered"]), int(row["searchable"])
+
+
+async def clear_buffers(conn: DictConn, document_id: UUID) -> None:
+    await conn.execute(
+        "DELETE FROM docingest.document_vector_buffer WHERE document_id = %s", (document_id,)
+    )
+    await conn.execute(
+        "DELETE FROM docingest.document_chunk_buffer WHERE document_id = %s", (document_id,)
+    )
+
+
+async def search(
+    conn: DictConn,
+    user_id: UUID,
+    query_vector: np.ndarray,
+    *,
+    model: str,
+    version: str,
+    dimensions: int,
+    k: int,
+) -> list[dict[str, Any]]:
+    """Rank the user's chunks by cosine similarity. The expression matches the per-model
+    partial HNSW index (store/vector_index.py) so the planner can use it."""
+    dims = sql.Literal(dimensions)
+    query = sql.SQL(
+        "SELECT document_id, chunk_id, chunk_ord, text,"
+        " 1 - (embedding::vector({d}) <=> %(q)s::vector({d})) AS score"
+        " FROM docingest.document_chunks"
+        " WHERE user_id = %(user)s AND embed_model = %(m)s AND embed_version = %(v)s"
+        " ORDER BY embedding::vector({d}) <=> %(q)s::vector({d}), chunk_id LIMIT %(k)s"
+    ).format(d=dims)
+    cur = await conn.execute(
+        query, {"q": query_vector, "user": user_id, "m": model, "v": version, "k": k}
+    )
+    return [
+        {
+            "document_id": str(r["document_id"]),
+            "chunk_id": str(r["chunk_id"]),
+            "chunk_ord": r["chunk_ord"],
+            "text": r["text"],
+            "score": round(float(r["score"]), 6),
+        }
+        for r in await cur.fetchall()
+    ]

@@ -1,0 +1,198 @@
+"""Documents: upload acceptance (dedupe per user on the file hash), reads, deletion."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+from docingest.domain.errors import DocingestError, ErrorCode
+from docingest.domain.states import JobStatus
+from docingest.pipeline.ids import document_id_for
+from docingest.store import events, jobs
+from docingest.store.blobs import BlobStore
+from docingest.store.db import DictConn
+from docingest.store.records import Document, Job
+
+PDF_MAGIC = b"%PDF-"
+HEADER_WINDOW = 1024
+
+
+class UploadRefused(DocingestError):
+    """The upload is not accepted (not a PDF, empty, too large). Maps to a 4xx."""
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    document_id: UUID
+    job_id: UUID
+    status: JobStatus
+    duplicate: bool
+
+
+async def _sniff_pdf(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Pass bytes through, refusing the stream unless `%PDF-` starts within the first 1,024
+    bytes (as PDF readers allow). Nothing past the window is read before the check."""
+    head = b""
+    checked = False
+    async for chunk in chunks:
+        if checked:
+            yield chunk
+            continue
+        head += chunk
+        if len(head) >= HEADER_WINDOW + len(PDF_MAGIC) - 1:
+            _check_header(head)
+            checked = True
+            yield head
+    if not checked:
+        if not head:
+            raise UploadRefused(ErrorCode.EMPTY_FILE, "the uploaded file is empty")
+        _check_header(head)
+        yield head
+
+
+def _check_header(head: bytes) -> None:
+    pos = head.find(PDF_MAGIC, 0, HEADER_WINDOW + len(PDF_MAGIC) - 1)
+    if pos < 0:
+        raise UploadRefused(
+            ErrorCode.NOT_PDF, "not a PDF: no %PDF- header within the first 1024 bytes"
+        )
+
+
+async def accept_upload(
+    conn: DictConn,
+    blobs: BlobStore,
+    *,
+    user_id: UUID,
+    filename_of: Callable[[], str],
+    chunks: AsyncIterator[bytes],
+    max_bytes: int,
+    actor: str,
+    correlation_id: UUID | None = None,
+) -> UploadResult:
+    """Stream an upload into the encrypted blob store, then record document + job atomically.
+
+    Same user + same bytes -> the existing document (`duplicate=True`), the new blob removed.
+    `filename_of` is read after the stream ends (multipart headers may arrive with the data)."""
+    correlation_id = correlation_id or uuid4()
+    key = f"raw/{user_id}/{uuid4()}.pdf.enc"
+    info = await blobs.put_stream(key, _sniff_pdf(chunks), max_bytes=max_bytes)
+    document_id = document_id_for(user_id, info.sha256)
+    job_id = uuid4()
+    async with conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO docingest.documents (document_id, user_id, filename, mime, bytes_len,"
+            " file_sha256, raw_path) VALUES (%s, %s, %s, 'application/pdf', %s, %s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING document_id",
+            (document_id, user_id, filename_of(), info.size, info.sha256, key),
+        )
+        created = await cur.fetchone() is not None
+        if created:
+            await conn.execute(
+                "INSERT INTO docingest.upload_jobs (job_id, user_id, document_id, raw_path,"
+                " correlation_id) VALUES (%s, %s, %s, %s, %s)",
+                (job_id, user_id, document_id, key, correlation_id),
+            )
+            await jobs.notify(conn)
+        existing = await jobs.get_by_document(conn, document_id, user_id)
+        if existing is None:
+            # the same hash belongs to another user's document id space: impossible by
+            # construction (ids are per user), so this is a bug worth surfacing
+            raise DocingestError(ErrorCode.INTERNAL, "document without job")
+        await events.record(
+            conn,
+            actor=actor,
+            action="document.upload",
+            outcome="created" if created else "duplicate",
+            job_id=existing.job_id,
+            document_id=document_id,
+            correlation_id=correlation_id,
+            detail={"bytes": info.size},
+        )
+    if not created:
+        await blobs.delete(key)
+    return UploadResult(document_id, existing.job_id, existing.status, duplicate=not created)
+
+
+async def get(conn: DictConn, document_id: UUID, user_id: UUID) -> Document | None:
+    cur = await conn.execute(
+        "SELECT * FROM docingest.documents WHERE document_id = %s AND user_id = %s",
+        (document_id, user_id),
+    )
+    row = await cur.fetchone()
+    return Document.from_row(row) if row else None
+
+
+async def get_any(conn: DictConn, document_id: UUID) -> Document | None:
+    cur = await conn.execute(
+        "SELECT * FROM docingest.documents WHERE document_id = %s", (document_id,)
+    )
+    row = await cur.fetchone()
+    return Document.from_row(row) if row else None
+
+
+async def list_for_user(
+    conn: DictConn, user_id: UUID, *, limit: int, offset: int
+) -> tuple[list[tuple[Document, Job]], int]:
+    """One page of the user's documents with their jobs, newest first, and the total count."""
+    cur = await conn.execute(
+        "SELECT * FROM docingest.documents WHERE user_id = %s"
+        " ORDER BY created_at DESC, document_id LIMIT %s OFFSET %s",
+        (user_id, limit, offset),
+    )
+    docs = [Document.from_row(r) for r in await cur.fetchall()]
+    cur = await conn.execute(
+        "SELECT * FROM docingest.upload_jobs WHERE document_id = ANY(%s)",
+        ([d.document_id for d in docs],),
+    )
+    by_doc = {j.document_id: j for j in (Job.from_row(r) for r in await cur.fetchall())}
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM docingest.documents WHERE user_id = %s", (user_id,)
+    )
+    total = await cur.fetchone()
+    pairs = [(d, by_doc[d.document_id]) for d in docs if d.document_id in by_doc]
+    return pairs, int(total["n"]) if total else 0
+
+
+async def chunk_count(conn: DictConn, document_id: UUID) -> dict[str, int]:
+    cur = await conn.execute(
+        "SELECT count(*) AS chunks, count(embedding) AS vectors FROM docingest.document_chunks"
+        " WHERE document_id = %s",
+        (document_id,),
+    )
+    row: dict[str, Any] | None = await cur.fetchone()
+    return {"chunks": int(row["chunks"]), "vectors": int(row["vectors"])} if row else {}
+
+
+async def delete(
+    conn: DictConn, blobs: BlobStore, document_id: UUID, user_id: UUID, *, actor: str
+) -> bool:
+    """Remove the document, its job, chunks, vectors and buffers (cascade) and its blobs.
+    The audit trail stays."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT j.job_id, j.parsed_path FROM docingest.upload_jobs j"
+            " WHERE j.document_id = %s AND j.user_id = %s FOR UPDATE",
+            (document_id, user_id),
+        )
+        job_row = await cur.fetchone()
+        cur = await conn.execute(
+            "DELETE FROM docingest.documents WHERE document_id = %s AND user_id = %s"
+            " RETURNING raw_path",
+            (document_id, user_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return False
+        await events.record(
+            conn,
+            actor=actor,
+            action="document.delete",
+            document_id=document_id,
+            job_id=job_row["job_id"] if job_row else None,
+        )
+    await blobs.delete(row["raw_path"])
+    if job_row and job_row["parsed_path"]:
+        await blobs.delete(job_row["parsed_path"])
+    return True

@@ -1,0 +1,38 @@
+"""The append-only `events` table: audit and processing events. Ids, codes and counts only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from docingest.store.db import DictConn
+
+
+async def record(
+    conn: DictConn,
+    *,
+    actor: str,
+    action: str,
+    outcome: str = "ok",
+    job_id: UUID | None = None,
+    document_id: UUID | None = None,
+    correlation_id: UUID | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO docingest.events (actor, action, outcome, job_id, document_id,"
+        " correlation_id, detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (actor, action, outcome, job_id, document_id, correlation_id, Jsonb(dict(detail or {}))),
+    )
+
+
+async def for_document(conn: DictConn, document_id: UUID) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT event_id, at, actor, action, outcome, job_id, detail FROM docingest.events"
+        " WHERE document_id = %s ORDER BY event_id",
+        (document_id,),
+    )
+    return list(await cur.fetchall())

@@ -1,0 +1,262 @@
+"""The queue: claim, heartbeat, fenced transitions, release and failure of `upload_jobs` rows.
+
+Lessons from River, Oban, graphile-worker, Procrastinate and PgQueuer, applied:
+- claim in one short autocommit statement (`FOR UPDATE SKIP LOCKED`), never holding a
+  transaction open across an external call;
+- expired leases are reclaimed by the claim query itself, not by a separate sweeper;
+- every status change is fenced on `claimed_by` and `attempt`, so a worker that lost its
+  lease cannot overwrite the job's new owner (zero rows updated -> `LeaseLost`);
+- NOTIFY is sent inside the enqueueing transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from docingest.domain.states import JobStatus, check_transition, failure_status
+from docingest.store.db import DictConn
+from docingest.store.records import Job
+
+CHANNEL = "docingest_jobs"
+
+_TERMINAL_SQL = "('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')"
+
+# Settable alongside a transition; anything else is refused (identifiers are never user input).
+_SETTABLE = frozenset(
+    {
+        "parsed_path",
+        "parsed_sha256",
+        "parser_name",
+        "parser_version",
+        "chunks_version",
+        "embed_model",
+        "embed_version",
+        "progress",
+    }
+)
+
+
+class LeaseLost(Exception):
+    """The job is no longer ours (lease expired and taken over, or state moved on)."""
+
+
+_CLAIM = f"""
+UPDATE docingest.upload_jobs AS j
+SET claimed_by = %(worker)s,
+    lease_expires_at = now() + make_interval(secs => %(lease)s),
+    attempt = j.attempt + 1,
+    retry_count = j.retry_count + (CASE WHEN j.claimed_by IS NULL THEN 0 ELSE 1 END),
+    updated_at = now()
+FROM (
+    SELECT job_id FROM docingest.upload_jobs
+    WHERE status NOT IN {_TERMINAL_SQL}
+      AND status <> ALL(%(excluded)s::docingest.job_status[])
+      AND next_attempt_at <= now()
+      AND (claimed_by IS NULL OR lease_expires_at < now())
+    ORDER BY next_attempt_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+) AS c
+WHERE j.job_id = c.job_id
+RETURNING j.*
+"""
+
+
+async def claim(
+    conn: DictConn, worker_id: str, lease_s: float, excluded: tuple[JobStatus, ...] = ()
+) -> Job | None:
+    """Claim the most overdue claimable job, reclaiming expired leases. Autocommit, one statement."""
+    cur = await conn.execute(
+        _CLAIM, {"worker": worker_id, "lease": lease_s, "excluded": [s.value for s in excluded]}
+    )
+    row = await cur.fetchone()
+    return Job.from_row(row) if row else None
+
+
+async def heartbeat(conn: DictConn, job: Job, worker_id: str, lease_s: float) -> bool:
+    cur = await conn.execute(
+        "UPDATE docingest.upload_jobs SET lease_expires_at = now() + make_interval(secs => %s)"
+        " WHERE job_id = %s AND claimed_by = %s AND attempt = %s RETURNING 1",
+        (lease_s, job.job_id, worker_id, job.attempt),
+    )
+    return await cur.fetchone() is not None
+
+
+async def transition(
+    conn: DictConn,
+    job: Job,
+    worker_id: str,
+    dst: JobStatus,
+    *,
+    sets: Mapping[str, Any] | None = None,
+) -> Job:
+    """Move `job` to `dst`, fenced on (status, claimed_by, attempt). Run it inside the same
+    transaction as the writes that justify the new status. Progress resets the retry budget."""
+    check_transition(job.status, dst)
+    sets = dict(sets or {})
+    unknown = set(sets) - _SETTABLE
+    if unknown:
+        raise ValueError(f"not settable: {sorted(unknown)}")
+    assignments = [
+        sql.SQL("{} = {}").format(
+            sql.Identifier(k), sql.Placeholder(k) if k != "progress" else sql.SQL("%(progress)s")
+        )
+        for k in sets
+    ]
+    params: dict[str, Any] = {k: (Jsonb(v) if k == "progress" else v) for k, v in sets.items()}
+    params.update(
+        dst=dst.value,
+        job_id=job.job_id,
+        src=job.status.value,
+        worker=worker_id,
+        attempt=job.attempt,
+    )
+    query = sql.SQL(
+        "UPDATE docingest.upload_jobs SET status = %(dst)s, retry_count = 0, last_error = NULL,"
+        " updated_at = now(){release}{extra}"
+        " WHERE job_id = %(job_id)s AND status = %(src)s AND claimed_by = %(worker)s"
+        " AND attempt = %(attempt)s RETURNING *"
+    ).format(
+        # a terminal job holds no lease
+        release=sql.SQL(", claimed_by = NULL, lease_expires_at = NULL" if dst.is_terminal else ""),
+        extra=sql.SQL("").join(sql.SQL(", ") + a for a in assignments),
+    )
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    if row is None:
+        raise LeaseLost(str(job.job_id))
+    return Job.from_row(row)
+
+
+async def set_progress(conn: DictConn, job: Job, worker_id: str, **counters: int) -> None:
+    """Move progress counters (fenced) without changing status; progress resets retries."""
+    cur = await conn.execute(
+        "UPDATE docingest.upload_jobs SET progress = progress || %s, retry_count = 0,"
+        " updated_at = now() WHERE job_id = %s AND status = %s AND claimed_by = %s"
+        " AND attempt = %s RETURNING 1",
+        (Jsonb(counters), job.job_id, job.status.value, worker_id, job.attempt),
+    )
+    if await cur.fetchone() is None:
+        raise LeaseLost(str(job.job_id))
+
+
+async def release(
+    conn: DictConn,
+    job: Job,
+    worker_id: str,
+    *,
+    delay_s: float = 0.0,
+    error: Mapping[str, Any] | None = None,
+) -> bool:
+    """Give the job back: claimable again after `delay_s`. With `error`, it counts as a retry."""
+    cur = await conn.execute(
+        "UPDATE docingest.upload_jobs SET claimed_by = NULL, lease_expires_at = NULL,"
+        " next_attempt_at = now() + make_interval(secs => %(delay)s),"
+        " retry_count = retry_count + %(inc)s, last_error = coalesce(%(err)s, last_error),"
+        " updated_at = now()"
+        " WHERE job_id = %(job_id)s AND claimed_by = %(worker)s AND attempt = %(attempt)s"
+        " RETURNING 1",
+        {
+            "delay": delay_s,
+            "inc": 1 if error else 0,
+            "err": Jsonb(dict(error)) if error else None,
+            "job_id": job.job_id,
+            "worker": worker_id,
+            "attempt": job.attempt,
+        },
+    )
+    ok = await cur.fetchone() is not None
+    if ok and delay_s <= 0:
+        await notify(conn)
+    return ok
+
+
+async def fail(conn: DictConn, job: Job, worker_id: str, code: str, message: str) -> Job:
+    """End the job in the `failed_*` status of its current stage (fenced), keeping where to resume."""
+    dst = failure_status(job.status)
+    cur = await conn.execute(
+        "UPDATE docingest.upload_jobs SET status = %(dst)s, resume_status = status,"
+        " last_error = %(err)s, claimed_by = NULL, lease_expires_at = NULL, updated_at = now()"
+        " WHERE job_id = %(job_id)s AND status = %(src)s AND claimed_by = %(worker)s"
+        " AND attempt = %(attempt)s RETURNING *",
+        {
+            "dst": dst.value,
+            "err": Jsonb({"code": code, "message": message, "stage": job.status.value}),
+            "job_id": job.job_id,
+            "src": job.status.value,
+            "worker": worker_id,
+            "attempt": job.attempt,
+        },
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise LeaseLost(str(job.job_id))
+    return Job.from_row(row)
+
+
+async def notify(conn: DictConn) -> None:
+    await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
+
+
+async def get(conn: DictConn, job_id: UUID, user_id: UUID | None = None) -> Job | None:
+    """A job by id; with `user_id`, only when it belongs to that user."""
+    if user_id is None:
+        cur = await conn.execute("SELECT * FROM docingest.upload_jobs WHERE job_id = %s", (job_id,))
+    else:
+        cur = await conn.execute(
+            "SELECT * FROM docingest.upload_jobs WHERE job_id = %s AND user_id = %s",
+            (job_id, user_id),
+        )
+    row = await cur.fetchone()
+    return Job.from_row(row) if row else None
+
+
+async def get_by_document(conn: DictConn, document_id: UUID, user_id: UUID) -> Job | None:
+    cur = await conn.execute(
+        "SELECT * FROM docingest.upload_jobs WHERE document_id = %s AND user_id = %s",
+        (document_id, user_id),
+    )
+    row = await cur.fetchone()
+    return Job.from_row(row) if row else None
+
+
+async def retry_failed(conn: DictConn, job_id: UUID) -> Job | None:
+    """Operator/user retry: a `failed_*` job resumes from the stage that failed. None if the
+    job is not in a failed state."""
+    cur = await conn.execute(
+        "UPDATE docingest.upload_jobs SET status = resume_status, resume_status = NULL,"
+        " retry_count = 0, last_error = NULL, next_attempt_at = now(), claimed_by = NULL,"
+        " lease_expires_at = NULL, updated_at = now()"
+        " WHERE job_id = %s AND status IN ('failed_parse', 'failed_chunking', 'failed_embedding')"
+        " AND resume_status IS NOT NULL RETURNING *",
+        (job_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    await notify(conn)
+    return Job.from_row(row)
+
+
+async def advance(conn: DictConn, job_id: UUID) -> Job | None:
+    """Admin: re-evaluate a stuck job. Failed -> retry; non-terminal -> drop any lease and make
+    it claimable now (its stage re-runs idempotently); complete -> unchanged."""
+    job = await retry_failed(conn, job_id)
+    if job is not None:
+        return job
+    cur = await conn.execute(
+        f"UPDATE docingest.upload_jobs SET claimed_by = NULL, lease_expires_at = NULL,"
+        f" next_attempt_at = now(), updated_at = now()"
+        f" WHERE job_id = %s AND status NOT IN {_TERMINAL_SQL} RETURNING *",
+        (job_id,),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        await notify(conn)
+        return Job.from_row(row)
+    return await get(conn, job_id)

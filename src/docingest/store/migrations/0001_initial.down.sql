@@ -1,0 +1,10 @@
+DROP TABLE IF EXISTS docingest.webhook_log;
+DROP TABLE IF EXISTS docingest.events;
+DROP FUNCTION IF EXISTS docingest.events_append_only();
+DROP TABLE IF EXISTS docingest.vector_indexes;
+DROP TABLE IF EXISTS docingest.document_chunks;
+DROP TABLE IF EXISTS docingest.document_vector_buffer;
+DROP TABLE IF EXISTS docingest.document_chunk_buffer;
+DROP TABLE IF EXISTS docingest.upload_jobs;
+DROP TABLE IF EXISTS docingest.documents;
+DROP TYPE IF EXISTS docingest.job_status;

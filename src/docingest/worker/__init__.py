@@ -1,0 +1,1 @@
+"""The BaseWorker and its stages."""

@@ -1,0 +1,245 @@
+"""The BaseWorker: one class that drives every stage of every job (DESIGN.md §2).
+
+Stateless: everything it knows is in Postgres. It claims a job with a lease, runs the stage
+for the job's current status, commits the next status with the stage's writes, and goes on
+until the job is terminal, must wait (transient error -> backoff via `next_attempt_at`), or
+the worker is told to stop (SIGTERM -> finish within a grace period, else release).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from uuid import uuid4
+
+import psycopg
+from psycopg import sql
+
+from docingest.domain.errors import DocingestError, ErrorCode, PermanentError, TransientError
+from docingest.domain.retry import RetryPolicy
+from docingest.domain.states import JobStatus
+from docingest.store import events, jobs
+from docingest.store.jobs import LeaseLost
+from docingest.store.records import Job
+from docingest.worker import metrics
+from docingest.worker.context import StageContext
+from docingest.worker.stages import STAGES
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 1
+    lease_seconds: float = 60.0
+    poll_interval_s: float = 2.0
+    shutdown_grace_s: float = 20.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    excluded_statuses: tuple[JobStatus, ...] = ()
+
+
+class BaseWorker:
+    def __init__(self, ctx: StageContext, *, dsn: str, options: WorkerOptions | None = None) -> None:
+        self.ctx = ctx
+        self.dsn = dsn
+        self.options = options or WorkerOptions()
+        self.worker_id = ctx.worker_id
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.processed = 0
+
+    def request_stop(self) -> None:
+        """Stop claiming; in-flight jobs get `shutdown_grace_s` to finish, then are released."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(
+        self, *, once: bool = False, until: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """Work until stopped. `once`: drain what is claimable now, then return. `until`: an
+        extra stop condition checked whenever the worker is idle."""
+        listener = asyncio.create_task(self._listen(), name="docingest-listener")
+        log.info("worker started", extra={"action": "worker_start", "worker_id": self.worker_id})
+        try:
+            await self._loop(once=once, until=until)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self._drain()
+            log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
+
+    async def _loop(self, *, once: bool, until: Callable[[], Awaitable[bool]] | None) -> None:
+        while not self._stopping.is_set():
+            claimed = await self._fill_slots()
+            if not self._tasks and not claimed:
+                if once or (until is not None and await until()):
+                    return
+            self._wake.clear()
+            waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
+            waiters |= set(self._tasks)  # type: ignore[arg-type]
+            done, pending = await asyncio.wait(
+                waiters, timeout=self.options.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for w in pending:
+                if w not in self._tasks:
+                    w.cancel()
+            del done
+
+    async def _fill_slots(self) -> int:
+        claimed = 0
+        while len(self._tasks) < self.options.concurrency and not self._stopping.is_set():
+            try:
+                async with self.ctx.pool.connection() as conn:
+                    job = await jobs.claim(
+                        conn, self.worker_id, self.options.lease_seconds, self.options.excluded_statuses
+                    )
+            except psycopg.OperationalError:
+                log.warning("claim failed: database unavailable", extra={"action": "claim_error"})
+                return claimed
+            if job is None:
+                break
+            claimed += 1
+            metrics.JOBS_CLAIMED.inc()
+            task = asyncio.create_task(self._process(job), name=f"job-{job.job_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return claimed
+
+    async def _drain(self) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.shutdown_grace_s)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _listen(self) -> None:
+        """LISTEN for new work; reconnect a dropped listener. The poll interval is the fallback."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(jobs.CHANNEL)))
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error:
+                log.warning("listener lost; reconnecting", extra={"action": "listen_error"})
+                await asyncio.sleep(self.options.poll_interval_s)
+
+    async def _process(self, job: Job) -> None:
+        lease_lost = asyncio.Event()
+        current: list[Job] = [job]
+        runner = asyncio.current_task()
+        assert runner is not None
+        beat = asyncio.create_task(self._heartbeat(current, lease_lost, runner))
+        try:
+            await self._advance_until_done(current)
+        except asyncio.CancelledError:
+            if not lease_lost.is_set():
+                await asyncio.shield(self._release(current[0]))
+            if not self._stopping.is_set() and not lease_lost.is_set():
+                raise
+        except LeaseLost:
+            log.warning("lease lost", extra={"action": "lease_lost", "job_id": str(job.job_id)})
+        except PermanentError as exc:
+            await self._fail(current[0], exc.code, exc.message)
+        except TransientError as exc:
+            await self._retry_later(current[0], exc.code, exc.message, exc.retry_after)
+        except DocingestError as exc:
+            await self._retry_later(current[0], exc.code, exc.message, None)
+        except psycopg.OperationalError:
+            await self._retry_later(current[0], ErrorCode.INTERNAL, "database connection lost", None)
+        except Exception as exc:
+            log.exception("stage crashed", extra={"action": "stage_crash", "job_id": str(job.job_id)})
+            await self._retry_later(current[0], ErrorCode.INTERNAL, f"unexpected {type(exc).__name__}", None)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _advance_until_done(self, current: list[Job]) -> None:
+        job = current[0]
+        if job.retry_count > self.options.retry.max_retries:
+            # reclaimed after too many lost leases (e.g. a document that kills workers)
+            raise PermanentError(ErrorCode.RETRIES_EXHAUSTED, "job was abandoned by workers too often")
+        while not job.status.is_terminal:
+            stage = STAGES[job.status]
+            started = time.perf_counter()
+            job = await stage(self.ctx, job)
+            metrics.STAGE_SECONDS.labels(stage=stage.__name__).observe(time.perf_counter() - started)
+            current[0] = job
+        self.processed += 1
+        metrics.JOBS_FINISHED.labels(status=job.status.value).inc()
+
+    async def _heartbeat(self, current: list[Job], lost: asyncio.Event, runner: asyncio.Task[None]) -> None:
+        interval = max(self.options.lease_seconds / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.ctx.pool.connection() as conn:
+                    ok = await jobs.heartbeat(conn, current[0], self.worker_id, self.options.lease_seconds)
+            except psycopg.Error:
+                continue  # the lease still has time; try again
+            if not ok:
+                lost.set()
+                runner.cancel()
+                return
+
+    async def _release(self, job: Job) -> None:
+        try:
+            async with self.ctx.pool.connection() as conn:
+                await jobs.release(conn, job, self.worker_id)
+        except psycopg.Error:
+            log.warning("release failed; lease will expire", extra={"action": "release_error"})
+
+    async def _fail(self, job: Job, code: str, message: str) -> None:
+        try:
+            async with self.ctx.pool.connection() as conn, conn.transaction():
+                failed = await jobs.fail(conn, job, self.worker_id, code, message)
+                await events.record(
+                    conn,
+                    actor=f"worker:{self.worker_id}",
+                    action=f"job.{failed.status.value}",
+                    outcome="failed",
+                    job_id=job.job_id,
+                    document_id=job.document_id,
+                    correlation_id=job.correlation_id,
+                    detail={"code": code, "stage": job.status.value},
+                )
+            metrics.JOBS_FINISHED.labels(status=failed.status.value).inc()
+            self.processed += 1
+            log.info("job failed", extra={"action": "job_failed", "job_id": str(job.job_id), "code": code})
+        except LeaseLost:
+            log.warning("lease lost before failing", extra={"action": "lease_lost", "job_id": str(job.job_id)})
+
+    async def _retry_later(self, job: Job, code: str, message: str, retry_after: float | None) -> None:
+        decision = self.options.retry.decide(job.retry_count, retry_after=retry_after)
+        if not decision.retry:
+            await self._fail(job, ErrorCode.RETRIES_EXHAUSTED, f"gave up after retries; last: {code}")
+            return
+        metrics.RETRIES.labels(code=code).inc()
+        try:
+            async with self.ctx.pool.connection() as conn:
+                await jobs.release(
+                    conn, job, self.worker_id, delay_s=decision.delay_s, error={"code": code, "message": message}
+                )
+        except psycopg.Error:
+            log.warning("could not schedule retry; lease will expire", extra={"action": "release_error"})
+        log.info(
+            "job will retry",
+            extra={"action": "job_retry", "job_id": str(job.job_id), "code": code, "delay_s": round(decision.delay_s, 2)},
+        )

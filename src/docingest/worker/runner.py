@@ -1,0 +1,52 @@
+"""Run a BaseWorker with its pool and signal handling (used by `docingest worker`,
+`docingest ingest` and tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+from docingest.bootstrap import Runtime, parser
+from docingest.domain.retry import RetryPolicy
+from docingest.store.db import open_pool
+from docingest.store.vector_index import ensure_vector_index
+from docingest.worker.base import BaseWorker, WorkerOptions, new_worker_id
+from docingest.worker.context import StageContext
+
+
+async def run_worker(
+    rt: Runtime,
+    *,
+    concurrency: int = 1,
+    once: bool = False,
+    until: Callable[[], Awaitable[bool]] | None = None,
+    handle_signals: bool = True,
+    poll_interval_s: float = 2.0,
+) -> int:
+    """Work until stopped (SIGTERM/SIGINT), drained (`once`) or `until()` holds. Returns the
+    number of jobs this worker brought to a terminal status."""
+    pool = await open_pool(rt.dsn, min_size=1, max_size=concurrency * 2 + 2, name="docingest-worker")
+    try:
+        e = rt.embedder
+        async with pool.connection() as conn:
+            await ensure_vector_index(conn, e.model, e.version, e.dimensions)
+        ctx = StageContext(
+            pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=e, worker_id=new_worker_id()
+        )
+        options = WorkerOptions(
+            concurrency=concurrency,
+            lease_seconds=float(rt.settings.lease_seconds),
+            poll_interval_s=poll_interval_s,
+            shutdown_grace_s=max(1.0, rt.settings.lease_seconds / 2),
+            retry=RetryPolicy(max_retries=rt.settings.max_retries),
+        )
+        worker = BaseWorker(ctx, dsn=rt.dsn, options=options)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, worker.request_stop)
+        await worker.run(once=once, until=until)
+        return worker.processed
+    finally:
+        await pool.close()
