@@ -1,0 +1,1 @@
+"""Clients of the parser and the embedder (local and remote)."""

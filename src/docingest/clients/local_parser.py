@@ -1,0 +1,290 @@
+"""Local PDF parser: PDFium in a short-lived, resource-limited child process.
+
+The worker never loads a PDF into its own process. Each parse starts
+``python -m docingest.clients.parse_child``, feeds the bytes on stdin and reads one JSON
+answer from stdout, so that
+
+- CPU-heavy parsing never blocks the caller's event loop;
+- a PDFium crash, an out-of-memory kill or a runaway page cannot take the worker down;
+- memory (RLIMIT_AS) and CPU time (RLIMIT_CPU) are capped per document, and the
+  wall-clock timeout kills (and reaps) the child.
+
+Outcomes: ``ParsedPdf``; ``ParseError`` with the child's code; ``ParseError(PARSE_LIMIT)``
+on timeout, death by signal or oversized output; ``ParseError(CORRUPT_PDF)`` when the
+child's answer is not the expected JSON; ``TransientError(PARSER_UNAVAILABLE)`` when the
+child cannot be started or exits with an error before answering (an environment problem,
+not the document's fault).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+from importlib import metadata
+from typing import Any, Final, TypeGuard
+
+from docingest.clients.pdf_markdown import ParsedPdf
+from docingest.domain.errors import ErrorCode, ParseError, TransientError
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_BYTES",
+    "PARSER_NAME",
+    "PARSER_VERSION",
+    "LocalParser",
+    "ParsedPdf",
+    "parse_pdf",
+]
+
+logger = logging.getLogger(__name__)
+
+PARSER_NAME: Final = "local-pdfium"
+
+
+def _pypdfium2_version() -> str:
+    try:
+        return metadata.version("pypdfium2")
+    except metadata.PackageNotFoundError:  # pragma: no cover - it is a hard dependency
+        return "unknown"
+
+
+#: bump MARKDOWN_RULES when pdf_markdown's output changes for the same PDF
+MARKDOWN_RULES: Final = "md1"
+PARSER_VERSION: Final = f"{_pypdfium2_version()}+{MARKDOWN_RULES}"
+#: cap on the child's answer (markdown + JSON overhead) read into this process
+DEFAULT_MAX_OUTPUT_BYTES: Final = 256 * 1024 * 1024
+
+_CHILD_MODULE: Final = "docingest.clients.parse_child"
+_READ_CHUNK: Final = 1 << 16
+_MAX_MESSAGE_CHARS: Final = 200
+# The child gets no secrets (database URL, API keys, JWT/webhook secrets): only what the
+# interpreter needs to start and find the package.
+_ENV_ALLOWLIST: Final = (
+    "PATH",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "SYSTEMROOT",
+)
+
+
+async def parse_pdf(
+    data: bytes,
+    *,
+    max_pages: int = 1000,
+    timeout_s: float = 120.0,
+    memory_mb: int = 1536,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+) -> ParsedPdf:
+    """Convert PDF bytes to markdown in a sandboxed child process."""
+    if max_pages < 1 or memory_mb < 1 or max_output_bytes < 1 or not timeout_s > 0:
+        raise ValueError("max_pages, memory_mb, max_output_bytes and timeout_s must be > 0")
+    # The CPU limit backs up the wall-clock timeout: it holds even if this process dies.
+    cpu_seconds = math.ceil(timeout_s) + 1
+    argv = [
+        sys.executable,
+        "-m",
+        _CHILD_MODULE,
+        "--max-pages",
+        str(max_pages),
+        "--memory-mb",
+        str(memory_mb),
+        "--cpu-seconds",
+        str(cpu_seconds),
+    ]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=_child_env(),
+        )
+    except OSError as exc:
+        raise TransientError(
+            ErrorCode.PARSER_UNAVAILABLE, "could not start the parse process"
+        ) from exc
+    try:
+        try:
+            async with asyncio.timeout(timeout_s):
+                stdout = await _exchange(proc, data, max_output_bytes)
+                returncode = await proc.wait()
+        except TimeoutError:
+            logger.warning(
+                "parse process timed out",
+                extra={"action": "parse_timeout", "pid": proc.pid, "timeout_s": timeout_s},
+            )
+            raise ParseError(
+                ErrorCode.PARSE_LIMIT, f"parse exceeded the time limit of {timeout_s:g} s"
+            ) from None
+    finally:
+        await _reap(proc)
+    result = _interpret(returncode, stdout, pid=proc.pid)
+    logger.debug(
+        "parse process finished",
+        extra={
+            "action": "parse_done",
+            "pid": proc.pid,
+            "pages": result.pages,
+            "duration_ms": round((loop.time() - started) * 1000),
+        },
+    )
+    return result
+
+
+class LocalParser:
+    """The local parser behind a small interface: ``name``, ``version``, ``parse``."""
+
+    def __init__(
+        self,
+        *,
+        max_pages: int = 1000,
+        timeout_s: float = 120.0,
+        memory_mb: int = 1536,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    ) -> None:
+        if max_pages < 1 or memory_mb < 1 or max_output_bytes < 1 or not timeout_s > 0:
+            raise ValueError("max_pages, memory_mb, max_output_bytes and timeout_s must be > 0")
+        self.name: str = PARSER_NAME
+        self.version: str = PARSER_VERSION
+        self.max_pages = max_pages
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self.max_output_bytes = max_output_bytes
+
+    async def parse(self, data: bytes) -> ParsedPdf:
+        return await parse_pdf(
+            data,
+            max_pages=self.max_pages,
+            timeout_s=self.timeout_s,
+            memory_mb=self.memory_mb,
+            max_output_bytes=self.max_output_bytes,
+        )
+
+
+def _child_env() -> dict[str, str]:
+    return {key: os.environ[key] for key in _ENV_ALLOWLIST if key in os.environ}
+
+
+async def _exchange(proc: asyncio.subprocess.Process, data: bytes, max_output: int) -> bytes:
+    """Feed stdin and collect stdout concurrently (never more than ``max_output`` bytes)."""
+    assert proc.stdin is not None and proc.stdout is not None
+    writer = asyncio.create_task(_feed(proc.stdin, data))
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await proc.stdout.read(_READ_CHUNK):
+            size += len(chunk)
+            if size > max_output:
+                raise ParseError(ErrorCode.PARSE_LIMIT, "parser output exceeded the size limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        if not writer.done():
+            writer.cancel()
+        await asyncio.wait([writer])
+
+
+async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    try:
+        stdin.write(data)
+        await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the child stopped reading; its answer or exit status says why
+    finally:
+        stdin.close()
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+def _interpret(returncode: int, stdout: bytes, *, pid: int) -> ParsedPdf:
+    if returncode < 0:
+        signum = -returncode
+        logger.warning(
+            "parse process killed by a signal",
+            extra={"action": "parse_killed", "pid": pid, "signal": _signal_name(signum)},
+        )
+        raise ParseError(
+            ErrorCode.PARSE_LIMIT,
+            f"parse process killed by {_signal_name(signum)} (resource limit or crash)",
+        )
+    answer = _decode(stdout)
+    if answer is None:
+        if returncode != 0:
+            logger.warning(
+                "parse process failed before answering",
+                extra={"action": "parse_child_failed", "pid": pid, "returncode": returncode},
+            )
+            raise TransientError(
+                ErrorCode.PARSER_UNAVAILABLE,
+                f"parse process exited with status {returncode} without an answer",
+            )
+        raise ParseError(ErrorCode.CORRUPT_PDF, "parse process returned no valid answer")
+    ok = answer.get("ok")
+    if ok is True:
+        return _parsed(answer)
+    if ok is False:
+        raise _failure(answer)
+    raise ParseError(ErrorCode.CORRUPT_PDF, "parse process returned no valid answer")
+
+
+def _decode(stdout: bytes) -> dict[str, Any] | None:
+    try:
+        answer = json.loads(stdout)
+    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _parsed(answer: dict[str, Any]) -> ParsedPdf:
+    markdown = answer.get("markdown")
+    pages = answer.get("pages")
+    repaired = answer.get("repaired")
+    empty_pages = answer.get("empty_pages")
+    if (
+        isinstance(markdown, str)
+        and _is_count(pages)
+        and isinstance(repaired, bool)
+        and _is_count(empty_pages)
+    ):
+        return ParsedPdf(markdown=markdown, pages=pages, repaired=repaired, empty_pages=empty_pages)
+    raise ParseError(ErrorCode.CORRUPT_PDF, "parse process returned a malformed answer")
+
+
+def _failure(answer: dict[str, Any]) -> ParseError:
+    try:
+        code = ErrorCode(str(answer.get("code")))
+    except ValueError:
+        return ParseError(ErrorCode.CORRUPT_PDF, "parse process returned an unknown error code")
+    message = answer.get("message")
+    if not isinstance(message, str) or not message:
+        message = "parse failed"
+    return ParseError(code, message[:_MAX_MESSAGE_CHARS])
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

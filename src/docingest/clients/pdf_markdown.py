@@ -1,0 +1,480 @@
+"""In-process PDF -> markdown conversion with pypdfium2 (PDFium).
+
+Runs inside the sandboxed parse child (``parse_child``); callers in the worker use
+``local_parser.parse_pdf``, which never loads a PDF in their own process.
+
+Output: every page starts with ``<!-- page N -->`` and a blank line. Headings come from
+font size: the body size is the size carrying the most letters/digits in the document;
+short, non-sentence lines clearly larger than that become ``#``/``##``/``###`` by size
+rank. Bullet glyphs at line start become ``- ``. Paragraphs (found from vertical gaps
+between baselines) are separated by blank lines.
+
+PDFium's text API is called once per page for the text; font size and position are read
+for at most three characters per line, so the cost is a few ctypes calls per line rather
+than per character.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from docingest.domain.errors import ErrorCode, ParseError
+
+__all__ = [
+    "MIN_ALNUM_RATIO",
+    "MIN_DOC_ALNUM",
+    "MIN_PAGE_ALNUM",
+    "ParsedPdf",
+    "pdf_to_markdown",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPdf:
+    """Result of a successful parse.
+
+    ``empty_pages`` counts pages with fewer than ``MIN_PAGE_ALNUM`` letters/digits
+    (scanned or drawing-only pages); ``repaired`` is true when the file only opened
+    after a fallback or PDFium had to rebuild its structure (junk before the header,
+    broken cross-reference table).
+    """
+
+    markdown: str
+    pages: int
+    repaired: bool
+    empty_pages: int
+
+
+# --- thresholds (see docs/_parser_decision.md) ------------------------------------------
+PDF_HEADER = b"%PDF-"
+MAX_HEADER_OFFSET = 1024
+#: a page with fewer letters/digits than this counts as empty (no usable text layer)
+MIN_PAGE_ALNUM = 16
+#: a document needs at least this many letters/digits in total ...
+MIN_DOC_ALNUM = 32
+#: ... and at least this share of letters/digits among its non-space characters
+#: (broken ToUnicode maps yield control-character garbage: 0.13 in the corpus, real
+#: text layers are >= 0.5)
+MIN_ALNUM_RATIO = 0.30
+MAX_HEADING_CHARS = 120
+HEADING_MIN_RATIO = 1.15
+HEADING_MIN_DELTA_PT = 1.0
+#: heading sizes within this factor of the level's largest size share the level
+HEADING_LEVEL_BAND = 0.90
+MAX_HEADING_LEVEL = 3
+#: a size whose candidate lines carry more than this share of all letters/digits is body
+MAX_HEADING_SHARE = 0.15
+#: a candidate repeated on at least max(3, 5 % of pages) pages is a running header
+MIN_RUNNING_HEADER_PAGES = 3
+RUNNING_HEADER_SHARE = 0.05
+#: baseline gap (in units of the font size) above which a new paragraph starts
+PARAGRAPH_GAP = 1.6
+SIZE_QUANTUM = 0.1
+#: letters/digits seen before the running body size is trusted to skip second samples
+WARMUP_ALNUM = 2000
+
+_LINE_RE = re.compile(r"[^\r\n]+")
+_ALNUM_RE = re.compile(r"[^\W_]")
+_LAST_ALNUM_RE = re.compile(r"[^\W_](?=[\W_]*$)")
+_NON_ALNUM_RE = re.compile(r"[\W_]+")
+_SPACE_RE = re.compile(r"\s+")
+# control chars, soft hyphen, zero-width and bidi controls, BOM, specials, surrogates
+_DROP_RE = re.compile(
+    "[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    "\ufeff\ufff9-\ufffd\uffff\ud800-\udfff]"
+)
+_PRIVATE_USE_RE = re.compile("[\ue000-\uf8ff]")
+# PDFium reports some hyphen glyphs as U+FFFE (and old builds as U+0002)
+_HYPHEN_RE = re.compile("[\ufffe\x02]")
+_BULLET_RE = re.compile(
+    "^(?:[•▪◦●○■□▫‣⁃∙◆◇➢➤►▶✓✔❖\uf000-\uf0ff]\\s*|[-*]\\s+|[-*]$)",
+)
+_SENTENCE_END = (".", ",", ";")
+_STARTXREF_RE = re.compile(rb"startxref\s+(\d{1,15})")
+_XREF_TARGET_RE = re.compile(rb"\s*(?:xref|\d+\s+\d+\s+obj)")
+
+
+@dataclass(slots=True)
+class _Line:
+    text: str
+    size: float  # effective font size in points, 0.0 when unknown
+    y: float | None  # baseline of the first sampled character
+    alnum: int
+    bullet: bool
+
+
+@dataclass(slots=True)
+class _Page:
+    lines: list[_Line]
+    alnum: int
+    nonspace: int
+
+
+def pdf_to_markdown(data: bytes, *, max_pages: int) -> ParsedPdf:
+    """Convert PDF bytes to markdown. Raises ``ParseError`` with a content-free message."""
+    if max_pages < 1:
+        raise ValueError("max_pages must be >= 1")
+    doc, repaired = _open(data)
+    try:
+        page_count = len(doc)
+        if page_count == 0:
+            raise ParseError(ErrorCode.NO_PAGES, "document has no pages")
+        if page_count > max_pages:
+            raise ParseError(
+                ErrorCode.TOO_MANY_PAGES, f"document has {page_count} pages, limit {max_pages}"
+            )
+        pages = []
+        running: Counter[float] = Counter()
+        for index in range(page_count):
+            page = _extract_page(doc, index, _last_sample_floor(running))
+            for line in page.lines:
+                if line.size > 0:
+                    running[line.size] += line.alnum
+            pages.append(page)
+    finally:
+        doc.close()
+
+    total_alnum = sum(p.alnum for p in pages)
+    total_nonspace = sum(p.nonspace for p in pages)
+    empty_pages = sum(1 for p in pages if p.alnum < MIN_PAGE_ALNUM)
+    if (
+        total_alnum < MIN_DOC_ALNUM
+        or empty_pages == page_count
+        or total_alnum < MIN_ALNUM_RATIO * total_nonspace
+    ):
+        raise ParseError(
+            ErrorCode.NO_TEXT,
+            f"no usable text layer ({total_alnum} letters/digits on {page_count} pages)",
+        )
+    markdown = _render(pages)
+    return ParsedPdf(
+        markdown=markdown, pages=page_count, repaired=repaired, empty_pages=empty_pages
+    )
+
+
+# --- opening -----------------------------------------------------------------------------
+
+
+def _open(data: bytes) -> tuple[Any, bool]:
+    offset = data.find(PDF_HEADER, 0, MAX_HEADER_OFFSET + len(PDF_HEADER))
+    if offset < 0:
+        raise ParseError(ErrorCode.CORRUPT_PDF, "no PDF header in the first 1024 bytes")
+    try:
+        doc = _load(data)
+        # PDFium tolerates leading junk and rebuilds broken xref tables silently;
+        # report both as repairs.
+        return doc, offset > 0 or not _xref_looks_intact(data, offset)
+    except _LoadFailed as first:
+        if offset == 0:
+            raise first.error from None
+    try:
+        return _load(data[offset:]), True
+    except _LoadFailed as second:
+        raise second.error from None
+
+
+class _LoadFailed(Exception):
+    def __init__(self, error: ParseError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
+def _load(data: bytes) -> Any:
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        code = exc.err_code
+        if code == pdfium_c.FPDF_ERR_PASSWORD:
+            err = ParseError(ErrorCode.ENCRYPTED, "a password is required to open the document")
+        elif code == pdfium_c.FPDF_ERR_SECURITY:
+            err = ParseError(ErrorCode.ENCRYPTED, "unsupported encryption (security handler)")
+        else:
+            err = ParseError(ErrorCode.CORRUPT_PDF, f"PDFium could not load the file (code {code})")
+        raise _LoadFailed(err) from None
+
+
+def _xref_looks_intact(data: bytes, offset: int) -> bool:
+    """Cheap check that ``startxref`` points at an xref table or xref stream object."""
+    keyword = data.rfind(b"startxref", max(offset, len(data) - 4096))
+    match = _STARTXREF_RE.match(data, keyword) if keyword >= 0 else None
+    if match is None:
+        return False
+    target = offset + int(match.group(1))
+    return target < len(data) and _XREF_TARGET_RE.match(data, target) is not None
+
+
+# --- extraction --------------------------------------------------------------------------
+
+
+def _last_sample_floor(sizes: Counter[float]) -> float:
+    """Smallest first-character size worth a second sample (only possible headings need
+    one), from the body size seen so far; 0 (always sample) until enough text was seen."""
+    if sum(sizes.values()) < WARMUP_ALNUM:
+        return 0.0
+    body = max(sizes.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+    return body * HEADING_MIN_RATIO * 0.95
+
+
+def _extract_page(doc: Any, index: int, last_sample_floor: float) -> _Page:
+    try:
+        page = doc[index]
+    except pdfium.PdfiumError:
+        return _Page(lines=[], alnum=0, nonspace=0)
+    try:
+        textpage = page.get_textpage()
+        try:
+            return _page_lines(textpage, last_sample_floor)
+        finally:
+            textpage.close()
+    except pdfium.PdfiumError:
+        return _Page(lines=[], alnum=0, nonspace=0)
+    finally:
+        page.close()
+
+
+def _page_lines(textpage: Any, last_sample_floor: float) -> _Page:
+    text = str(textpage.get_text_range())
+    if not text:
+        return _Page(lines=[], alnum=0, nonspace=0)
+    nonspace = len(_SPACE_RE.sub("", text))
+    base = _text_index_base(textpage)
+    sampler = _Sampler(textpage.raw, text, base)
+    lines: list[_Line] = []
+    page_alnum = 0
+    for match in _LINE_RE.finditer(text):
+        raw = match.group()
+        cleaned, bullet = _clean_line(raw)
+        if not cleaned and not bullet:
+            continue
+        alnum = len(_NON_ALNUM_RE.sub("", cleaned))
+        page_alnum += alnum
+        if alnum:
+            maybe_heading = len(cleaned) <= MAX_HEADING_CHARS and not bullet
+            size, y = sampler.sample(
+                raw, match.start(), both_ends=maybe_heading, floor=last_sample_floor
+            )
+        else:
+            size, y = 0.0, None
+        lines.append(_Line(text=cleaned, size=size, y=y, alnum=alnum, bullet=bullet))
+    return _Page(lines=lines, alnum=page_alnum, nonspace=nonspace)
+
+
+def _text_index_base(textpage: Any) -> int:
+    """Text index of the first character returned by ``get_text_range()``."""
+    count = int(pdfium_c.FPDFText_CountChars(textpage))
+    for char_index in range(min(count, 64)):
+        text_index = int(pdfium_c.FPDFText_GetTextIndexFromCharIndex(textpage, char_index))
+        if text_index >= 0:
+            return text_index
+    return 0
+
+
+class _Sampler:
+    """Reads effective font size and baseline for a few characters of a line."""
+
+    def __init__(self, textpage: Any, text: str, base: int) -> None:
+        self._tp = textpage
+        self._text = text
+        self._base = base
+        self._matrix = pdfium_c.FS_MATRIX()
+        self._pm = ctypes.byref(self._matrix)
+        self._x = ctypes.c_double()
+        self._y = ctypes.c_double()
+        self._px = ctypes.byref(self._x)
+        self._py = ctypes.byref(self._y)
+        self._identity = base == 0 and int(pdfium_c.FPDFText_CountChars(textpage)) == len(text)
+
+    def sample(
+        self, line: str, start: int, *, both_ends: bool, floor: float
+    ) -> tuple[float, float | None]:
+        """Size of the first (and, for possible headings, the last) letter/digit; the
+        baseline of the first."""
+        first = _ALNUM_RE.search(line)
+        if first is None:
+            return 0.0, None
+        size = 0.0
+        y: float | None = None
+        char_index = self._char_index(start + first.start())
+        if char_index >= 0:
+            size = self._size(char_index)
+            if pdfium_c.FPDFText_GetCharOrigin(self._tp, char_index, self._px, self._py):
+                y = float(self._y.value)
+        if both_ends and size >= floor:
+            last = _LAST_ALNUM_RE.search(line)
+            if last is not None and last.start() != first.start():
+                char_index = self._char_index(start + last.start())
+                if char_index >= 0:
+                    last_size = self._size(char_index)
+                    size = min(size, last_size) if size > 0 else last_size
+        return _quantize(size), y
+
+    def _char_index(self, text_pos: int) -> int:
+        if self._identity:
+            char_index = text_pos
+        else:
+            char_index = int(
+                pdfium_c.FPDFText_GetCharIndexFromTextIndex(self._tp, self._base + text_pos)
+            )
+            if char_index < 0:
+                return -1
+        # guard against text/char index drift (ligatures, inserted chars)
+        if int(pdfium_c.FPDFText_GetUnicode(self._tp, char_index)) != ord(self._text[text_pos]):
+            return -1
+        return char_index
+
+    def _size(self, char_index: int) -> float:
+        size = abs(float(pdfium_c.FPDFText_GetFontSize(self._tp, char_index)))
+        # FPDFText_GetFontSize is the Tf operand; producers often use "1 Tf" and scale
+        # with the text matrix / CTM (some with a negative size and a flipped matrix),
+        # so apply the vertical scale of the char matrix.
+        if pdfium_c.FPDFText_GetMatrix(self._tp, char_index, self._pm):
+            scale = math.hypot(float(self._matrix.c), float(self._matrix.d))
+            if math.isfinite(scale) and scale > 0:
+                size *= scale
+        return size if math.isfinite(size) and size > 0 else 0.0
+
+
+def _quantize(size: float) -> float:
+    return round(size / SIZE_QUANTUM) * SIZE_QUANTUM
+
+
+def _clean_line(raw: str) -> tuple[str, bool]:
+    line = _HYPHEN_RE.sub("-", raw)
+    line = _DROP_RE.sub("", line)
+    line = " ".join(line.split())
+    bullet = False
+    match = _BULLET_RE.match(line)
+    if match is not None:
+        bullet = True
+        line = line[match.end() :]
+    line = " ".join(_PRIVATE_USE_RE.sub(" ", line).split())
+    return line, bullet
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def _render(pages: list[_Page]) -> str:
+    body = _body_size(pages)
+    levels, running = _heading_plan(pages, body)
+    out: list[str] = []
+    for number, page in enumerate(pages, start=1):
+        out.append(f"<!-- page {number} -->")
+        out.append("")
+        block = _render_page(page, levels, running, body)
+        if block:
+            out.extend(block)
+            out.append("")
+    while out and out[-1] == "":
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+def _body_size(pages: list[_Page]) -> float:
+    weights: Counter[float] = Counter()
+    for page in pages:
+        for line in page.lines:
+            if line.size > 0:
+                weights[line.size] += line.alnum
+    if not weights:
+        return 0.0
+    return max(weights.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+
+
+def _is_heading_candidate(line: _Line, body: float) -> bool:
+    if body <= 0 or line.size <= 0 or line.bullet:
+        return False
+    if line.size < body * HEADING_MIN_RATIO or line.size - body < HEADING_MIN_DELTA_PT:
+        return False
+    text = line.text
+    if len(text) > MAX_HEADING_CHARS or text.endswith(_SENTENCE_END):
+        return False
+    return sum(1 for ch in text if ch.isalpha()) >= 2
+
+
+def _heading_plan(pages: list[_Page], body: float) -> tuple[dict[float, int], set[str]]:
+    """Map heading font sizes to levels; also return texts repeated as running headers.
+
+    A size is a heading size only if its lines carry a small share of the document's
+    letters/digits (otherwise it is a second body font, e.g. bold-ish entry names in a
+    directory). A candidate text repeated on many pages is a running header, not a heading.
+    """
+    total = sum(page.alnum for page in pages) or 1
+    candidates = [
+        [line for line in page.lines if _is_heading_candidate(line, body)] for page in pages
+    ]
+    seen_on: Counter[str] = Counter()
+    for lines in candidates:
+        seen_on.update({line.text for line in lines})
+    repeat_limit = max(MIN_RUNNING_HEADER_PAGES, math.ceil(RUNNING_HEADER_SHARE * len(pages)))
+    running = {text for text, count in seen_on.items() if count >= repeat_limit}
+    share: Counter[float] = Counter()
+    for lines in candidates:
+        for line in lines:
+            if line.text not in running:
+                share[line.size] += line.alnum
+    sizes = sorted((s for s, n in share.items() if n <= MAX_HEADING_SHARE * total), reverse=True)
+    levels: dict[float, int] = {}
+    level = 0
+    band_top = math.inf
+    for size in sizes:
+        if size < band_top * HEADING_LEVEL_BAND:
+            level += 1
+            band_top = size
+        levels[size] = min(level, MAX_HEADING_LEVEL)
+    return levels, running
+
+
+def _render_page(
+    page: _Page, levels: dict[float, int], running: set[str], body: float
+) -> list[str]:
+    out: list[str] = []
+    prev: _Line | None = None
+    prev_level = 0
+    pending_bullet = False
+    for line in page.lines:
+        level = 0
+        if line.size in levels and line.text not in running and _is_heading_candidate(line, body):
+            level = levels[line.size]
+        if not line.text:  # a bullet glyph alone on its line: attach to the next line
+            pending_bullet = pending_bullet or line.bullet
+            continue
+        bullet = line.bullet or pending_bullet
+        pending_bullet = False
+        if level and prev is not None and prev_level == level and not _gap_breaks(prev, line, body):
+            out[-1] = f"{out[-1]} {line.text}"  # heading wrapped over two lines
+            prev = line
+            continue
+        if out and (level or prev_level or _gap_breaks(prev, line, body)):
+            out.append("")
+        if level:
+            out.append(f"{'#' * level} {line.text}")
+        elif bullet:
+            out.append(f"- {line.text}")
+        else:
+            out.append(_escape(line.text))
+        prev, prev_level = line, level
+    return out
+
+
+def _gap_breaks(prev: _Line | None, line: _Line, body: float) -> bool:
+    if prev is None or prev.y is None or line.y is None:
+        return False
+    size = max(prev.size, line.size, body) or 10.0
+    gap = prev.y - line.y
+    return gap > PARAGRAPH_GAP * size or gap < -0.5 * size
+
+
+def _escape(text: str) -> str:
+    """Keep body text from being read as markdown structure (or as a page marker)."""
+    if text[0] in "#<>" or (len(text) >= 3 and set(text) <= set("-=_*")):
+        return "\\" + text
+    return text
