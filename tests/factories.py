@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+from docingest.store import jobs
 from docingest.store.db import DictConn
 from docingest.store.records import Job
-from docingest.store import jobs
 
 
 async def make_job(conn: DictConn, user_id: uuid.UUID | None = None) -> Job:

@@ -26,7 +26,9 @@ def local_secret(home: Path, name: str) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         if path.stat().st_mode & 0o077:
-            raise ConfigError(f"{path} must not be readable by group or others (chmod 600)") from None
+            raise ConfigError(
+                f"{path} must not be readable by group or others (chmod 600)"
+            ) from None
         value = path.read_text(encoding="ascii").strip()
         if value:
             return value
@@ -65,15 +67,22 @@ def blob_store(settings: Settings) -> LocalBlobStore:
 
 
 def embedder(settings: Settings) -> Embedder:
+    built: Embedder
     if settings.embedder == "openai":
         assert settings.openai_api_key is not None  # enforced by Settings
-        return OpenAIEmbedder(
-            settings.openai_base_url,
-            settings.openai_api_key,
-            model=settings.embed_model,
-            dimensions=settings.embed_dimensions,
-        )
-    return HashEmbedder(settings.embed_dimensions)
+        try:
+            built = OpenAIEmbedder(
+                settings.openai_base_url,
+                settings.openai_api_key,
+                model=settings.embed_model,
+                dimensions=settings.embed_dimensions,
+            )
+        except ValueError as exc:  # e.g. plain http to a non-loopback host
+            raise ConfigError(f"DOCINGEST_OPENAI_BASE_URL: {exc}") from None
+    else:
+        built = HashEmbedder(settings.embed_dimensions)
+    built.max_batch_inputs = min(built.max_batch_inputs, settings.embed_batch_size)
+    return built
 
 
 def parser(settings: Settings) -> LocalParser:

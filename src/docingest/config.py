@@ -52,6 +52,13 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return value
 
 
+def _batch_size(env: Mapping[str, str]) -> int:
+    value = _int(env, "DOCINGEST_EMBED_BATCH_SIZE", 256)
+    if value > 256:
+        raise ConfigError("DOCINGEST_EMBED_BATCH_SIZE must be <= 256")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -71,6 +78,7 @@ class Settings:
     embed_dimensions: int
     embed_rpm: int | None
     embed_tpm: int | None
+    embed_batch_size: int
     max_upload_bytes: int
     max_pages: int
     parse_timeout_s: int
@@ -99,7 +107,9 @@ class Settings:
         embedder = _choice(env, "DOCINGEST_EMBEDDER", "hash", _EMBEDDERS)
         openai_key = env.get("DOCINGEST_OPENAI_API_KEY") or env.get("OPENAI_API_KEY") or None
         if embedder == "openai" and not openai_key:
-            raise ConfigError("DOCINGEST_OPENAI_API_KEY (or OPENAI_API_KEY) is required for the openai embedder")
+            raise ConfigError(
+                "DOCINGEST_OPENAI_API_KEY (or OPENAI_API_KEY) is required for the openai embedder"
+            )
         llamaparse_key = env.get("DOCINGEST_LLAMAPARSE_API_KEY") or None
         if parser == "llamaparse" and not llamaparse_key:
             raise ConfigError("DOCINGEST_LLAMAPARSE_API_KEY is required for the llamaparse parser")
@@ -115,7 +125,8 @@ class Settings:
             master_key=env.get("DOCINGEST_MASTER_KEY") or None,
             jwt_secret=jwt_secret,
             webhook_secret=webhook_secret,
-            public_url=_url(env, "DOCINGEST_PUBLIC_URL", ("http", "https")) or "http://127.0.0.1:8000",
+            public_url=_url(env, "DOCINGEST_PUBLIC_URL", ("http", "https"))
+            or "http://127.0.0.1:8000",
             parser=parser,
             llamaparse_url=_url(env, "DOCINGEST_LLAMAPARSE_URL", ("http", "https")),
             llamaparse_api_key=llamaparse_key,
@@ -127,6 +138,7 @@ class Settings:
             embed_dimensions=dims,
             embed_rpm=rpm,
             embed_tpm=tpm,
+            embed_batch_size=_batch_size(env),
             max_upload_bytes=_int(env, "DOCINGEST_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
             max_pages=_int(env, "DOCINGEST_MAX_PAGES", 1000),
             parse_timeout_s=_int(env, "DOCINGEST_PARSE_TIMEOUT_SECONDS", 300),

@@ -32,7 +32,9 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _STD)
-        return f"{record.levelname.lower():7} {record.name}: {record.getMessage()} {extras}".rstrip()
+        return (
+            f"{record.levelname.lower():7} {record.name}: {record.getMessage()} {extras}".rstrip()
+        )
 
 
 def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:

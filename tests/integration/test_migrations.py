@@ -42,7 +42,9 @@ def test_upgrade_downgrade_roundtrip(fresh_dsn: str) -> None:
 
 def test_events_are_append_only(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO docingest.events (actor, action, outcome) VALUES ('t', 'a', 'ok')")
+        conn.execute(
+            "INSERT INTO docingest.events (actor, action, outcome) VALUES ('t', 'a', 'ok')"
+        )
         try:
             conn.execute("UPDATE docingest.events SET outcome = 'changed'")
         except psycopg.errors.RaiseException:

@@ -17,7 +17,9 @@ from tests.factories import make_job
 
 async def test_enum_matches_postgres(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT unnest(enum_range(NULL::docingest.job_status))::text").fetchall()
+        rows = conn.execute(
+            "SELECT unnest(enum_range(NULL::docingest.job_status))::text"
+        ).fetchall()
     assert [r[0] for r in rows] == [s.value for s in JobStatus]
 
 
@@ -100,7 +102,9 @@ async def test_release_with_backoff_hides_job_until_due(dsn: str) -> None:
             await make_job(conn)
             job = await jobs.claim(conn, "w1", lease_s=300)
             assert job is not None
-            assert await jobs.release(conn, job, "w1", delay_s=3600, error={"code": "x", "message": "y"})
+            assert await jobs.release(
+                conn, job, "w1", delay_s=3600, error={"code": "x", "message": "y"}
+            )
             assert await jobs.claim(conn, "w2", lease_s=300) is None
             await conn.execute("UPDATE docingest.upload_jobs SET next_attempt_at = now()")
             again = await jobs.claim(conn, "w2", lease_s=300)

@@ -23,7 +23,9 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_principal(state: StateDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+def get_principal(
+    state: StateDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
     return authenticate(authorization, state.jwt_secret)
 
 

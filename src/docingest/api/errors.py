@@ -17,13 +17,19 @@ _STATUS = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
 def not_found(what: str = "resource") -> ApiError:
@@ -43,4 +49,6 @@ async def handle_domain_error(_: Request, exc: Exception) -> JSONResponse:
 async def handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = sorted({".".join(str(p) for p in e.get("loc", ())) for e in exc.errors()})
-    return error_response(422, ErrorCode.MALFORMED_REQUEST, f"invalid request fields: {', '.join(fields)}")
+    return error_response(
+        422, ErrorCode.MALFORMED_REQUEST, f"invalid request fields: {', '.join(fields)}"
+    )

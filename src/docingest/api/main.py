@@ -32,7 +32,9 @@ def create_app(rt: Runtime, *, pool_size: int = 10) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await open_pool(rt.dsn, min_size=1, max_size=pool_size, name="docingest-api")
         async with pool.connection() as conn:
-            await ensure_vector_index(conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions)
+            await ensure_vector_index(
+                conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
+            )
         app.state.docingest = AppState(
             pool=pool,
             blobs=rt.blobs,
@@ -54,7 +56,9 @@ def create_app(rt: Runtime, *, pool_size: int = 10) -> FastAPI:
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
 
     @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")

@@ -32,14 +32,18 @@ def _dsn(migrate_schema: bool = True) -> str:
 
 
 @db_app.command("upgrade")
-def db_upgrade(to: Annotated[int | None, typer.Option(help="Target version (default: latest).")] = None) -> None:
+def db_upgrade(
+    to: Annotated[int | None, typer.Option(help="Target version (default: latest).")] = None,
+) -> None:
     """Apply pending migrations."""
     applied = migrate.upgrade(_dsn(migrate_schema=False), to)
     typer.echo(f"applied: {applied or 'nothing'}; current: {migrate.current_version(_dsn(False))}")
 
 
 @db_app.command("downgrade")
-def db_downgrade(to: Annotated[int, typer.Option(help="Target version (0 removes everything).")] = -1) -> None:
+def db_downgrade(
+    to: Annotated[int, typer.Option(help="Target version (0 removes everything).")] = -1,
+) -> None:
     """Revert migrations down to --to (default: one step)."""
     dsn = _dsn(migrate_schema=False)
     target = migrate.current_version(dsn) - 1 if to < 0 else to
@@ -72,8 +76,12 @@ def token_cmd(
 def search_cmd(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="Results to return.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's search response.")] = False,
-    user: Annotated[str | None, typer.Option(help="Act as this user id (default: the local user).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the API's search response.")
+    ] = False,
+    user: Annotated[
+        str | None, typer.Option(help="Act as this user id (default: the local user).")
+    ] = None,
 ) -> None:
     """Search the local user's chunks by cosine similarity."""
     settings = load_settings(log_format="console", quiet=True)
@@ -86,7 +94,15 @@ def search_cmd(
             [vec] = await rt.embedder.embed([query])
             async with pool.connection() as conn:
                 e = rt.embedder
-                return await search(conn, user_id, vec, model=e.model, version=e.version, dimensions=e.dimensions, k=k)
+                return await search(
+                    conn,
+                    user_id,
+                    vec,
+                    model=e.model,
+                    version=e.version,
+                    dimensions=e.dimensions,
+                    k=k,
+                )
         finally:
             await pool.close()
             await rt.embedder.aclose()
@@ -122,7 +138,9 @@ SELECT
 """
 
 
-def status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
     """Jobs by status, queue lag, oldest waiting job, failures by code."""
     dsn = _dsn()
 
@@ -136,7 +154,9 @@ def status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print as JS
                 return {
                     "by_status": row["by_status"],
                     "queue_lag_s": round(float(row["queue_lag_s"] or 0.0), 3),
-                    "oldest_waiting_job": str(row["oldest_waiting_job"]) if row["oldest_waiting_job"] else None,
+                    "oldest_waiting_job": str(row["oldest_waiting_job"])
+                    if row["oldest_waiting_job"]
+                    else None,
                     "failures": row["failures"],
                     "in_flight": int(row["in_flight"]),
                 }

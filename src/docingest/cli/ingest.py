@@ -53,7 +53,9 @@ def collect_pdfs(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() == ".pdf"))
+            out.extend(
+                sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() == ".pdf")
+            )
         elif p.is_file():
             out.append(p)
         else:
@@ -68,7 +70,9 @@ async def _read_file(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def _ingest(rt: Runtime, user: UUID, items: list[Item], concurrency: int, show_progress: bool) -> None:
+async def _ingest(
+    rt: Runtime, user: UUID, items: list[Item], concurrency: int, show_progress: bool
+) -> None:
     pool = await open_pool(rt.dsn, min_size=1, max_size=4, name="docingest-ingest")
     try:
         async with pool.connection() as conn:
@@ -84,9 +88,16 @@ async def _ingest(rt: Runtime, user: UUID, items: list[Item], concurrency: int, 
                         actor=f"cli:{user}",
                     )
                 except DocingestError as exc:
-                    item.status, item.error = "rejected", {"code": exc.code.value, "message": exc.message}
+                    item.status, item.error = (
+                        "rejected",
+                        {"code": exc.code.value, "message": exc.message},
+                    )
                     continue
-                item.document_id, item.job_id, item.status = res.document_id, res.job_id, res.status.value
+                item.document_id, item.job_id, item.status = (
+                    res.document_id,
+                    res.job_id,
+                    res.status.value,
+                )
 
         pending = [i for i in items if i.job_id is not None]
 
@@ -99,14 +110,23 @@ async def _ingest(rt: Runtime, user: UUID, items: list[Item], concurrency: int, 
                         continue
                     item.status = job.status.value
                     item.error = (
-                        {"code": str(job.last_error.get("code")), "message": str(job.last_error.get("message"))}
+                        {
+                            "code": str(job.last_error.get("code")),
+                            "message": str(job.last_error.get("message")),
+                        }
                         if job.status.is_failed and job.last_error
                         else None
                     )
             return all(i.status in _TERMINAL for i in pending)
 
         worker = asyncio.create_task(
-            run_worker(rt, concurrency=concurrency, until=refresh, handle_signals=False, poll_interval_s=0.5)
+            run_worker(
+                rt,
+                concurrency=concurrency,
+                until=refresh,
+                handle_signals=False,
+                poll_interval_s=0.5,
+            )
         )
         with Progress(
             TextColumn("[bold]ingesting"),
@@ -139,7 +159,9 @@ _TERMINAL = {"complete", "failed_parse", "failed_chunking", "failed_embedding"}
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="PDF files or folders of PDFs.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    user: Annotated[str | None, typer.Option(help="Act as this user id (default: the local user).")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Act as this user id (default: the local user).")
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Documents processed at once.")] = 2,
 ) -> None:
     """Ingest PDFs end to end (parse, chunk, embed, store), wait, and print a summary."""

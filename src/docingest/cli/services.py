@@ -21,7 +21,9 @@ from docingest.config import ConfigError
 
 
 def api(
-    host: Annotated[str, typer.Option(envvar="DOCINGEST_API_HOST", help="Interface to bind.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(envvar="DOCINGEST_API_HOST", help="Interface to bind.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="DOCINGEST_API_PORT", help="Port to bind.")] = 8000,
 ) -> None:
     """Run the HTTP API (FastAPI + uvicorn)."""
@@ -37,8 +39,15 @@ def api(
 
 
 def worker(
-    concurrency: Annotated[int, typer.Option(envvar="DOCINGEST_WORKER_CONCURRENCY", min=1, help="Async job slots in this process.")] = 2,
-    once: Annotated[bool, typer.Option("--once", help="Drain what is claimable now, then exit.")] = False,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            envvar="DOCINGEST_WORKER_CONCURRENCY", min=1, help="Async job slots in this process."
+        ),
+    ] = 2,
+    once: Annotated[
+        bool, typer.Option("--once", help="Drain what is claimable now, then exit.")
+    ] = False,
 ) -> None:
     """Run one worker process (claims jobs from Postgres; SIGTERM finishes or releases work)."""
     settings = load_settings(log_format="json")
@@ -90,7 +99,9 @@ def up(
             for name, proc in list(procs.items()):
                 if proc.poll() is not None and not stopping:
                     err_console.print(f"{name} exited with {proc.returncode}; restarting")
-                    procs[name] = subprocess.Popen(api_cmd if name == "api" else worker_cmd, env=env)
+                    procs[name] = subprocess.Popen(
+                        api_cmd if name == "api" else worker_cmd, env=env
+                    )
             time.sleep(0.5)
     finally:
         for proc in procs.values():

@@ -22,7 +22,11 @@ class RetryPolicy:
     cap_s: float = 300.0
 
     def decide(
-        self, failures_so_far: int, *, retry_after: float | None = None, rng: random.Random | None = None
+        self,
+        failures_so_far: int,
+        *,
+        retry_after: float | None = None,
+        rng: random.Random | None = None,
     ) -> RetryDecision:
         """`failures_so_far` is the consecutive failure count before this one."""
         if failures_so_far >= self.max_retries:

@@ -199,6 +199,16 @@ async def clear_buffers(conn: DictConn, document_id: UUID) -> None:
     )
 
 
+async def _ann_filter_supported(conn: DictConn) -> bool:
+    """pgvector >= 0.8 can keep scanning an HNSW index until enough rows pass a filter."""
+    cur = await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    row = await cur.fetchone()
+    if row is None:
+        return False
+    major, minor = (int(x) for x in str(row["extversion"]).split(".")[:2])
+    return (major, minor) >= (0, 8)
+
+
 async def search(
     conn: DictConn,
     user_id: UUID,
@@ -209,19 +219,31 @@ async def search(
     dimensions: int,
     k: int,
 ) -> list[dict[str, Any]]:
-    """Rank the user's chunks by cosine similarity. The expression matches the per-model
-    partial HNSW index (store/vector_index.py) so the planner can use it."""
+    """Rank the user's chunks by cosine similarity.
+
+    Every query is filtered to one user. An HNSW index only filters *after* its candidate
+    list, so on pgvector < 0.8 a user holding a small share of the rows would silently get
+    fewer than k results; there the ranking is exact over the user's rows (btree on user,
+    model, version). With pgvector >= 0.8 the per-model HNSW index is used with an iterative
+    scan in strict order, which keeps searching until k rows pass the filter."""
     dims = sql.Literal(dimensions)
-    query = sql.SQL(
-        "SELECT document_id, chunk_id, chunk_ord, text,"
-        " 1 - (embedding::vector({d}) <=> %(q)s::vector({d})) AS score"
-        " FROM docingest.document_chunks"
-        " WHERE user_id = %(user)s AND embed_model = %(m)s AND embed_version = %(v)s"
-        " ORDER BY embedding::vector({d}) <=> %(q)s::vector({d}), chunk_id LIMIT %(k)s"
-    ).format(d=dims)
-    cur = await conn.execute(
-        query, {"q": query_vector, "user": user_id, "m": model, "v": version, "k": k}
-    )
+    async with conn.transaction():
+        if await _ann_filter_supported(conn):
+            await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            order = sql.SQL("embedding::vector({d}) <=> %(q)s::vector({d})").format(d=dims)
+        else:  # an expression the index cannot serve: exact ranking of the filtered rows
+            order = sql.SQL("(embedding::vector({d}) <=> %(q)s::vector({d})) + 0").format(d=dims)
+        query = sql.SQL(
+            "SELECT document_id, chunk_id, chunk_ord, text,"
+            " 1 - (embedding::vector({d}) <=> %(q)s::vector({d})) AS score"
+            " FROM docingest.document_chunks"
+            " WHERE user_id = %(user)s AND embed_model = %(m)s AND embed_version = %(v)s"
+            " ORDER BY {order}, chunk_id LIMIT %(k)s"
+        ).format(d=dims, order=order)
+        cur = await conn.execute(
+            query, {"q": query_vector, "user": user_id, "m": model, "v": version, "k": k}
+        )
+        rows = await cur.fetchall()
     return [
         {
             "document_id": str(r["document_id"]),
@@ -230,5 +252,5 @@ async def search(
             "text": r["text"],
             "score": round(float(r["score"]), 6),
         }
-        for r in await cur.fetchall()
+        for r in rows
     ]

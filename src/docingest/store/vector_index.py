@@ -6,6 +6,7 @@ by side; each index casts to its model's dimensions and covers only that model's
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import psycopg
@@ -40,10 +41,8 @@ async def ensure_vector_index(conn: DictConn, model: str, version: str, dimensio
             m=sql.Literal(model),
             v=sql.Literal(version),
         )
-        try:
+        with contextlib.suppress(psycopg.errors.UniqueViolation):  # lost a race: fine
             await conn.execute(stmt)
-        except psycopg.errors.UniqueViolation:  # lost a race outside the lock: fine
-            pass
         await conn.execute(
             "INSERT INTO docingest.vector_indexes (embed_model, embed_version, dimensions, index_name)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",

@@ -49,7 +49,9 @@ class WorkerOptions:
 
 
 class BaseWorker:
-    def __init__(self, ctx: StageContext, *, dsn: str, options: WorkerOptions | None = None) -> None:
+    def __init__(
+        self, ctx: StageContext, *, dsn: str, options: WorkerOptions | None = None
+    ) -> None:
         self.ctx = ctx
         self.dsn = dsn
         self.options = options or WorkerOptions()
@@ -83,9 +85,9 @@ class BaseWorker:
     async def _loop(self, *, once: bool, until: Callable[[], Awaitable[bool]] | None) -> None:
         while not self._stopping.is_set():
             claimed = await self._fill_slots()
-            if not self._tasks and not claimed:
-                if once or (until is not None and await until()):
-                    return
+            idle = not self._tasks and not claimed
+            if idle and (once or (until is not None and await until())):
+                return
             self._wake.clear()
             waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
             waiters |= set(self._tasks)  # type: ignore[arg-type]
@@ -103,7 +105,10 @@ class BaseWorker:
             try:
                 async with self.ctx.pool.connection() as conn:
                     job = await jobs.claim(
-                        conn, self.worker_id, self.options.lease_seconds, self.options.excluded_statuses
+                        conn,
+                        self.worker_id,
+                        self.options.lease_seconds,
+                        self.options.excluded_statuses,
                     )
             except psycopg.OperationalError:
                 log.warning("claim failed: database unavailable", extra={"action": "claim_error"})
@@ -162,10 +167,16 @@ class BaseWorker:
         except DocingestError as exc:
             await self._retry_later(current[0], exc.code, exc.message, None)
         except psycopg.OperationalError:
-            await self._retry_later(current[0], ErrorCode.INTERNAL, "database connection lost", None)
+            await self._retry_later(
+                current[0], ErrorCode.INTERNAL, "database connection lost", None
+            )
         except Exception as exc:
-            log.exception("stage crashed", extra={"action": "stage_crash", "job_id": str(job.job_id)})
-            await self._retry_later(current[0], ErrorCode.INTERNAL, f"unexpected {type(exc).__name__}", None)
+            log.exception(
+                "stage crashed", extra={"action": "stage_crash", "job_id": str(job.job_id)}
+            )
+            await self._retry_later(
+                current[0], ErrorCode.INTERNAL, f"unexpected {type(exc).__name__}", None
+            )
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -175,23 +186,31 @@ class BaseWorker:
         job = current[0]
         if job.retry_count > self.options.retry.max_retries:
             # reclaimed after too many lost leases (e.g. a document that kills workers)
-            raise PermanentError(ErrorCode.RETRIES_EXHAUSTED, "job was abandoned by workers too often")
+            raise PermanentError(
+                ErrorCode.RETRIES_EXHAUSTED, "job was abandoned by workers too often"
+            )
         while not job.status.is_terminal:
             stage = STAGES[job.status]
             started = time.perf_counter()
             job = await stage(self.ctx, job)
-            metrics.STAGE_SECONDS.labels(stage=stage.__name__).observe(time.perf_counter() - started)
+            metrics.STAGE_SECONDS.labels(stage=stage.__name__).observe(
+                time.perf_counter() - started
+            )
             current[0] = job
         self.processed += 1
         metrics.JOBS_FINISHED.labels(status=job.status.value).inc()
 
-    async def _heartbeat(self, current: list[Job], lost: asyncio.Event, runner: asyncio.Task[None]) -> None:
+    async def _heartbeat(
+        self, current: list[Job], lost: asyncio.Event, runner: asyncio.Task[None]
+    ) -> None:
         interval = max(self.options.lease_seconds / 3, 0.5)
         while True:
             await asyncio.sleep(interval)
             try:
                 async with self.ctx.pool.connection() as conn:
-                    ok = await jobs.heartbeat(conn, current[0], self.worker_id, self.options.lease_seconds)
+                    ok = await jobs.heartbeat(
+                        conn, current[0], self.worker_id, self.options.lease_seconds
+                    )
             except psycopg.Error:
                 continue  # the lease still has time; try again
             if not ok:
@@ -222,24 +241,45 @@ class BaseWorker:
                 )
             metrics.JOBS_FINISHED.labels(status=failed.status.value).inc()
             self.processed += 1
-            log.info("job failed", extra={"action": "job_failed", "job_id": str(job.job_id), "code": code})
+            log.info(
+                "job failed",
+                extra={"action": "job_failed", "job_id": str(job.job_id), "code": code},
+            )
         except LeaseLost:
-            log.warning("lease lost before failing", extra={"action": "lease_lost", "job_id": str(job.job_id)})
+            log.warning(
+                "lease lost before failing",
+                extra={"action": "lease_lost", "job_id": str(job.job_id)},
+            )
 
-    async def _retry_later(self, job: Job, code: str, message: str, retry_after: float | None) -> None:
+    async def _retry_later(
+        self, job: Job, code: str, message: str, retry_after: float | None
+    ) -> None:
         decision = self.options.retry.decide(job.retry_count, retry_after=retry_after)
         if not decision.retry:
-            await self._fail(job, ErrorCode.RETRIES_EXHAUSTED, f"gave up after retries; last: {code}")
+            await self._fail(
+                job, ErrorCode.RETRIES_EXHAUSTED, f"gave up after retries; last: {code}"
+            )
             return
         metrics.RETRIES.labels(code=code).inc()
         try:
             async with self.ctx.pool.connection() as conn:
                 await jobs.release(
-                    conn, job, self.worker_id, delay_s=decision.delay_s, error={"code": code, "message": message}
+                    conn,
+                    job,
+                    self.worker_id,
+                    delay_s=decision.delay_s,
+                    error={"code": code, "message": message},
                 )
         except psycopg.Error:
-            log.warning("could not schedule retry; lease will expire", extra={"action": "release_error"})
+            log.warning(
+                "could not schedule retry; lease will expire", extra={"action": "release_error"}
+            )
         log.info(
             "job will retry",
-            extra={"action": "job_retry", "job_id": str(job.job_id), "code": code, "delay_s": round(decision.delay_s, 2)},
+            extra={
+                "action": "job_retry",
+                "job_id": str(job.job_id),
+                "code": code,
+                "delay_s": round(decision.delay_s, 2),
+            },
         )

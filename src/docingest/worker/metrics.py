@@ -6,9 +6,13 @@ from prometheus_client import Counter, Histogram
 
 JOBS_CLAIMED = Counter("docingest_worker_jobs_claimed_total", "Jobs claimed by this worker")
 JOBS_FINISHED = Counter(
-    "docingest_worker_jobs_finished_total", "Jobs this worker moved to a terminal status", ["status"]
+    "docingest_worker_jobs_finished_total",
+    "Jobs this worker moved to a terminal status",
+    ["status"],
 )
-RETRIES = Counter("docingest_worker_retries_total", "Transient failures scheduled for retry", ["code"])
+RETRIES = Counter(
+    "docingest_worker_retries_total", "Transient failures scheduled for retry", ["code"]
+)
 STAGE_SECONDS = Histogram(
     "docingest_worker_stage_seconds",
     "Time spent in one stage",

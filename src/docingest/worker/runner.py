@@ -26,13 +26,19 @@ async def run_worker(
 ) -> int:
     """Work until stopped (SIGTERM/SIGINT), drained (`once`) or `until()` holds. Returns the
     number of jobs this worker brought to a terminal status."""
-    pool = await open_pool(rt.dsn, min_size=1, max_size=concurrency * 2 + 2, name="docingest-worker")
+    pool = await open_pool(
+        rt.dsn, min_size=1, max_size=concurrency * 2 + 2, name="docingest-worker"
+    )
     try:
         e = rt.embedder
         async with pool.connection() as conn:
             await ensure_vector_index(conn, e.model, e.version, e.dimensions)
         ctx = StageContext(
-            pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=e, worker_id=new_worker_id()
+            pool=pool,
+            blobs=rt.blobs,
+            parser=parser(rt.settings),
+            embedder=e,
+            worker_id=new_worker_id(),
         )
         options = WorkerOptions(
             concurrency=concurrency,

@@ -132,7 +132,9 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
         raise PermanentError(ErrorCode.CHUNKING_ERROR, "document produced no chunks")
     rows = [
         chunk_store.ChunkRow(
-            chunk_id=ids.chunk_id(job.document_id, chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION, c.ord),
+            chunk_id=ids.chunk_id(
+                job.document_id, chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION, c.ord
+            ),
             chunk_ord=c.ord,
             chunk_sha=hashing.chunk_sha(c.text),
             text=c.text,
@@ -149,7 +151,9 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
             conn, job.document_id, chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION
         )
         if stored != total:
-            raise PermanentError(ErrorCode.CHUNKING_ERROR, "chunk buffer disagrees with chunker output")
+            raise PermanentError(
+                ErrorCode.CHUNKING_ERROR, "chunk buffer disagrees with chunker output"
+            )
         progress = {**job.progress, "chunks_total": total, "chunks_done": total}
         moved = await jobs.transition(
             conn, job, ctx.worker_id, JobStatus.CHUNKS_STORED, sets={"progress": progress}
@@ -163,7 +167,11 @@ async def queue_embedding(ctx: StageContext, job: Job) -> Job:
     e = ctx.embedder
     async with ctx.pool.connection() as conn, conn.transaction():
         done = await chunk_store.count_vectors(conn, job.document_id, e.model, e.version)
-        progress = {**job.progress, "embeds_total": job.progress.get("chunks_total", 0), "embeds_done": done}
+        progress = {
+            **job.progress,
+            "embeds_total": job.progress.get("chunks_total", 0),
+            "embeds_done": done,
+        }
         moved = await jobs.transition(
             conn,
             job,
@@ -198,12 +206,21 @@ async def run_embedding(ctx: StageContext, job: Job) -> Job:
         if not pending:
             break
         counts = [int(str(p.meta.get("tokens", 0))) or count_tokens(p.text) for p in pending]
-        batch = pending[: len(plan_batches(counts, max_inputs=e.max_batch_inputs, max_tokens=e.max_batch_tokens)[0])]
+        batch = pending[
+            : len(
+                plan_batches(counts, max_inputs=e.max_batch_inputs, max_tokens=e.max_batch_tokens)[
+                    0
+                ]
+            )
+        ]
         vectors = await e.embed([p.text for p in batch])
         if len(vectors) != len(batch):
-            raise PermanentError(ErrorCode.EMBEDDING_REJECTED, "provider returned a wrong vector count")
+            raise PermanentError(
+                ErrorCode.EMBEDDING_REJECTED, "provider returned a wrong vector count"
+            )
         rows = [
-            chunk_store.VectorRow(p.chunk_id, v, hashing.vector_sha(v)) for p, v in zip(batch, vectors, strict=True)
+            chunk_store.VectorRow(p.chunk_id, v, hashing.vector_sha(v))
+            for p, v in zip(batch, vectors, strict=True)
         ]
         async with ctx.pool.connection() as conn, conn.transaction():
             await chunk_store.insert_vectors(conn, job.document_id, model, version, uuid4(), rows)
@@ -213,7 +230,9 @@ async def run_embedding(ctx: StageContext, job: Job) -> Job:
         done = await chunk_store.count_vectors(conn, job.document_id, model, version)
         total = job.progress.get("chunks_total", 0)
         if done != total:
-            raise PermanentError(ErrorCode.INTEGRITY_ERROR, "vector count does not match chunk count")
+            raise PermanentError(
+                ErrorCode.INTEGRITY_ERROR, "vector count does not match chunk count"
+            )
         moved = await jobs.transition(
             conn,
             job,
@@ -239,10 +258,14 @@ async def finalize(ctx: StageContext, job: Job) -> Job:
     """embeddings_stored -> complete: promote into the searchable table, clear the buffers."""
     model, version = _model_of(ctx, job)
     async with ctx.pool.connection() as conn, conn.transaction():
-        buffered, searchable = await chunk_store.promote(conn, job.document_id, job.user_id, model, version)
+        buffered, searchable = await chunk_store.promote(
+            conn, job.document_id, job.user_id, model, version
+        )
         total = job.progress.get("chunks_total", 0)
         if buffered != total or searchable != total:
-            raise PermanentError(ErrorCode.INTEGRITY_ERROR, "promotion would leave chunks without vectors")
+            raise PermanentError(
+                ErrorCode.INTEGRITY_ERROR, "promotion would leave chunks without vectors"
+            )
         await chunk_store.clear_buffers(conn, job.document_id)
         moved = await jobs.transition(conn, job, ctx.worker_id, JobStatus.COMPLETE)
         await _event(conn, moved, "job.complete", chunks=searchable)

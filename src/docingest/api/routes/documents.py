@@ -22,10 +22,16 @@ _MULTIPART_SLACK = 64 * 1024
 
 
 @router.post("", status_code=202)
-async def upload(request: Request, state: StateDep, principal: PrincipalDep, conn: ConnDep) -> JSONResponse:
+async def upload(
+    request: Request, state: StateDep, principal: PrincipalDep, conn: ConnDep
+) -> JSONResponse:
     boundary = boundary_of(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > state.max_upload_bytes + _MULTIPART_SLACK:
+    if (
+        declared
+        and declared.isdigit()
+        and int(declared) > state.max_upload_bytes + _MULTIPART_SLACK
+    ):
         raise ApiError(413, ErrorCode.TOO_LARGE, f"upload exceeds {state.max_upload_bytes} bytes")
     part = FilePart()
     result = await documents.accept_upload(
@@ -77,7 +83,9 @@ async def list_documents(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    pairs, total = await documents.list_for_user(conn, principal.user_id, limit=limit, offset=offset)
+    pairs, total = await documents.list_for_user(
+        conn, principal.user_id, limit=limit, offset=offset
+    )
     return {
         "documents": [_document_body(d, j) for d, j in pairs],
         "total": total,
@@ -98,8 +106,12 @@ async def get_document(document_id: str, principal: PrincipalDep, conn: ConnDep)
 
 
 @router.delete("/{document_id}", status_code=204)
-async def delete_document(document_id: str, state: StateDep, principal: PrincipalDep, conn: ConnDep) -> Response:
+async def delete_document(
+    document_id: str, state: StateDep, principal: PrincipalDep, conn: ConnDep
+) -> Response:
     doc_id = parse_id(document_id, "document")
-    if not await documents.delete(conn, state.blobs, doc_id, principal.user_id, actor=principal.actor):
+    if not await documents.delete(
+        conn, state.blobs, doc_id, principal.user_id, actor=principal.actor
+    ):
         raise not_found("document")
     return Response(status_code=204)

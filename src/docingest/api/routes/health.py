@@ -21,14 +21,23 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: StateDep) -> JSONResponse:
     try:
         async with state.pool.connection(timeout=2) as conn:
-            cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM docingest.schema_migrations")
+            cur = await conn.execute(
+                "SELECT coalesce(max(version), 0) AS v FROM docingest.schema_migrations"
+            )
             row = await cur.fetchone()
     except Exception:
-        return JSONResponse({"status": "unavailable", "reason": "database unreachable"}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "reason": "database unreachable"}, status_code=503
+        )
     version, head = (int(row["v"]) if row else 0), migrate.head()
     if version != head:
         return JSONResponse(
-            {"status": "unavailable", "reason": "migrations not current", "schema": version, "head": head},
+            {
+                "status": "unavailable",
+                "reason": "migrations not current",
+                "schema": version,
+                "head": head,
+            },
             status_code=503,
         )
     return JSONResponse({"status": "ready", "schema": version})

@@ -27,7 +27,9 @@ async def get_job(job_id: str, principal: PrincipalDep, conn: ConnDep) -> dict[s
 
 
 @router.get("/jobs/{document_id}")
-async def get_job_by_document(document_id: str, principal: PrincipalDep, conn: ConnDep) -> dict[str, Any]:
+async def get_job_by_document(
+    document_id: str, principal: PrincipalDep, conn: ConnDep
+) -> dict[str, Any]:
     job = await jobs.get_by_document(conn, parse_id(document_id, "document"), principal.user_id)
     if job is None:
         raise not_found("job")
@@ -48,17 +50,23 @@ async def _retry(conn: DictConn, job: Job | None, principal: Principal) -> JSONR
         correlation_id=job.correlation_id,
     )
     if retried is None:
-        raise ApiError(409, "not_failed", f"job is {job.status.value}; only failed jobs can be retried")
+        raise ApiError(
+            409, "not_failed", f"job is {job.status.value}; only failed jobs can be retried"
+        )
     return JSONResponse(retried.to_api(), status_code=202)
 
 
 @router.post("/v1/jobs/{job_id}/retry", status_code=202)
 async def retry_job(job_id: str, principal: PrincipalDep, conn: ConnDep) -> JSONResponse:
-    return await _retry(conn, await jobs.get(conn, parse_id(job_id, "job"), principal.user_id), principal)
+    return await _retry(
+        conn, await jobs.get(conn, parse_id(job_id, "job"), principal.user_id), principal
+    )
 
 
 @router.post("/jobs/{document_id}/retry", status_code=202)
-async def retry_job_by_document(document_id: str, principal: PrincipalDep, conn: ConnDep) -> JSONResponse:
+async def retry_job_by_document(
+    document_id: str, principal: PrincipalDep, conn: ConnDep
+) -> JSONResponse:
     job = await jobs.get_by_document(conn, parse_id(document_id, "document"), principal.user_id)
     return await _retry(conn, job, principal)
 
@@ -66,7 +74,9 @@ async def retry_job_by_document(document_id: str, principal: PrincipalDep, conn:
 @router.post("/jobs/{document_id}/advance")
 async def advance_job(document_id: str, admin: AdminDep, conn: ConnDep) -> dict[str, Any]:
     doc_id: UUID = parse_id(document_id, "document")
-    cur = await conn.execute("SELECT job_id FROM docingest.upload_jobs WHERE document_id = %s", (doc_id,))
+    cur = await conn.execute(
+        "SELECT job_id FROM docingest.upload_jobs WHERE document_id = %s", (doc_id,)
+    )
     row = await cur.fetchone()
     if row is None:
         raise not_found("job")

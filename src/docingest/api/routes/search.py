@@ -20,11 +20,21 @@ class SearchRequest(BaseModel):
 
 
 @router.post("/search")
-async def search_chunks(body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep) -> dict[str, Any]:
+async def search_chunks(
+    body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep
+) -> dict[str, Any]:
     e = state.embedder
     [vector] = await e.embed([body.query])
     results = await search(
-        conn, principal.user_id, vector, model=e.model, version=e.version, dimensions=e.dimensions, k=body.k
+        conn,
+        principal.user_id,
+        vector,
+        model=e.model,
+        version=e.version,
+        dimensions=e.dimensions,
+        k=body.k,
     )
-    await events.record(conn, actor=principal.actor, action="search", detail={"k": body.k, "results": len(results)})
+    await events.record(
+        conn, actor=principal.actor, action="search", detail={"k": body.k, "results": len(results)}
+    )
     return {"results": results}

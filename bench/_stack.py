@@ -1,0 +1,31 @@
+"""Shared benchmark plumbing: a throwaway embedded Postgres and docingest home."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("DOCINGEST_CORPUS", REPO.parent / "shared" / "corpus"))
+
+
+@contextmanager
+def scratch_database() -> Iterator[tuple[str, Path]]:
+    """(dsn, home) on a fresh embedded server, removed afterwards."""
+    from pgserver.postgres_server import get_server
+
+    from docingest.store import migrate
+
+    root = Path(tempfile.mkdtemp(prefix="docingest-bench-"))
+    server = get_server(root / "pg", cleanup_mode="delete")
+    try:
+        dsn: str = server.get_uri()
+        migrate.upgrade(dsn)
+        yield dsn, root / "home"
+    finally:
+        server.cleanup()

@@ -1,0 +1,147 @@
+"""chunk -> embed -> store throughput against the fake OpenAI endpoint at 50 ms per request.
+
+A ~1,800-chunk plain-text document (generated, deterministic) is placed at `parse_validated`;
+the BaseWorker then chunks it, embeds it through the fake server over HTTP in micro-batches,
+persists every batch, and promotes everything into the HNSW-indexed searchable table.
+Rerun: `.venv/bin/python bench/embed_throughput.py [--chunks 1800] [--latency-ms 50]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+import uuid
+
+import httpx
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+from bench._stack import scratch_database
+from docingest import bootstrap
+from docingest.config import Settings
+from docingest.pipeline.hashing import parsed_sha256
+from docingest.pipeline.normalize import normalize_markdown
+from docingest.store.db import open_pool
+from docingest.testing.procs import free_port, run_process
+from docingest.worker.runner import run_worker
+
+WORDS = [
+    "deductible",
+    "coinsurance",
+    "copayment",
+    "premium",
+    "network",
+    "provider",
+    "claim",
+    "benefit",
+    "coverage",
+    "plan",
+    "member",
+    "hospital",
+    "outpatient",
+    "prescription",
+    "specialist",
+    "referral",
+    "emergency",
+    "preventive",
+    "annual",
+    "limit",
+]
+
+
+def document(n_chunks: int, seed: int = 7) -> str:
+    """Plain text, one ~350-token section per chunk target (the chunker decides the real split)."""
+    rng = random.Random(seed)
+    parts = []
+    for i in range(n_chunks):
+        words = " ".join(rng.choice(WORDS) for _ in range(300))
+        parts.append(f"# Section {i}\n\n{words}.\n")
+    return "\n".join(parts)
+
+
+async def place_document(dsn: str, rt: bootstrap.Runtime, markdown: str) -> uuid.UUID:
+    user, doc, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    md = normalize_markdown(markdown)
+    sha = parsed_sha256(md)
+    key = f"parsed/{doc}/{sha}.md.enc"
+    await rt.blobs.put_bytes(key, md.encode())
+    pool = await open_pool(dsn)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO docingest.documents (document_id, user_id, filename, bytes_len, file_sha256, raw_path)"
+            " VALUES (%s, %s, 'bench.pdf', 1, %s, 'raw/x')",
+            (doc, user, sha),
+        )
+        await conn.execute(
+            "INSERT INTO docingest.upload_jobs (job_id, user_id, document_id, raw_path, status, parsed_path,"
+            " parsed_sha256, correlation_id) VALUES (%s, %s, %s, 'raw/x', 'parse_validated', %s, %s, %s)",
+            (job, user, doc, key, sha, uuid.uuid4()),
+        )
+    await pool.close()
+    return job
+
+
+async def measure(dsn: str, rt: bootstrap.Runtime, n_chunks: int) -> tuple[int, float]:
+    job = await place_document(dsn, rt, document(n_chunks))
+    started = time.perf_counter()
+    await run_worker(rt, concurrency=1, once=True, handle_signals=False)
+    elapsed = time.perf_counter() - started
+    pool = await open_pool(dsn)
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT status, (progress->>'chunks_total')::int AS n FROM docingest.upload_jobs WHERE job_id = %s",
+            (job,),
+        )
+        row = await cur.fetchone()
+    await pool.close()
+    assert row is not None and row["status"] == "complete", row
+    return int(row["n"]), elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chunks", type=int, default=1800)
+    ap.add_argument("--latency-ms", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    port = free_port()
+    fake = [
+        sys.executable,
+        "-m",
+        "docingest.testing.fake_openai",
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(args.latency_ms),
+    ]
+    with (
+        run_process(fake, ready_url=f"http://127.0.0.1:{port}/healthz"),
+        scratch_database() as (dsn, home),
+    ):
+        settings = Settings.from_env(
+            {
+                "DOCINGEST_HOME": str(home),
+                "DOCINGEST_DATABASE_URL": dsn,
+                "DOCINGEST_EMBEDDER": "openai",
+                "DOCINGEST_OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+                "DOCINGEST_OPENAI_API_KEY": "sk-bench",
+            }
+        )
+        rt = bootstrap.runtime(settings)
+        print(
+            f"chunk->embed->store, fake endpoint at {args.latency_ms} ms/request, 1536 dims, text-embedding-3-small"
+        )
+        for run in range(args.runs):
+            httpx.post(f"http://127.0.0.1:{port}/stats/reset").raise_for_status()
+            n, elapsed = asyncio.run(measure(dsn, rt, args.chunks))
+            stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
+            print(
+                f"run {run + 1}: {n} chunks in {elapsed:.2f} s = {n / elapsed:.0f} chunks/s"
+                f" ({stats['requests']} embedding requests, {stats['inputs']} inputs)"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Test helpers shared by integration tests: a runtime on a test database, uploads from files,
+and row counts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import psycopg
+
+from docingest import bootstrap
+from docingest.bootstrap import Runtime
+from docingest.clients.embedders import HashEmbedder
+from docingest.config import Settings
+from docingest.store import documents
+from docingest.store.db import DictConn
+
+TABLES = (
+    "documents",
+    "upload_jobs",
+    "document_chunk_buffer",
+    "document_vector_buffer",
+    "document_chunks",
+)
+
+
+def make_runtime(dsn: str, home: Path, **env: str) -> Runtime:
+    settings = Settings.from_env(
+        {"DOCINGEST_HOME": str(home), "DOCINGEST_DATABASE_URL": dsn, **env}
+    )
+    return bootstrap.runtime(settings)
+
+
+async def file_chunks(path: Path, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
+
+
+async def upload(conn: DictConn, rt: Runtime, user: UUID, path: Path) -> documents.UploadResult:
+    return await documents.accept_upload(
+        conn,
+        rt.blobs,
+        user_id=user,
+        filename_of=lambda: path.name,
+        chunks=file_chunks(path),
+        max_bytes=rt.settings.max_upload_bytes,
+        actor="test",
+    )
+
+
+def counts(dsn: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM docingest.{t}").fetchone()[0] for t in TABLES
+        }  # type: ignore[index]
+
+
+class CountingEmbedder(HashEmbedder):
+    """The real hash embedder, counting calls and inputs; optionally failing on chosen calls."""
+
+    def __init__(
+        self, dimensions: int, fail_on_calls: Sequence[int] = (), error: Exception | None = None
+    ) -> None:
+        super().__init__(dimensions)
+        self.calls = 0
+        self.inputs = 0
+        self.fail_on_calls = set(fail_on_calls)
+        self.error = error
+
+    async def embed(self, texts: Sequence[str]) -> list[np.ndarray[Any, Any]]:
+        self.calls += 1
+        if self.calls in self.fail_on_calls and self.error is not None:
+            raise self.error
+        self.inputs += len(texts)
+        return await super().embed(texts)

@@ -1,0 +1,222 @@
+"""The BaseWorker end to end in-process on real PDFs and a real Postgres: completion,
+idempotency of every stage, dedupe, partial progress kept across a transient failure."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from docingest.domain.errors import ErrorCode, TransientError
+from docingest.domain.states import JobStatus
+from docingest.store import jobs
+from docingest.store.chunks import search
+from docingest.store.db import open_pool
+from docingest.store.vector_index import ensure_vector_index
+from docingest.worker.base import BaseWorker, WorkerOptions
+from docingest.worker.context import StageContext
+from docingest.worker.runner import run_worker
+from docingest.worker.stages import STAGES
+from tests.conftest import EXAMPLES
+from tests.helpers import CountingEmbedder, counts, make_runtime, upload
+
+GLOSSARY = EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
+PDFS = sorted(EXAMPLES.glob("*.pdf"))
+
+
+async def test_examples_complete_with_one_vector_per_chunk_and_are_searchable(
+    dsn: str, tmp_path: Path
+) -> None:
+    rt = make_runtime(dsn, tmp_path)
+    user, other = uuid.uuid4(), uuid.uuid4()
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            results = [await upload(conn, rt, user, p) for p in PDFS]
+        assert await run_worker(rt, concurrency=2, once=True, handle_signals=False) == len(PDFS)
+        async with pool.connection() as conn:
+            for res in results:
+                job = await jobs.get(conn, res.job_id)
+                assert job is not None and job.status == JobStatus.COMPLETE, job
+                cur = await conn.execute(
+                    "SELECT count(*) AS n, count(DISTINCT vector_sha) AS v FROM docingest.document_chunks"
+                    " WHERE document_id = %s",
+                    (res.document_id,),
+                )
+                row = await cur.fetchone()
+                assert (
+                    row is not None
+                    and row["n"] == job.progress["chunks_total"] == job.progress["embeds_done"] > 0
+                )
+            cur = await conn.execute(
+                "SELECT chunk_id::text AS id, text FROM docingest.document_chunks ORDER BY chunk_id LIMIT 1"
+            )
+            target = await cur.fetchone()
+            assert target is not None
+            e = rt.embedder
+            [q] = await e.embed([target["text"]])
+            mine = await search(
+                conn, user, q, model=e.model, version=e.version, dimensions=e.dimensions, k=5
+            )
+            theirs = await search(
+                conn, other, q, model=e.model, version=e.version, dimensions=e.dimensions, k=5
+            )
+        assert len(mine) == 5
+        assert mine[0]["chunk_id"] == target["id"] and mine[0]["score"] > 0.999
+        assert [r["score"] for r in mine] == sorted((r["score"] for r in mine), reverse=True)
+        assert theirs == []
+        before = counts(dsn)
+        async with pool.connection() as conn:
+            again = await upload(conn, rt, user, PDFS[0])
+        assert again.duplicate and again.document_id == results[0].document_id
+        assert counts(dsn) == before
+        # buffers are emptied by promotion
+        assert before["document_chunk_buffer"] == before["document_vector_buffer"] == 0
+    finally:
+        await pool.close()
+
+
+async def _claim(pool: object, worker: str) -> jobs.Job:
+    async with pool.connection() as conn:  # type: ignore[attr-defined]
+        job = await jobs.claim(conn, worker, lease_s=300)
+    assert job is not None
+    return job
+
+
+async def test_every_stage_rerun_writes_nothing_new(dsn: str, tmp_path: Path) -> None:
+    rt = make_runtime(dsn, tmp_path)
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+            await ensure_vector_index(
+                conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
+            )
+        from docingest.bootstrap import parser
+
+        ctx = StageContext(
+            pool=pool,
+            blobs=rt.blobs,
+            parser=parser(rt.settings),
+            embedder=rt.embedder,
+            worker_id="w",
+        )
+        job = await _claim(pool, "w")
+        seen: list[JobStatus] = []
+        while not job.status.is_terminal:
+            status = job.status
+            seen.append(status)
+            stage = STAGES[status]
+            job = await stage(ctx, job)
+            after_first = counts(dsn)
+            sha_first = _hashes(dsn)
+            # rewind to the same status, re-claim, run the stage again
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute(
+                    "UPDATE docingest.upload_jobs SET status = %s, claimed_by = NULL, lease_expires_at = NULL"
+                    " WHERE job_id = %s",
+                    (status.value, res.job_id),
+                )
+            if status == JobStatus.EMBEDDINGS_STORED:
+                break  # buffers are gone after promotion: finalize's rerun is checked below
+            job = await stage(ctx, await _claim(pool, "w"))
+            assert counts(dsn) == after_first, f"re-running {status} wrote rows"
+            assert _hashes(dsn) == sha_first
+        assert seen[0] == JobStatus.UPLOADED and JobStatus.EMBEDDING_IN_PROGRESS in seen
+        # finalize re-run: the rewound job promotes nothing new (ON CONFLICT) and completes
+        final_counts = counts(dsn)
+        with psycopg.connect(dsn, autocommit=True) as c:
+            n = c.execute("SELECT count(*) FROM docingest.document_chunks").fetchone()
+        assert n is not None and n[0] == final_counts["document_chunks"] > 0
+    finally:
+        await pool.close()
+
+
+def _hashes(dsn: str) -> list[tuple[str, ...]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT chunk_id::text, chunk_sha, '' FROM docingest.document_chunk_buffer"
+            " UNION ALL SELECT chunk_id::text, vector_sha, embed_model FROM docingest.document_vector_buffer"
+            " UNION ALL SELECT chunk_id::text, chunk_sha, vector_sha FROM docingest.document_chunks ORDER BY 1, 2, 3"
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+async def test_transient_embedding_failure_keeps_finished_batches(dsn: str, tmp_path: Path) -> None:
+    rt = make_runtime(dsn, tmp_path)
+    flaky = CountingEmbedder(
+        rt.embedder.dimensions,
+        fail_on_calls=[2],
+        error=TransientError(ErrorCode.EMBEDDING_UNAVAILABLE, "503"),
+    )
+    flaky.max_batch_inputs = 4  # several micro-batches for one small document
+    rt = dataclasses.replace(rt, embedder=flaky)
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+        await run_worker(rt, concurrency=1, once=True, handle_signals=False)
+        async with pool.connection() as conn:
+            job = await jobs.get(conn, res.job_id)
+            assert job is not None
+            assert job.status == JobStatus.EMBEDDING_IN_PROGRESS
+            assert (
+                job.retry_count == 1
+                and job.last_error
+                and job.last_error["code"] == "embedding_unavailable"
+            )
+            assert job.progress["embeds_done"] == 4  # the first batch was persisted
+            first_inputs = flaky.inputs
+            await conn.execute("UPDATE docingest.upload_jobs SET next_attempt_at = now()")
+        await run_worker(rt, concurrency=1, once=True, handle_signals=False)
+        async with pool.connection() as conn:
+            job = await jobs.get(conn, res.job_id)
+        assert job is not None and job.status == JobStatus.COMPLETE
+        # nothing embedded twice: total inputs == chunks
+        assert flaky.inputs == job.progress["chunks_total"]
+        assert first_inputs == 4
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    "stop_at", [JobStatus.PARSED, JobStatus.CHUNKS_STORED, JobStatus.EMBEDDING_IN_PROGRESS]
+)
+async def test_stopped_job_resumes_without_repeating_work(
+    dsn: str, tmp_path: Path, stop_at: JobStatus
+) -> None:
+    """A job abandoned at a status (worker gone, lease expired) is finished by another worker."""
+    rt = make_runtime(dsn, tmp_path)
+    from docingest.bootstrap import parser
+
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+        ctx = StageContext(
+            pool=pool,
+            blobs=rt.blobs,
+            parser=parser(rt.settings),
+            embedder=rt.embedder,
+            worker_id="dead",
+        )
+        job = await _claim(pool, "dead")
+        while job.status != stop_at:
+            job = await STAGES[job.status](ctx, job)
+        with psycopg.connect(dsn, autocommit=True) as c:  # the dead worker's lease runs out
+            c.execute("UPDATE docingest.upload_jobs SET lease_expires_at = now() - interval '1 s'")
+        counting = CountingEmbedder(rt.embedder.dimensions)
+        ctx2 = dataclasses.replace(ctx, embedder=counting, worker_id="alive")
+        worker = BaseWorker(ctx2, dsn=dsn, options=WorkerOptions(concurrency=1))
+        await worker.run(once=True)
+        async with pool.connection() as conn:
+            done = await jobs.get(conn, res.job_id)
+        assert done is not None and done.status == JobStatus.COMPLETE
+        assert done.retry_count == 0
+        # every chunk embedded exactly once by the survivor (the dead worker embedded none)
+        assert counting.inputs == done.progress["chunks_total"] > 0
+    finally:
+        await pool.close()
