@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python bench/ingest_eoc.py
+	$(BIN)/python bench/ingest_e2e.py
 	$(BIN)/python bench/status_latency.py
 	$(BIN)/python bench/embed_throughput.py
 

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import random
 import sys
-import time
 import uuid
 
 import httpx
@@ -83,21 +82,33 @@ async def place_document(dsn: str, rt: bootstrap.Runtime, markdown: str) -> uuid
     return job
 
 
-async def measure(dsn: str, rt: bootstrap.Runtime, n_chunks: int) -> tuple[int, float]:
-    job = await place_document(dsn, rt, document(n_chunks))
-    started = time.perf_counter()
+async def measure(
+    dsn: str, settings: Settings, n_chunks: int, seed: int
+) -> tuple[int, float, float]:
+    """(chunks, seconds until the vectors are durable in Postgres, seconds until searchable),
+    timed from the job entering `chunking` (event timestamps, database clock)."""
+    rt = bootstrap.runtime(settings)  # a fresh HTTP client for this event loop
+    job = await place_document(dsn, rt, document(n_chunks, seed))
     await run_worker(rt, concurrency=1, once=True, handle_signals=False)
-    elapsed = time.perf_counter() - started
+    await rt.embedder.aclose()
     pool = await open_pool(dsn)
     async with pool.connection() as conn:
+        cur = await conn.execute("SELECT index_name FROM docingest.vector_indexes")
+        assert await cur.fetchone() is not None, "the HNSW index must exist while promoting"
         cur = await conn.execute(
-            "SELECT status, (progress->>'chunks_total')::int AS n FROM docingest.upload_jobs WHERE job_id = %s",
+            "SELECT j.status, (j.progress->>'chunks_total')::int AS n,"
+            " extract(epoch FROM max(e.at) FILTER (WHERE e.action = 'job.embeddings_stored')"
+            "   - max(e.at) FILTER (WHERE e.action = 'job.chunking')) AS stored_s,"
+            " extract(epoch FROM max(e.at) FILTER (WHERE e.action = 'job.complete')"
+            "   - max(e.at) FILTER (WHERE e.action = 'job.chunking')) AS complete_s"
+            " FROM docingest.upload_jobs j JOIN docingest.events e ON e.job_id = j.job_id"
+            " WHERE j.job_id = %s GROUP BY j.status, j.progress",
             (job,),
         )
         row = await cur.fetchone()
     await pool.close()
     assert row is not None and row["status"] == "complete", row
-    return int(row["n"]), elapsed
+    return int(row["n"]), float(row["stored_s"]), float(row["complete_s"])
 
 
 def main() -> None:
@@ -129,17 +140,26 @@ def main() -> None:
                 "DOCINGEST_OPENAI_API_KEY": "sk-bench",
             }
         )
-        rt = bootstrap.runtime(settings)
+        # warm the fake (its tokenizer loads on first use) outside the measurement
+        httpx.post(
+            f"http://127.0.0.1:{port}/v1/embeddings",
+            json={"input": ["warm up"], "model": "text-embedding-3-small"},
+        ).raise_for_status()
         print(
-            f"chunk->embed->store, fake endpoint at {args.latency_ms} ms/request, 1536 dims, text-embedding-3-small"
+            f"chunk -> embed -> store against the fake endpoint at {args.latency_ms} ms/request, 1536 dims"
+        )
+        print(
+            "(timed from the job entering `chunking`; new text every run, so no vector is reused)"
         )
         for run in range(args.runs):
             httpx.post(f"http://127.0.0.1:{port}/stats/reset").raise_for_status()
-            n, elapsed = asyncio.run(measure(dsn, rt, args.chunks))
+            n, stored_s, complete_s = asyncio.run(measure(dsn, settings, args.chunks, seed=run))
             stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
             print(
-                f"run {run + 1}: {n} chunks in {elapsed:.2f} s = {n / elapsed:.0f} chunks/s"
-                f" ({stats['requests']} embedding requests, {stats['inputs']} inputs)"
+                f"run {run + 1}: {n} chunks, {stats['requests']} requests; vectors durable"
+                f" (embeddings_stored) in {stored_s:.2f} s = {n / stored_s:.0f} chunks/s;"
+                f" searchable in the HNSW-indexed table (complete) in {complete_s:.2f} s"
+                f" = {n / complete_s:.0f} chunks/s"
             )
 
 

@@ -12,6 +12,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from docingest.store.db import DictConn
+from docingest.store.vector_index import supports_filtered_ann
 
 
 @dataclass(frozen=True)
@@ -107,16 +108,24 @@ async def reuse_vectors(
 
 
 async def missing_vectors(
-    conn: DictConn, document_id: UUID, model: str, version: str, limit: int
+    conn: DictConn,
+    document_id: UUID,
+    chunker: tuple[str, str],
+    model: str,
+    version: str,
+    limit: int,
 ) -> list[ChunkRow]:
-    """The next chunks of the document that have no vector yet, in order."""
+    """The next chunks of the document that have no vector yet, in order. Walks the
+    (document, chunker, ord) index and stops at `limit`, so the cost does not grow with the
+    document."""
     cur = await conn.execute(
         "SELECT cb.chunk_id, cb.chunk_ord, cb.chunk_sha, cb.text, cb.meta"
-        " FROM docingest.document_chunk_buffer cb WHERE cb.document_id = %s"
+        " FROM docingest.document_chunk_buffer cb"
+        " WHERE cb.document_id = %s AND cb.chunker_name = %s AND cb.chunker_version = %s"
         " AND NOT EXISTS (SELECT 1 FROM docingest.document_vector_buffer vb"
         "   WHERE vb.chunk_id = cb.chunk_id AND vb.embed_model = %s AND vb.embed_version = %s)"
-        " ORDER BY cb.chunk_ord LIMIT %s",
-        (document_id, model, version, limit),
+        " ORDER BY cb.chunker_name, cb.chunker_version, cb.chunk_ord LIMIT %s",
+        (document_id, *chunker, model, version, limit),
     )
     return [
         ChunkRow(r["chunk_id"], r["chunk_ord"], r["chunk_sha"], r["text"], r["meta"])
@@ -199,16 +208,6 @@ async def clear_buffers(conn: DictConn, document_id: UUID) -> None:
     )
 
 
-async def _ann_filter_supported(conn: DictConn) -> bool:
-    """pgvector >= 0.8 can keep scanning an HNSW index until enough rows pass a filter."""
-    cur = await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-    row = await cur.fetchone()
-    if row is None:
-        return False
-    major, minor = (int(x) for x in str(row["extversion"]).split(".")[:2])
-    return (major, minor) >= (0, 8)
-
-
 async def search(
     conn: DictConn,
     user_id: UUID,
@@ -228,7 +227,7 @@ async def search(
     scan in strict order, which keeps searching until k rows pass the filter."""
     dims = sql.Literal(dimensions)
     async with conn.transaction():
-        if await _ann_filter_supported(conn):
+        if await supports_filtered_ann(conn):
             await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
             order = sql.SQL("embedding::vector({d}) <=> %(q)s::vector({d})").format(d=dims)
         else:  # an expression the index cannot serve: exact ranking of the filtered rows

@@ -22,6 +22,7 @@ from docingest.worker.context import StageContext
 Stage = Callable[[StageContext, Job], Awaitable[Job]]
 
 CHUNKS_VERSION = f"{chunker.CHUNKER_NAME}@{chunker.CHUNKER_VERSION}"
+_CHUNKER = (chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION)
 PAGE_MARKER_PREFIX = "<!-- page "
 
 
@@ -201,7 +202,7 @@ async def run_embedding(ctx: StageContext, job: Job) -> Job:
     while True:
         async with ctx.pool.connection() as conn:
             pending = await chunk_store.missing_vectors(
-                conn, job.document_id, model, version, e.max_batch_inputs
+                conn, job.document_id, _CHUNKER, model, version, e.max_batch_inputs
             )
         if not pending:
             break

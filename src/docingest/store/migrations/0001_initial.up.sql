@@ -66,6 +66,7 @@ CREATE TABLE docingest.document_chunk_buffer (
     created_at       timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT chunk_buffer_ord_unique UNIQUE (document_id, chunker_name, chunker_version, chunk_ord)
 );
+CREATE INDEX chunk_buffer_sha ON docingest.document_chunk_buffer (chunk_sha);
 
 CREATE TABLE docingest.document_vector_buffer (
     document_id    uuid NOT NULL REFERENCES docingest.documents ON DELETE CASCADE,
@@ -116,7 +117,7 @@ CREATE TABLE docingest.vector_indexes (
 -- Append-only audit and processing events. Never document text or filenames.
 CREATE TABLE docingest.events (
     event_id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    at              timestamptz NOT NULL DEFAULT now(),
+    at              timestamptz NOT NULL DEFAULT clock_timestamp(),  -- when it happened, not when the transaction began
     actor           text NOT NULL,
     action          text NOT NULL,
     outcome         text NOT NULL,
