@@ -13,8 +13,13 @@ from rich.table import Table
 
 from docingest import bootstrap
 from docingest.api.auth import mint_token
-from docingest.cli.common import err_console, load_settings, local_user
-from docingest.config import ConfigError
+from docingest.cli.common import (
+    build_runtime,
+    config_errors_exit,
+    err_console,
+    load_settings,
+    local_user,
+)
 from docingest.store import migrate
 from docingest.store.chunks import search
 from docingest.store.db import open_pool
@@ -24,11 +29,8 @@ db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
 
 def _dsn(migrate_schema: bool = True) -> str:
     settings = load_settings(log_format="console", quiet=True)
-    try:
+    with config_errors_exit():
         return bootstrap.database_url(settings, migrate_schema=migrate_schema)
-    except ConfigError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")
@@ -85,7 +87,7 @@ def search_cmd(
 ) -> None:
     """Search the local user's chunks by cosine similarity."""
     settings = load_settings(log_format="console", quiet=True)
-    rt = bootstrap.runtime(settings)
+    rt = build_runtime(settings)
     user_id = local_user(settings, user)
 
     async def run() -> list[dict[str, Any]]:

@@ -4,28 +4,45 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from docingest import bootstrap
+from docingest.bootstrap import Runtime
 from docingest.config import ConfigError, Settings
 from docingest.logs import configure_logging
 
 err_console = Console(stderr=True)
 
 
-def load_settings(*, log_format: str | None = None, quiet: bool = False) -> Settings:
-    """Settings from the environment; a bad setting exits with one clear line."""
+@contextmanager
+def config_errors_exit() -> Iterator[None]:
+    """A ConfigError becomes one clear line on stderr and exit status 2."""
     try:
-        settings = Settings.from_env()
+        yield
     except ConfigError as exc:
         err_console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+def load_settings(*, log_format: str | None = None, quiet: bool = False) -> Settings:
+    """Settings from the environment; a bad setting exits with one clear line."""
+    with config_errors_exit():
+        settings = Settings.from_env()
     import logging
 
     configure_logging(log_format or settings.log_format, logging.WARNING if quiet else logging.INFO)
     return settings
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """The composition root's parts (starting the embedded database when no URL is set)."""
+    with config_errors_exit():
+        return bootstrap.runtime(settings)
 
 
 def local_user(settings: Settings, explicit: str | None) -> uuid.UUID:

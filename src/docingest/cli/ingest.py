@@ -15,10 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from docingest import bootstrap
 from docingest.bootstrap import Runtime
-from docingest.cli.common import err_console, load_settings, local_user
-from docingest.config import ConfigError
+from docingest.cli.common import build_runtime, err_console, load_settings, local_user
 from docingest.domain.errors import DocingestError
 from docingest.store import documents, jobs
 from docingest.store.db import open_pool
@@ -167,11 +165,7 @@ def ingest(
     """Ingest PDFs end to end (parse, chunk, embed, store), wait, and print a summary."""
     settings = load_settings(log_format="console", quiet=True)
     files = collect_pdfs(paths)
-    try:
-        rt = bootstrap.runtime(settings)
-    except ConfigError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    rt = build_runtime(settings)
     user_id = local_user(settings, user)
     items = [Item(path=p) for p in files]
     asyncio.run(_ingest(rt, user_id, items, concurrency, show_progress=not as_json))

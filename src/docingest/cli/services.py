@@ -16,8 +16,7 @@ import typer
 import uvicorn
 
 from docingest import bootstrap
-from docingest.cli.common import err_console, load_settings
-from docingest.config import ConfigError
+from docingest.cli.common import build_runtime, config_errors_exit, err_console, load_settings
 
 
 def api(
@@ -28,11 +27,7 @@ def api(
 ) -> None:
     """Run the HTTP API (FastAPI + uvicorn)."""
     settings = load_settings(log_format="json")
-    try:
-        rt = bootstrap.runtime(settings)
-    except ConfigError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    rt = build_runtime(settings)
     from docingest.api.main import create_app
 
     uvicorn.run(create_app(rt), host=host, port=port, log_level="warning", access_log=False)
@@ -51,11 +46,7 @@ def worker(
 ) -> None:
     """Run one worker process (claims jobs from Postgres; SIGTERM finishes or releases work)."""
     settings = load_settings(log_format="json")
-    try:
-        rt = bootstrap.runtime(settings)
-    except ConfigError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    rt = build_runtime(settings)
     from docingest.worker.runner import run_worker
 
     asyncio.run(run_worker(rt, concurrency=concurrency, once=once))
@@ -69,14 +60,11 @@ def up(
 ) -> None:
     """API + N worker processes on one database; restarts a worker that dies."""
     settings = load_settings(log_format="json")
-    try:
+    with config_errors_exit():
         dsn = bootstrap.database_url(settings)  # starts the embedded server when no URL is set
         bootstrap.jwt_secret(settings)
         bootstrap.webhook_secret(settings)
         bootstrap.blob_store(settings)  # creates the master key file once, before children race
-    except ConfigError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
     env = {**os.environ, "DOCINGEST_DATABASE_URL": dsn, "DOCINGEST_HOME": str(settings.home)}
     base = [sys.executable, "-m", "docingest"]
     api_cmd = [*base, "api", "--host", host, "--port", str(port)]
