@@ -16,7 +16,9 @@ from tests.conftest import CORPUS, EXAMPLES
 from tests.helpers import make_runtime, upload
 
 
-async def test_processing_logs_hold_no_text_or_filenames(dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_processing_logs_hold_no_text_or_filenames(
+    dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     secret_name = tmp_path / "Jane_Doe_SSN_123-45-6789.pdf"
     shutil.copy(EXAMPLES / "glossary_cms_uniform_health_coverage.pdf", secret_name)
     files = [secret_name]
@@ -36,5 +38,12 @@ async def test_processing_logs_hold_no_text_or_filenames(dsn: str, tmp_path: Pat
     formatter = JsonFormatter()
     rendered = "\n".join(formatter.format(r) for r in caplog.records)
     assert rendered  # the worker did log
-    for needle in ("Jane_Doe", "123-45-6789", "Coinsurance", "Deductible", "Uniform Glossary", rt.jwt_secret):
+    for needle in (
+        "Jane_Doe",
+        "123-45-6789",
+        "Coinsurance",
+        "Deductible",
+        "Uniform Glossary",
+        rt.jwt_secret,
+    ):
         assert needle.lower() not in rendered.lower(), needle
