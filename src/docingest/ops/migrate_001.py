@@ -1,0 +1,440 @@
+"""`docingest migrate-001`: carry a 001 database into docingest (MAPPING.md).
+
+One run is one batch. The 001 side is read in one read-only snapshot, documents in batches
+(server-side cursors); per batch, chunks and vectors are checked row by row (chunk id
+recomputed from its canonical key, chunk_sha recomputed from its text, vector dimension) and
+bulk-loaded with binary COPY into staging tables, then inserted with `ON CONFLICT DO NOTHING`.
+The whole run is one target transaction: a dry run rolls it back, and a run that would write
+nothing (a rerun) rolls back too, so it leaves no trace, not even a batch row.
+Every row that cannot be mapped becomes a `Problem` with its 001 id and a reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4, uuid5
+
+from pgvector.psycopg import register_vector_async
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from docingest.domain import legacy_001 as mapping
+from docingest.domain.legacy_001 import Carry, ChunkSupport, LegacyJob, Target
+from docingest.domain.states import JobStatus
+from docingest.ops import blob_import, staging_001
+from docingest.ops.legacy_source import (
+    LegacyChunk,
+    LegacyDocument,
+    LegacyPendingVector,
+    LegacySource,
+    fingerprint,
+)
+from docingest.pipeline import hashing, ids
+from docingest.store import events
+from docingest.store.blobs import BlobStore
+
+DEFAULT_BATCH_DOCUMENTS = 250
+_SHA256_HEX = frozenset("0123456789abcdef")
+ModelKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    reason: str
+
+
+@dataclass
+class Summary:
+    batch: UUID
+    documents: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    problems: list[Problem] = field(default_factory=list)
+    chunks: int = 0  # chunk rows carried (valid and placed), counted on every run
+    written: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+    committed: bool = False
+
+    def problem(self, row_id: UUID | str, reason: str) -> None:
+        self.problems.append(Problem(str(row_id), reason))
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` shape of DESIGN.md / issue 5, exactly."""
+        return {
+            "batch": str(self.batch),
+            "documents": self.documents,
+            "by_status": dict(sorted(self.by_status.items())),
+            "problems": [{"id": p.id, "reason": p.reason} for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class Options:
+    schema: str = "upload_pipeline"
+    dry_run: bool = False
+    blobs_from: Path | None = None
+    batch_documents: int = DEFAULT_BATCH_DOCUMENTS
+    actor: str = "cli:migrate-001"
+
+
+@dataclass
+class _DocChunks:
+    """What one document's 001 chunks amount to, built while streaming them."""
+
+    valid: set[UUID] = field(default_factory=set)
+    rejected: int = 0
+    chunker: tuple[str, str] | None = None
+    live_models: Counter[ModelKey] = field(default_factory=Counter)
+    vectors: dict[UUID, dict[ModelKey, str]] = field(default_factory=dict)  # -> vector_sha
+
+    def model(self) -> ModelKey | None:
+        """The document's model/version: the one most of its live vectors use."""
+        if not self.live_models:
+            return None
+        return min(self.live_models.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+    def support(self) -> ChunkSupport:
+        model = self.model()
+        embedded = sum(1 for c in self.valid if model in self.vectors.get(c, {}))
+        return ChunkSupport(len(self.valid), self.rejected, embedded)
+
+
+async def migrate(
+    source_dsn: str, target_dsn: str, blobs: BlobStore | None, options: Options
+) -> Summary:
+    """Run one migration batch. `blobs` is needed only with `options.blobs_from`."""
+    if options.blobs_from is not None and blobs is None:
+        raise ValueError("blobs_from needs a blob store")
+    summary = Summary(batch=uuid4(), dry_run=options.dry_run)
+    source = await LegacySource.open(source_dsn, options.schema)
+    try:
+        async with _target(target_dsn) as conn:
+            await _run(source, conn, blobs, options, summary, fingerprint(source_dsn))
+    finally:
+        await source.close()
+    return summary
+
+
+@contextlib.asynccontextmanager
+async def _target(dsn: str) -> AsyncIterator[AsyncConnection[Any]]:
+    conn = await AsyncConnection.connect(dsn)
+    try:
+        await register_vector_async(conn)
+        await conn.commit()
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def _run(
+    source: LegacySource,
+    conn: AsyncConnection[Any],
+    blobs: BlobStore | None,
+    options: Options,
+    summary: Summary,
+    source_name: str,
+) -> None:
+    started = datetime.now(UTC)
+    await staging_001.create(conn)
+    await conn.execute(
+        "INSERT INTO docingest.migration_batches (batch_id, source, source_schema, started_at)"
+        " VALUES (%s, %s, %s, %s)",
+        (summary.batch, source_name, options.schema, started),
+    )
+    for row_id, reason in await source.dangling():
+        summary.problem(row_id, reason)
+    totals: Counter[str] = Counter()
+    async for docs in source.documents(options.batch_documents):
+        totals.update(await _batch(source, conn, blobs, options, summary, docs))
+        await staging_001.clear(conn)
+    summary.written = dict(totals)
+    wrote = any(totals.values())
+    if options.dry_run or not wrote:
+        await conn.rollback()
+        return
+    await conn.execute(
+        "UPDATE docingest.migration_batches SET finished_at = now(), summary = %s"
+        " WHERE batch_id = %s",
+        (Jsonb({**summary.to_json(), "written": summary.written}), summary.batch),
+    )
+    await events.record(
+        conn,
+        actor=options.actor,
+        action="migration.001.batch",
+        detail={
+            "batch": str(summary.batch),
+            "documents": summary.documents,
+            "chunks": summary.chunks,
+            "problems": len(summary.problems),
+            "written": summary.written,
+        },
+    )
+    await conn.commit()
+    summary.committed = True
+
+
+async def _batch(
+    source: LegacySource,
+    conn: AsyncConnection[Any],
+    blobs: BlobStore | None,
+    options: Options,
+    summary: Summary,
+    docs: list[LegacyDocument],
+) -> dict[str, int]:
+    summary.documents += len(docs)
+    docs = [d for d in docs if _valid_document(d, summary)]
+    doc_ids = [d.document_id for d in docs]
+    jobs: dict[UUID, list[LegacyJob]] = {d: [] for d in doc_ids}
+    for document_id, job in await source.jobs(doc_ids):
+        jobs[document_id].append(job)
+    chunks = {d: _DocChunks() for d in doc_ids}
+    await _stage_chunks(source, conn, doc_ids, chunks, summary)
+    await _stage_pending(source, conn, doc_ids, chunks, summary)
+    staged: dict[UUID, Target] = {}
+    async with conn.cursor().copy(staging_001.DOC_COPY) as copy:
+        for doc in docs:
+            row, target = await _plan(
+                doc, jobs[doc.document_id], chunks[doc.document_id], blobs, options, summary
+            )
+            await copy.write_row(row)
+            staged[doc.document_id] = target
+    conflicts = await staging_001.conflicting_files(conn)
+    for document_id, existing in conflicts:
+        summary.problem(
+            document_id,
+            f"duplicate_file: the same user already has this file in docingest as {existing}",
+        )
+        staged.pop(document_id)
+    if conflicts:
+        await staging_001.unstage(conn, [c[0] for c in conflicts])
+    for document_id, target in staged.items():
+        summary.by_status[target.status.value] += 1
+        if target.carry is not Carry.NONE:
+            summary.chunks += len(chunks[document_id].valid)
+    return await staging_001.apply(conn, summary.batch)
+
+
+def _valid_document(doc: LegacyDocument, summary: Summary) -> bool:
+    sha = (doc.file_sha256 or "").lower()
+    if len(sha) != 64 or not set(sha) <= _SHA256_HEX or doc.bytes_len <= 0:
+        summary.problem(doc.document_id, "invalid_document: file_sha256 or bytes_len unusable")
+        return False
+    return True
+
+
+async def _stage_chunks(
+    source: LegacySource,
+    conn: AsyncConnection[Any],
+    doc_ids: list[UUID],
+    chunks: dict[UUID, _DocChunks],
+    summary: Summary,
+) -> None:
+    async with conn.cursor().copy(staging_001.CHUNK_COPY) as copy:
+        copy.set_types(staging_001.CHUNK_TYPES)
+        async for c in source.chunks(doc_ids):
+            doc = chunks[c.document_id]
+            reason = _chunk_problem(c)
+            if reason is not None:
+                summary.problem(c.chunk_id, reason)
+                doc.rejected += 1
+                continue
+            if doc.chunker is None:
+                doc.chunker = (c.chunker_name, c.chunker_version)
+            vector, vsha = _checked_vector(c.chunk_id, c.embedding, c.vector_dim, summary)
+            doc.valid.add(c.chunk_id)
+            if vsha is not None:
+                key = (c.embed_model, c.embed_version)
+                doc.live_models[key] += 1
+                doc.vectors.setdefault(c.chunk_id, {})[key] = vsha
+            await copy.write_row(
+                (
+                    c.document_id,
+                    c.chunk_id,
+                    c.chunk_ord,
+                    c.chunker_name,
+                    c.chunker_version,
+                    c.chunk_sha.lower(),
+                    c.text,
+                    c.embed_model,
+                    c.embed_version,
+                    vector,
+                    vsha,
+                )
+            )
+
+
+def _chunk_problem(c: LegacyChunk) -> str | None:
+    if c.chunk_ord < 0 or c.chunk_id != ids.chunk_id(
+        c.document_id, c.chunker_name, c.chunker_version, c.chunk_ord
+    ):
+        return "chunk_id_mismatch: chunk_id is not the UUIDv5 of its canonical key"
+    if hashing.chunk_sha(c.text) != c.chunk_sha.lower():
+        return "chunk_sha_mismatch: sha256 of the chunk text differs from chunk_sha"
+    return None
+
+
+def _checked_vector(
+    row_id: UUID, embedding: Any, vector_dim: int, summary: Summary
+) -> tuple[Any, str | None]:
+    """(vector, vector_sha) when the vector has 001's dimension, else (None, None) + problem."""
+    values = embedding.to_numpy() if embedding is not None else None
+    if values is None or len(values) != mapping.DIMENSIONS or vector_dim != len(values):
+        got = "none" if values is None else len(values)
+        summary.problem(
+            row_id,
+            f"wrong_dimensions: vector has {got} dimensions (vector_dim {vector_dim},"
+            f" expected {mapping.DIMENSIONS}); the chunk is carried without it",
+        )
+        return None, None
+    return embedding, hashing.vector_sha(values)
+
+
+async def _stage_pending(
+    source: LegacySource,
+    conn: AsyncConnection[Any],
+    doc_ids: list[UUID],
+    chunks: dict[UUID, _DocChunks],
+    summary: Summary,
+) -> None:
+    async with conn.cursor().copy(staging_001.PENDING_COPY) as copy:
+        copy.set_types(staging_001.PENDING_TYPES)
+        async for p in source.pending_vectors(doc_ids):
+            if not _pending_ok(p, chunks[p.document_id], summary):
+                continue
+            vector, vsha = _checked_vector(p.buffer_id, p.embedding, p.vector_dim, summary)
+            if vsha is None:
+                continue
+            key = (p.embed_model, p.embed_version)
+            have = chunks[p.document_id].vectors.setdefault(p.chunk_id, {})
+            if have.get(key, vsha) != vsha:
+                summary.problem(
+                    p.buffer_id,
+                    "pending_vector_conflict: differs from the chunk's live vector of the same"
+                    " model/version; the live vector is kept",
+                )
+                continue
+            have[key] = vsha
+            await copy.write_row(
+                (p.document_id, p.chunk_id, p.embed_model, p.embed_version, vector, vsha)
+            )
+
+
+def _pending_ok(p: LegacyPendingVector, doc: _DocChunks, summary: Summary) -> bool:
+    if p.chunk_id not in doc.valid:
+        summary.problem(
+            p.buffer_id, "pending_vector_orphaned: its chunk was not carried (see the chunk)"
+        )
+        return False
+    return True
+
+
+async def _plan(
+    doc: LegacyDocument,
+    jobs: list[LegacyJob],
+    chunks: _DocChunks,
+    blobs: BlobStore | None,
+    options: Options,
+    summary: Summary,
+) -> tuple[tuple[Any, ...], Target]:
+    """Map one document: its position, its files, its chunks -> one staged row."""
+    for job in jobs:
+        if job.stage not in mapping.STAGES:
+            summary.problem(job.job_id, "unknown_stage: 001 job stage is not in the stage list")
+        elif job.state not in mapping.STATES:
+            summary.problem(job.job_id, "unknown_state: 001 job state is not in the state list")
+    position = mapping.position(jobs)
+    if position is None:
+        summary.problem(
+            doc.document_id, "no_known_job: no usable 001 job row; re-processed from the raw file"
+        )
+    raw_path, parsed_path, has_parsed = await _files(doc, blobs, options, summary)
+    support = chunks.support()
+    target = mapping.map_status(position, has_parsed=has_parsed, support=support)
+    carried = target.carry is not Carry.NONE
+    if not carried and (chunks.valid or chunks.rejected):
+        summary.problem(
+            doc.document_id,
+            f"chunks_not_carried: {len(chunks.valid) + chunks.rejected} chunk rows left behind"
+            f" (status {target.status.value}); the document is re-chunked",
+        )
+    model = chunks.model() if carried else None
+    n = len(chunks.valid) if carried else 0
+    progress = {
+        "chunks_total": n,
+        "chunks_done": n,
+        "embeds_total": n,
+        "embeds_done": support.with_vector if carried else 0,
+    }
+    with_model = target.status in (JobStatus.COMPLETE, JobStatus.EMBEDDINGS_STORED)
+    row = (
+        doc.document_id,
+        doc.user_id,
+        doc.filename,
+        doc.mime,
+        doc.bytes_len,
+        doc.file_sha256.lower(),
+        raw_path,
+        doc.created_at,
+        position.job_id
+        if position
+        else uuid5(ids.NAMESPACE, f"migration-001-job:{doc.document_id}"),
+        target.status.value,
+        target.resume_status.value if target.resume_status else None,
+        parsed_path if has_parsed else None,
+        doc.parsed_sha256 if has_parsed else None,
+        f"{chunks.chunker[0]}@{chunks.chunker[1]}" if carried and chunks.chunker else None,
+        model[0] if with_model and model else None,
+        model[1] if with_model and model else None,
+        Jsonb(progress),
+        position.retry_count if position else 0,
+        Jsonb(mapping.legacy_error(position)) if position and position.last_error else None,
+        target.carry.value,
+    )
+    return row, target
+
+
+async def _files(
+    doc: LegacyDocument, blobs: BlobStore | None, options: Options, summary: Summary
+) -> tuple[str, str | None, bool]:
+    """(raw_path, parsed_path, has_parsed): blob keys when the export supplied verified files,
+    else the 001 paths, carried and reported as not yet copied."""
+    has_parsed = bool(doc.parsed_path and doc.parsed_sha256)
+    if options.blobs_from is None or blobs is None:
+        summary.problem(
+            doc.document_id,
+            "blobs_not_copied: files still at their 001 storage paths; rerun with --blobs-from",
+        )
+        return doc.raw_path, doc.parsed_path, has_parsed
+    write = not options.dry_run
+    raw = await blob_import.import_file(
+        blobs,
+        options.blobs_from,
+        doc.raw_path,
+        doc.file_sha256,
+        blob_import.raw_key(doc.user_id, doc.document_id),
+        write=write,
+    )
+    if raw.problem:
+        summary.problem(doc.document_id, f"raw {raw.problem}")
+    parsed_path = doc.parsed_path
+    if has_parsed:
+        assert doc.parsed_path is not None and doc.parsed_sha256 is not None
+        parsed = await blob_import.import_file(
+            blobs,
+            options.blobs_from,
+            doc.parsed_path,
+            doc.parsed_sha256,
+            blob_import.parsed_key(doc.document_id, doc.parsed_sha256.lower()),
+            write=write,
+        )
+        if parsed.problem:
+            summary.problem(doc.document_id, f"parsed {parsed.problem}; re-parsed instead")
+            has_parsed = False
+        parsed_path = parsed.key
+    return raw.key or doc.raw_path, parsed_path, has_parsed

@@ -1,0 +1,11 @@
+DROP INDEX IF EXISTS docingest.document_chunks_migration_batch;
+DROP INDEX IF EXISTS docingest.vector_buffer_migration_batch;
+DROP INDEX IF EXISTS docingest.chunk_buffer_migration_batch;
+DROP INDEX IF EXISTS docingest.upload_jobs_migration_batch;
+DROP INDEX IF EXISTS docingest.documents_migration_batch;
+ALTER TABLE docingest.document_chunks DROP COLUMN IF EXISTS migration_batch;
+ALTER TABLE docingest.document_vector_buffer DROP COLUMN IF EXISTS migration_batch;
+ALTER TABLE docingest.document_chunk_buffer DROP COLUMN IF EXISTS migration_batch;
+ALTER TABLE docingest.upload_jobs DROP COLUMN IF EXISTS migration_batch;
+ALTER TABLE docingest.documents DROP COLUMN IF EXISTS migration_batch;
+DROP TABLE IF EXISTS docingest.migration_batches;
