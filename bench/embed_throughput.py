@@ -20,10 +20,9 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from bench._stack import scratch_database
 from docingest import bootstrap
 from docingest.config import Settings
-from docingest.pipeline.hashing import parsed_sha256
-from docingest.pipeline.normalize import normalize_markdown
 from docingest.store.db import open_pool
 from docingest.testing.procs import free_port, run_process
+from docingest.testing.seed import place_parsed
 from docingest.worker.runner import run_worker
 
 WORDS = [
@@ -61,25 +60,11 @@ def document(n_chunks: int, seed: int = 7) -> str:
 
 
 async def place_document(dsn: str, rt: bootstrap.Runtime, markdown: str) -> uuid.UUID:
-    user, doc, job = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    md = normalize_markdown(markdown)
-    sha = parsed_sha256(md)
-    key = f"parsed/{doc}/{sha}.md.enc"
-    await rt.blobs.put_bytes(key, md.encode())
     pool = await open_pool(dsn)
     async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO docingest.documents (document_id, user_id, filename, bytes_len, file_sha256, raw_path)"
-            " VALUES (%s, %s, 'bench.pdf', 1, %s, 'raw/x')",
-            (doc, user, sha),
-        )
-        await conn.execute(
-            "INSERT INTO docingest.upload_jobs (job_id, user_id, document_id, raw_path, status, parsed_path,"
-            " parsed_sha256, correlation_id) VALUES (%s, %s, %s, 'raw/x', 'parse_validated', %s, %s, %s)",
-            (job, user, doc, key, sha, uuid.uuid4()),
-        )
+        placed = await place_parsed(conn, rt.blobs, uuid.uuid4(), markdown)
     await pool.close()
-    return job
+    return placed.job_id
 
 
 async def measure(

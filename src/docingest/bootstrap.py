@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docingest.clients.embedders import Embedder, HashEmbedder, OpenAIEmbedder
+from docingest.clients.llamaparse import LlamaParseClient
 from docingest.clients.local_parser import LocalParser
-from docingest.config import ConfigError, Settings
+from docingest.config import ConfigError, S3Settings, Settings
 from docingest.store import migrate
-from docingest.store.blobs import LocalBlobStore
+from docingest.store.blobs import BlobStore, LocalBlobStore
 from docingest.store.embedded_pg import start_embedded
-from docingest.store.keys import load_master_key
+from docingest.store.keys import MasterKey, load_master_key
 
 
 def local_secret(home: Path, name: str) -> str:
@@ -55,15 +56,39 @@ def database_url(settings: Settings, *, migrate_schema: bool = True) -> str:
     return url
 
 
-def blob_store(settings: Settings) -> LocalBlobStore:
-    root = settings.home / "blobs"
-    if settings.storage_url and settings.storage_url.startswith("file://"):
-        root = Path(settings.storage_url.removeprefix("file://"))
+def blob_store(settings: Settings) -> BlobStore:
     try:
         key = load_master_key(settings.home, settings.master_key)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if settings.s3 is not None:
+        assert settings.storage_url is not None  # s3 is set only for s3:// URLs
+        return _s3_blob_store(settings.storage_url, settings.s3, key)
+    root = settings.home / "blobs"
+    if settings.storage_url and settings.storage_url.startswith("file://"):
+        root = Path(settings.storage_url.removeprefix("file://"))
     return LocalBlobStore(root, key)
+
+
+def _s3_blob_store(url: str, s3: S3Settings, key: MasterKey) -> BlobStore:
+    # Imported here: boto3 takes a noticeable time to import and only s3:// needs it.
+    from docingest.store.blobs_s3 import S3BlobStore, make_s3_client, parse_s3_url
+
+    try:
+        location = parse_s3_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"DOCINGEST_STORAGE_URL: {exc}") from None
+    try:
+        client = make_s3_client(
+            endpoint_url=s3.endpoint_url,
+            region=s3.region,
+            access_key_id=s3.access_key_id,
+            secret_access_key=s3.secret_access_key,
+            session_token=s3.session_token,
+        )
+    except ValueError as exc:  # plain http to a non-loopback host
+        raise ConfigError(f"DOCINGEST_S3_ENDPOINT_URL: {exc}") from None
+    return S3BlobStore(client, location, key)
 
 
 def embedder(settings: Settings) -> Embedder:
@@ -85,9 +110,13 @@ def embedder(settings: Settings) -> Embedder:
     return built
 
 
-def parser(settings: Settings) -> LocalParser:
-    if settings.parser != "local":
-        raise ConfigError("DOCINGEST_PARSER=llamaparse is not available yet; use local")
+def parser(settings: Settings) -> LocalParser | LlamaParseClient:
+    if settings.parser == "llamaparse":
+        assert settings.llamaparse_api_key is not None  # enforced by Settings
+        try:
+            return LlamaParseClient(settings.llamaparse_url, settings.llamaparse_api_key)
+        except ValueError as exc:  # plain http to a non-loopback host
+            raise ConfigError(f"DOCINGEST_LLAMAPARSE_URL: {exc}") from None
     return LocalParser(
         max_pages=settings.max_pages,
         timeout_s=float(settings.parse_timeout_s),
@@ -99,9 +128,10 @@ def parser(settings: Settings) -> LocalParser:
 class Runtime:
     settings: Settings
     dsn: str
-    blobs: LocalBlobStore
+    blobs: BlobStore
     embedder: Embedder
     jwt_secret: str
+    webhook_secret: str
 
 
 def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
@@ -111,4 +141,5 @@ def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
         blobs=blob_store(settings),
         embedder=embedder(settings),
         jwt_secret=jwt_secret(settings),
+        webhook_secret=webhook_secret(settings),
     )

@@ -6,6 +6,7 @@ never echoed back in those messages.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ class ConfigError(ValueError):
 _PARSERS = ("local", "llamaparse")
 _EMBEDDERS = ("hash", "openai")
 _LOG_FORMATS = ("json", "console")
+MIN_EMBED_TPM = 1000
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -32,6 +34,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigError(f"{name} must be an integer") from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}")
+    return value
+
+
+def _price(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number (USD per million tokens)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a number >= 0")
     return value
 
 
@@ -60,16 +75,45 @@ def _batch_size(env: Mapping[str, str]) -> int:
 
 
 @dataclass(frozen=True)
+class S3Settings:
+    """How to reach an s3:// blob store (`store/blobs_s3.py`): the endpoint of an
+    S3-compatible service (Supabase Storage, MinIO, R2; unset for AWS) and the standard AWS
+    variables. Unset credentials come from boto3's default chain (profile, instance role)."""
+
+    endpoint_url: str | None
+    region: str | None
+    access_key_id: str | None = field(repr=False)
+    secret_access_key: str | None = field(repr=False)
+    session_token: str | None = field(repr=False)
+
+
+def _s3_settings(env: Mapping[str, str]) -> S3Settings:
+    key_id = env.get("AWS_ACCESS_KEY_ID") or None
+    secret = env.get("AWS_SECRET_ACCESS_KEY") or None
+    if (key_id is None) != (secret is None):
+        missing = "AWS_SECRET_ACCESS_KEY" if secret is None else "AWS_ACCESS_KEY_ID"
+        raise ConfigError(f"{missing} must be set together with the other AWS key variable")
+    return S3Settings(
+        endpoint_url=_url(env, "DOCINGEST_S3_ENDPOINT_URL", ("http", "https")),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        access_key_id=key_id,
+        secret_access_key=secret,
+        session_token=env.get("AWS_SESSION_TOKEN") or None,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     database_url: str | None
     storage_url: str | None
+    s3: S3Settings | None  # set when storage_url is s3://
     master_key: str | None = field(repr=False)
     jwt_secret: str | None = field(repr=False)
     webhook_secret: str | None = field(repr=False)
     public_url: str
     parser: str
-    llamaparse_url: str | None
+    llamaparse_url: str
     llamaparse_api_key: str | None = field(repr=False)
     embedder: str
     openai_base_url: str
@@ -78,11 +122,16 @@ class Settings:
     embed_dimensions: int
     embed_rpm: int | None
     embed_tpm: int | None
+    embed_price_per_mtok: float | None
+    circuit_failures: int
+    circuit_cooldown_s: int
+    embed_quota_cooldown_s: int
     embed_batch_size: int
     max_upload_bytes: int
     max_pages: int
     parse_timeout_s: int
     parse_memory_mb: int
+    parse_callback_timeout_s: int
     lease_seconds: int
     max_retries: int
     log_format: str
@@ -95,8 +144,7 @@ class Settings:
         storage_url = env.get("DOCINGEST_STORAGE_URL") or None
         if storage_url is not None and not storage_url.startswith(("file://", "s3://")):
             raise ConfigError("DOCINGEST_STORAGE_URL must start with file:// or s3://")
-        if storage_url is not None and storage_url.startswith("s3://"):
-            raise ConfigError("DOCINGEST_STORAGE_URL: the s3:// backend is not available yet")
+        s3 = _s3_settings(env) if storage_url and storage_url.startswith("s3://") else None
         jwt_secret = env.get("DOCINGEST_JWT_SECRET") or None
         if jwt_secret is not None and len(jwt_secret) < 32:
             raise ConfigError("DOCINGEST_JWT_SECRET must be at least 32 characters")
@@ -118,17 +166,21 @@ class Settings:
             raise ConfigError("DOCINGEST_EMBED_DIMENSIONS must be <= 2000 (pgvector HNSW limit)")
         rpm = _int(env, "DOCINGEST_EMBED_RPM", 0, minimum=0) or None
         tpm = _int(env, "DOCINGEST_EMBED_TPM", 0, minimum=0) or None
+        if tpm is not None and tpm < MIN_EMBED_TPM:  # one request must fit a whole chunk
+            raise ConfigError(f"DOCINGEST_EMBED_TPM must be 0 (unlimited) or >= {MIN_EMBED_TPM}")
         return cls(
             home=home,
             database_url=database_url,
             storage_url=storage_url,
+            s3=s3,
             master_key=env.get("DOCINGEST_MASTER_KEY") or None,
             jwt_secret=jwt_secret,
             webhook_secret=webhook_secret,
             public_url=_url(env, "DOCINGEST_PUBLIC_URL", ("http", "https"))
             or "http://127.0.0.1:8000",
             parser=parser,
-            llamaparse_url=_url(env, "DOCINGEST_LLAMAPARSE_URL", ("http", "https")),
+            llamaparse_url=_url(env, "DOCINGEST_LLAMAPARSE_URL", ("http", "https"))
+            or "https://api.cloud.llamaindex.ai",
             llamaparse_api_key=llamaparse_key,
             embedder=embedder,
             openai_base_url=_url(env, "DOCINGEST_OPENAI_BASE_URL", ("http", "https"))
@@ -138,11 +190,16 @@ class Settings:
             embed_dimensions=dims,
             embed_rpm=rpm,
             embed_tpm=tpm,
+            embed_price_per_mtok=_price(env, "DOCINGEST_EMBED_PRICE_PER_MTOK"),
+            circuit_failures=_int(env, "DOCINGEST_CIRCUIT_FAILURES", 5),
+            circuit_cooldown_s=_int(env, "DOCINGEST_CIRCUIT_COOLDOWN_SECONDS", 30),
+            embed_quota_cooldown_s=_int(env, "DOCINGEST_EMBED_QUOTA_COOLDOWN_SECONDS", 900),
             embed_batch_size=_batch_size(env),
             max_upload_bytes=_int(env, "DOCINGEST_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
             max_pages=_int(env, "DOCINGEST_MAX_PAGES", 1000),
             parse_timeout_s=_int(env, "DOCINGEST_PARSE_TIMEOUT_SECONDS", 300),
             parse_memory_mb=_int(env, "DOCINGEST_PARSE_MEMORY_MB", 1536, minimum=256),
+            parse_callback_timeout_s=_int(env, "DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS", 600),
             lease_seconds=_int(env, "DOCINGEST_LEASE_SECONDS", 60, minimum=5),
             max_retries=_int(env, "DOCINGEST_MAX_RETRIES", 3, minimum=0),
             log_format=_choice(env, "DOCINGEST_LOG_FORMAT", "console", _LOG_FORMATS),

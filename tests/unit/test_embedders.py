@@ -18,7 +18,14 @@ from docingest.clients.embedders import (
     parse_rate_limit_headers,
     retry_after_seconds,
 )
-from docingest.domain.errors import ErrorCode, PermanentError, TransientError
+from docingest.domain.errors import (
+    ErrorCode,
+    InputRejected,
+    PermanentError,
+    QuotaExhausted,
+    RateLimited,
+    TransientError,
+)
 
 BASE = "https://api.example.test/v1"
 SECRET_TEXT = "Member SSN 123-45-6789 diagnosis"
@@ -196,6 +203,7 @@ async def test_5xx_three_times_raises_transient_unavailable() -> None:
         await emb.embed(["x"])
     await emb.aclose()
     assert info.value.code is ErrorCode.EMBEDDING_UNAVAILABLE
+    assert not isinstance(info.value, RateLimited)  # a failure of the service, not a throttle
     assert info.value.retry_after is None
     assert "HTTP 500" in info.value.message
     assert len(rec.requests) == 3
@@ -214,10 +222,28 @@ async def test_exhausted_retries_carry_the_server_hint() -> None:
         )
     )
     emb = make(rec, max_attempts=2)
-    with pytest.raises(TransientError) as info:
+    with pytest.raises(RateLimited) as info:
         await emb.embed(["x"])
     await emb.aclose()
     assert info.value.retry_after == 2.0
+
+
+async def test_single_attempt_sends_one_request_and_400_is_input_rejected() -> None:
+    rec = Recorder(
+        httpx.Response(500, json=error_body("server_error", None)),
+        httpx.Response(400, json=error_body("invalid_request_error", "invalid_input")),
+    )
+    sleeps = Sleeps()
+    emb = make(rec, sleeps)
+    once = emb.single_attempt()
+    with pytest.raises(TransientError):
+        await once.embed(["x"])
+    with pytest.raises(InputRejected) as info:
+        await once.embed(["x"])
+    await emb.aclose()
+    assert info.value.code is ErrorCode.EMBEDDING_REJECTED
+    assert len(rec.requests) == 2 and sleeps.calls == []
+    assert emb.max_attempts == 3  # the original keeps its own retries
 
 
 async def test_long_retry_after_is_not_waited_inline() -> None:
@@ -240,10 +266,10 @@ async def test_insufficient_quota_is_not_retried() -> None:
     rec = Recorder(httpx.Response(429, json=error_body("insufficient_quota", "insufficient_quota")))
     sleeps = Sleeps()
     emb = make(rec, sleeps)
-    with pytest.raises(TransientError) as info:
+    with pytest.raises(QuotaExhausted) as info:
         await emb.embed(["x"])
     await emb.aclose()
-    assert info.value.code is ErrorCode.EMBEDDING_UNAVAILABLE
+    assert info.value.code is ErrorCode.EMBEDDING_QUOTA
     assert info.value.message == "provider quota exhausted"
     assert info.value.retry_after == 300
     assert len(rec.requests) == 1

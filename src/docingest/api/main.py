@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter, Histogram
 
 from docingest.api import errors
-from docingest.api.routes import documents, health, jobs, search
+from docingest.api.routes import documents, health, jobs, search, webhooks
 from docingest.api.state import AppState
 from docingest.bootstrap import Runtime
 from docingest.domain.errors import DocingestError
@@ -41,6 +41,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10) -> FastAPI:
             embedder=rt.embedder,
             jwt_secret=rt.jwt_secret,
             max_upload_bytes=rt.settings.max_upload_bytes,
+            webhook_secret=rt.webhook_secret,
         )
         try:
             yield
@@ -49,7 +50,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10) -> FastAPI:
             await pool.close()
 
     app = FastAPI(title="docingest", version="0.1.0", lifespan=lifespan)
-    for router in (documents.router, jobs.router, search.router, health.router):
+    for router in (documents.router, jobs.router, search.router, health.router, webhooks.router):
         app.include_router(router)
     app.add_exception_handler(errors.ApiError, errors.handle_api_error)
     app.add_exception_handler(DocingestError, errors.handle_domain_error)

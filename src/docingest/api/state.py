@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -18,3 +18,4 @@ class AppState:
     embedder: Embedder
     jwt_secret: str
     max_upload_bytes: int
+    webhook_secret: str = field(repr=False)

@@ -5,11 +5,13 @@ OpenAI or any compatible server (Azure, vLLM, TEI, Ollama, `docingest.testing.fa
 Provider failures leave this module as domain errors only:
 
 * `PermanentError(EMBEDDING_AUTH)` for 401/403,
-* `PermanentError(EMBEDDING_REJECTED)` for other 4xx and for malformed answers
-  (wrong count, wrong dimensions, bad encoding),
+* `InputRejected(EMBEDDING_REJECTED)` for 400/413/422 (the input was refused: maybe one
+  poison input), `PermanentError(EMBEDDING_REJECTED)` for other 4xx and for malformed
+  answers (wrong count, wrong dimensions, bad encoding),
 * `TransientError(EMBEDDING_UNAVAILABLE)` when retries inside `embed` are exhausted
-  (429 rate limit, 408, 409, 5xx, connection errors and timeouts) or at once when the
-  provider's quota is exhausted.
+  (408, 409, 5xx, connection errors and timeouts), `RateLimited` when the last failure
+  was a 429 rate limit, and `QuotaExhausted(EMBEDDING_QUOTA)` at once when the provider's
+  quota is exhausted.
 
 Inputs are documents' text: no message or log line built here contains them.
 """
@@ -19,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import email.utils
-import ipaddress
 import json
 import logging
 import math
@@ -35,7 +37,15 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from docingest.domain.errors import ErrorCode, PermanentError, TransientError
+from docingest.clients.http_safety import require_tls_or_loopback
+from docingest.domain.errors import (
+    ErrorCode,
+    InputRejected,
+    PermanentError,
+    QuotaExhausted,
+    RateLimited,
+    TransientError,
+)
 from docingest.pipeline.hash_embedding import HASH_EMBEDDER_VERSION, hash_embed_many
 
 logger = logging.getLogger(__name__)
@@ -198,28 +208,6 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
 # --------------------------------------------------------------------------- openai
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(base_url: str) -> str:
-    url = httpx.URL(base_url)
-    if not url.host:
-        raise ValueError("embedding base_url has no host")
-    if url.scheme == "https" or (url.scheme == "http" and _is_loopback(url.host)):
-        return str(url).rstrip("/")
-    # Name scheme and host only: the URL could carry credentials.
-    raise ValueError(
-        f"refusing embedding base_url {url.scheme}://{url.host}: use https "
-        "(plain http is allowed only for loopback hosts)"
-    )
-
-
 _SAFE_TOKEN = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -243,10 +231,13 @@ def _error_fields(response: httpx.Response) -> tuple[str, str, str]:
 
 
 class _RetryableFailure(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, throttled: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.throttled = throttled  # a 429 rate limit, not a failure of the service
 
 
 def _rejected(message: str) -> PermanentError:
@@ -286,7 +277,7 @@ class OpenAIEmbedder:
             raise ValueError("max_attempts must be >= 1")
         if model == "text-embedding-ada-002" and dimensions != 1536:
             raise ValueError("text-embedding-ada-002 has a fixed 1536 dimensions")
-        self._endpoint = _check_base_url(base_url) + "/embeddings"
+        self._endpoint = require_tls_or_loopback(base_url, "embedding base_url") + "/embeddings"
         self.model = model
         self.version = f"d{dimensions}"
         self.dimensions = dimensions
@@ -313,6 +304,14 @@ class OpenAIEmbedder:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def single_attempt(self) -> OpenAIEmbedder:
+        """This client (same connection pool) making exactly one request per `embed` call,
+        for a caller that owns retries: the worker reserves every attempt from the shared
+        rate budget, so no request may leave without a reservation."""
+        twin = copy.copy(self)
+        twin.max_attempts = 1
+        return twin
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         """Embed one batch in one request (retried here on transient faults)."""
@@ -351,7 +350,8 @@ class OpenAIEmbedder:
                 extra={"action": "embed_retry", "inputs": len(texts)},
             )
             await self._sleep(delay)
-        raise TransientError(
+        error = RateLimited if failure.throttled else TransientError
+        raise error(
             ErrorCode.EMBEDDING_UNAVAILABLE,
             f"embedding provider unavailable: {failure.reason}",
             retry_after=failure.retry_after,
@@ -380,16 +380,22 @@ class OpenAIEmbedder:
         err_type, err_code, param = _error_fields(response)
         detail = f"HTTP {status} type={err_type} code={err_code}"
         if status == 429 and "insufficient_quota" in (err_type, err_code):
-            raise TransientError(
-                ErrorCode.EMBEDDING_UNAVAILABLE,
+            raise QuotaExhausted(
+                ErrorCode.EMBEDDING_QUOTA,
                 "provider quota exhausted",
                 retry_after=QUOTA_RETRY_AFTER_S,
             )
         if status in (408, 409, 429) or status >= 500:
-            raise _RetryableFailure(detail, retry_after_seconds(response.headers))
+            wait = retry_after_seconds(response.headers)
+            raise _RetryableFailure(detail, wait, throttled=status == 429)
         if status in (401, 403):
             raise PermanentError(
                 ErrorCode.EMBEDDING_AUTH, f"provider refused our credentials: {detail}"
+            )
+        if status in (400, 413, 422):
+            raise InputRejected(
+                ErrorCode.EMBEDDING_REJECTED,
+                f"provider rejected the input: {detail} param={param}",
             )
         hint = " (check that base_url ends with the API prefix, e.g. /v1)" if status == 404 else ""
         raise _rejected(f"provider rejected the request: {detail} param={param}{hint}")

@@ -22,14 +22,19 @@ class ErrorCode(StrEnum):
     TOO_MANY_PAGES = "too_many_pages"
     PARSE_LIMIT = "parse_limit"
     PARSER_UNAVAILABLE = "parser_unavailable"
+    PARSER_FAILED = "parser_failed"  # remote job ended ERROR, PARTIAL_SUCCESS, CANCELLED
+    PARSER_REJECTED = "parser_rejected"  # the remote parser refused our request (4xx)
     # integrity
     INTEGRITY_ERROR = "integrity_error"
+    STORAGE_UNAVAILABLE = "storage_unavailable"  # the blob store did not answer (retried)
     # chunk stage
     CHUNKING_ERROR = "chunking_error"
     # embed stage
     EMBEDDING_REJECTED = "embedding_rejected"
     EMBEDDING_UNAVAILABLE = "embedding_unavailable"
     EMBEDDING_AUTH = "embedding_auth"
+    EMBEDDING_QUOTA = "embedding_quota_exhausted"  # waits for the quota; never fails a job
+    EMBEDDING_INPUT_REJECTED = "embedding_input_rejected"  # the provider refuses a chunk (poison)
     # generic
     RETRIES_EXHAUSTED = "retries_exhausted"
     INTERNAL = "internal"
@@ -54,6 +59,31 @@ class TransientError(DocingestError):
     def __init__(self, code: ErrorCode, message: str, retry_after: float | None = None) -> None:
         super().__init__(code, message)
         self.retry_after = retry_after
+
+
+class Deferred(Exception):
+    """Not a failure: the job waits for something outside (a parse callback, a remote job
+    still running). The worker releases it until `delay_s` from now without spending its
+    retry budget."""
+
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+        self.reason = reason
+
+
+class RateLimited(TransientError):
+    """The provider throttled us (429 rate limit): the service is up, wait and resend."""
+
+
+class QuotaExhausted(TransientError):
+    """The provider's quota is used up (429 insufficient_quota): not a rate limit. Stop
+    spending until someone adds credit; jobs wait, they do not fail."""
+
+
+class InputRejected(PermanentError):
+    """The provider refused the request's input (HTTP 400/413/422): one input of the batch
+    may be poison, which splitting the batch finds."""
 
 
 class ParseError(PermanentError):

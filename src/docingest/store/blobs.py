@@ -1,27 +1,9 @@
-"""Encrypted blob store (DESIGN.md §1, §8; CONTRACTS.md §4 (a)(2)(iv), (c)(1), (c)(2)).
+"""Blob stores: the interface every backend implements, and the local-folder backend
+(DESIGN.md §1, §8; CONTRACTS.md §4 (a)(2)(iv), (c)(1), (c)(2)).
 
-Every object is envelope-encrypted: a fresh random 256-bit data key per object encrypts
-the content with AES-256-GCM in frames, and the data key is wrapped (AES-256-GCM) with
-the master key, whose `key_id` is stored in the object's header. Rotating the master key
-re-wraps data keys (`rewrap`) without re-encrypting content.
-
-On-disk format (all integers big-endian), version 1:
-
-    header, 88 bytes:
-      magic "DIBE" | version u8 = 1 | wrap algorithm u8 = 1 (AES-256-GCM) | reserved u16 = 0
-      | frame_size u32 (plaintext bytes per frame) | nonce_prefix 8 random bytes
-      | key_id 8 ASCII hex chars (master key id) | wrap_nonce 12 random bytes
-      | wrapped data key 48 bytes (32-byte key + 16-byte GCM tag)
-    frames: AES-256-GCM(data key, nonce = nonce_prefix || u32 frame index,
-            aad = "docingest/blob/frame/v1" || u16 len(object key) || object key
-                  || u64 frame index || u8 final flag) -> ciphertext || 16-byte tag
-
-Every frame but the last holds exactly frame_size plaintext bytes; the last one holds
-1..frame_size bytes (0 only for an empty object) and is the only one sealed with the final
-flag, so dropping, reordering or appending frames fails authentication. The wrap AAD is
-"docingest/blob/dek/v1" || the first 28 header bytes || u16 len(object key) || object key,
-so every header byte is authenticated and an object cannot be moved to another key. The
-sha256 and size of the plaintext are computed while writing and re-verified on every read.
+Objects are envelope-encrypted in the format of `blob_format.py` (AES-256-GCM frames under
+a per-object data key wrapped by the master key); the S3-compatible backend is
+`blobs_s3.py`. Here each object is one file under `root`, holding exactly the object bytes.
 
 Files are 0600 and directories this module creates are 0700. Objects are immutable: a put
 to an existing key succeeds only if the stored plaintext is identical (verified).
@@ -33,28 +15,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
+import functools
 import os
-import re
 import secrets
 import stat
-import struct
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from docingest.domain.errors import ErrorCode, PermanentError
+from docingest.store.blob_format import (
+    DEFAULT_FRAME_SIZE,
+    HEADER_SIZE,
+    KEY_RE,
+    MAX_FRAME_SIZE,
+    TAG_SIZE,
+    BlobExists,
+    BlobInfo,
+    BlobIntegrityError,
+    BlobKeyUnavailable,
+    BlobNotFound,
+    BlobTooLarge,
+    FrameSealer,
+    Keyring,
+    check_sha256,
+    collect_verified,
+    decrypt_object,
+    digest_of,
+    ensure_same_content,
+    feed_frames,
+    read_exact,
+    read_key_id,
+    rewrapped_header,
+    split_frames,
+    validate_key,
+)
 from docingest.store.keys import MasterKey
 
 __all__ = [
     "DEFAULT_FRAME_SIZE",
     "HEADER_SIZE",
     "MAX_FRAME_SIZE",
+    "TAG_SIZE",
     "BlobExists",
     "BlobInfo",
     "BlobIntegrityError",
@@ -66,88 +68,11 @@ __all__ = [
     "validate_key",
 ]
 
-DEFAULT_FRAME_SIZE = 1 << 20
-MAX_FRAME_SIZE = 1 << 26
-MAGIC = b"DIBE"
-FORMAT_VERSION = 1
-WRAP_AES256_GCM = 1
-TAG_SIZE = 16
-_DEK_SIZE = 32
-_HEADER = struct.Struct(">4sBBHI8s8s12s48s")
-HEADER_SIZE = _HEADER.size  # 88
-_AUTH_PREFIX_SIZE = 28  # magic .. key_id: the header bytes bound into the wrap AAD
-_FRAME_LABEL = b"docingest/blob/frame/v1"
-_WRAP_LABEL = b"docingest/blob/dek/v1"
-_MAX_FRAMES = 1 << 32
 _COPY_CHUNK = 1 << 20
-
-_SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}"
-_KEY_RE = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT}){{0,15}}")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _NO_HARDLINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
 
 
-# --------------------------------------------------------------------------- errors
-
-
-class BlobTooLarge(PermanentError):
-    """The content exceeded `max_bytes`; nothing was stored."""
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(ErrorCode.TOO_LARGE, f"content exceeds {max_bytes} bytes")
-        self.max_bytes = max_bytes
-
-
-class BlobIntegrityError(PermanentError):
-    """The stored object failed authentication or its sha256 check. `reason` is one of
-    header, wrapped_key, frame, truncated, sha256, key_unavailable (safe to log)."""
-
-    def __init__(self, key: str, reason: str, message: str | None = None) -> None:
-        super().__init__(
-            ErrorCode.INTEGRITY_ERROR, message or f"blob {key} failed integrity verification"
-        )
-        self.key = key
-        self.reason = reason
-
-
-class BlobKeyUnavailable(BlobIntegrityError):
-    """The object is wrapped with a master key this store was not given (fails closed)."""
-
-    def __init__(self, key: str, key_id: str) -> None:
-        super().__init__(
-            key, "key_unavailable", f"blob {key} is wrapped with unknown master key id {key_id}"
-        )
-        self.key_id = key_id
-
-
-class BlobNotFound(PermanentError):
-    """No object under this key. Carries ErrorCode.INTEGRITY_ERROR: a blob the database
-    refers to has gone missing, which is an integrity failure of the store."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(ErrorCode.INTEGRITY_ERROR, f"blob {key} not found")
-        self.key = key
-
-
-class BlobExists(PermanentError):
-    """A put tried to replace an existing object with different content (objects are
-    immutable; CONTRACTS.md §4 (c)(1)). Carries ErrorCode.INTEGRITY_ERROR."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(
-            ErrorCode.INTEGRITY_ERROR, f"blob {key} already exists with different content"
-        )
-        self.key = key
-
-
 # --------------------------------------------------------------------------- interface
-
-
-@dataclass(frozen=True, slots=True)
-class BlobInfo:
-    key: str
-    sha256: str  # lowercase hex sha256 of the plaintext
-    size: int  # plaintext bytes
 
 
 class BlobStore(Protocol):
@@ -170,100 +95,7 @@ class BlobStore(Protocol):
     def iter_keys(self, prefix: str = "") -> Iterator[str]: ...
 
 
-def validate_key(key: str) -> str:
-    """Object keys: 1-16 '/'-separated segments of [A-Za-z0-9._-] (<= 128 characters each),
-    none starting with '.', so no '..', no absolute paths, no hidden or temporary names."""
-    if not isinstance(key, str) or _KEY_RE.fullmatch(key) is None:
-        raise ValueError(
-            "invalid blob key: expected 1-16 '/'-separated segments of [A-Za-z0-9._-] "
-            "not starting with '.'"
-        )
-    return key
-
-
-# --------------------------------------------------------------------------- format
-
-
-@dataclass(frozen=True, slots=True)
-class _Header:
-    frame_size: int
-    nonce_prefix: bytes
-    key_id: str
-    wrap_nonce: bytes
-    wrapped_dek: bytes
-
-
-def _encode_key(key: str) -> bytes:
-    raw = key.encode("ascii")
-    return struct.pack(">H", len(raw)) + raw
-
-
-def _frame_aad(key_bytes: bytes, index: int, final: bool) -> bytes:
-    return _FRAME_LABEL + key_bytes + struct.pack(">QB", index, 1 if final else 0)
-
-
-def _frame_nonce(prefix: bytes, index: int) -> bytes:
-    return prefix + struct.pack(">I", index)
-
-
-def _pack_header(
-    frame_size: int, nonce_prefix: bytes, master: MasterKey, dek: bytes, key_bytes: bytes
-) -> bytes:
-    wrap_nonce = secrets.token_bytes(12)
-    prefix = _HEADER.pack(
-        MAGIC,
-        FORMAT_VERSION,
-        WRAP_AES256_GCM,
-        0,
-        frame_size,
-        nonce_prefix,
-        master.key_id.encode("ascii"),
-        b"\0" * 12,
-        b"\0" * 48,
-    )[:_AUTH_PREFIX_SIZE]
-    wrapped = AESGCM(master.raw).encrypt(wrap_nonce, dek, _WRAP_LABEL + prefix + key_bytes)
-    return prefix + wrap_nonce + wrapped
-
-
-def _parse_header(key: str, data: bytes) -> _Header:
-    if len(data) != HEADER_SIZE:
-        raise BlobIntegrityError(key, "truncated")
-    magic, version, wrap_alg, reserved, frame_size, prefix, key_id, wrap_nonce, wrapped = (
-        _HEADER.unpack(data)
-    )
-    if (
-        magic != MAGIC
-        or version != FORMAT_VERSION
-        or wrap_alg != WRAP_AES256_GCM
-        or reserved != 0
-        or not 1 <= frame_size <= MAX_FRAME_SIZE
-        or re.fullmatch(rb"[0-9a-f]{8}", key_id) is None
-    ):
-        raise BlobIntegrityError(key, "header")
-    return _Header(frame_size, prefix, key_id.decode("ascii"), wrap_nonce, wrapped)
-
-
-def _frame_layout(key: str, body_len: int, frame_size: int) -> tuple[int, int]:
-    """(number of frames, ciphertext length of the last frame) for a frames region."""
-    per = frame_size + TAG_SIZE
-    if body_len < TAG_SIZE:
-        raise BlobIntegrityError(key, "truncated")
-    count = max(1, -(-body_len // per))
-    last = body_len - (count - 1) * per
-    if last < TAG_SIZE or count > _MAX_FRAMES:
-        raise BlobIntegrityError(key, "truncated")
-    return count, last
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    parts: list[bytes] = []
-    while n > 0:
-        part = os.read(fd, n)
-        if not part:
-            break
-        parts.append(part)
-        n -= len(part)
-    return b"".join(parts)
+# --------------------------------------------------------------------------- files
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -307,62 +139,43 @@ class _EncryptingWriter:
     """
 
     def __init__(self, key: str, path: Path, master: MasterKey, frame_size: int) -> None:
-        self.key = key
         self.path = path
         self.tmp = _temp_path(path.parent)
-        self._key_bytes = _encode_key(key)
-        dek = AESGCM.generate_key(bit_length=256)
-        self._aead = AESGCM(dek)
-        self._prefix = secrets.token_bytes(8)
-        self._index = 0
-        self._sha = hashlib.sha256()
+        self._sealer = FrameSealer(key, master, frame_size)
         self._lock = threading.Lock()
         self._fd: int | None = _create_private(self.tmp)
         try:
-            _write_all(
-                self._fd, _pack_header(frame_size, self._prefix, master, dek, self._key_bytes)
-            )
+            _write_all(self._fd, self._sealer.header)
         except BaseException:
             self.abort()
             raise
 
-    def write_frames(self, frames: Iterable[bytes | memoryview], *, final: bool) -> None:
+    def write_frames(self, frames: Iterable[bytes | memoryview], final: bool) -> None:
         """Seal and append frames; with final=True the last of them closes the object."""
         with self._lock:
-            fd = self._require_open()
-            items = list(frames)
-            for n, plain in enumerate(items):
-                if self._index >= _MAX_FRAMES:
-                    raise ValueError("object has too many frames")
-                is_final = final and n == len(items) - 1
-                self._sha.update(plain)
-                nonce = _frame_nonce(self._prefix, self._index)
-                aad = _frame_aad(self._key_bytes, self._index, is_final)
-                _write_all(fd, self._aead.encrypt(nonce, plain, aad))
-                self._index += 1
+            if self._fd is None:
+                raise RuntimeError("writer is closed")
+            for sealed in self._sealer.seal(frames, final=final):
+                _write_all(self._fd, sealed)
             if final:
-                os.fsync(fd)
-                os.close(fd)
+                os.fsync(self._fd)
+                os.close(self._fd)
                 self._fd = None
 
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
-
-    def publish(self, verify_existing: Callable[[], tuple[str, int]], info: BlobInfo) -> None:
+    def publish(self, existing_digest: Callable[[], tuple[str, int]]) -> BlobInfo:
         """Move the finished temp file to its key without ever replacing an existing object.
 
         link(2) fails if the destination exists; then the existing object is decrypted and
         must hold the same plaintext (idempotent put), else BlobExists.
         """
         with self._lock:
-            if self._fd is not None:
-                raise RuntimeError("publish before the final frame")
+            info = self._sealer.info()
             try:
                 try:
                     os.link(self.tmp, self.path)
                 except FileExistsError:
-                    self._check_existing(verify_existing, info)
-                    return
+                    ensure_same_content(info, existing_digest())
+                    return info
                 except OSError as exc:
                     if exc.errno not in _NO_HARDLINK_ERRNOS:
                         raise
@@ -370,18 +183,14 @@ class _EncryptingWriter:
                     # on one key here can both "win"; keys are content-addressed, so the
                     # loser's object holds the same plaintext under a different data key.
                     if self.path.exists():
-                        self._check_existing(verify_existing, info)
-                        return
+                        ensure_same_content(info, existing_digest())
+                        return info
                     os.replace(self.tmp, self.path)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.tmp)
             _fsync_dir(self.path.parent)
-
-    @staticmethod
-    def _check_existing(verify_existing: Callable[[], tuple[str, int]], info: BlobInfo) -> None:
-        if verify_existing() != (info.sha256, info.size):
-            raise BlobExists(info.key)
+            return info
 
     def abort(self) -> None:
         with self._lock:
@@ -391,11 +200,6 @@ class _EncryptingWriter:
                 self._fd = None
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp)
-
-    def _require_open(self) -> int:
-        if self._fd is None:
-            raise RuntimeError("writer is closed")
-        return self._fd
 
 
 # --------------------------------------------------------------------------- store
@@ -420,12 +224,7 @@ class LocalBlobStore:
         self.root = Path(root)
         self.master_key = master_key
         self.frame_size = frame_size
-        self._keys: dict[str, MasterKey] = {}
-        for mk in (*old_keys, master_key):
-            known = self._keys.get(mk.key_id)
-            if known is not None and known.raw != mk.raw:
-                raise ValueError(f"two different master keys share key id {mk.key_id}")
-            self._keys[mk.key_id] = mk
+        self._keyring = Keyring(master_key, old_keys)
         _make_private_dirs(self.root)
 
     # -- paths
@@ -444,33 +243,13 @@ class LocalBlobStore:
         key holds different content, ValueError for an invalid key.
         """
         path = self._path(key)
-        fs = self.frame_size
         # Small synchronous calls (mkdir, open, an 88-byte write): doing them on the loop
         # means a cancellation can never orphan a temp file created in a worker thread.
         _make_private_dirs(path.parent)
-        writer = _EncryptingWriter(key, path, self.master_key, fs)
+        writer = _EncryptingWriter(key, path, self.master_key, self.frame_size)
         try:
-            buf = bytearray()
-            size = 0
-            async for chunk in chunks:
-                if not chunk:
-                    continue
-                size += len(chunk)
-                if max_bytes is not None and size > max_bytes:
-                    raise BlobTooLarge(max_bytes)
-                buf += chunk
-                if len(buf) > fs:
-                    # Emit full frames but keep >= 1 byte back: only the last frame is final.
-                    # The filled buffer is handed over whole (zero-copy views); only the
-                    # remainder (< 1 frame) is copied into a fresh buffer on the loop.
-                    cut = (len(buf) - 1) // fs * fs
-                    ready, buf = memoryview(buf), bytearray(buf[cut:])
-                    frames = [ready[i : i + fs] for i in range(0, cut, fs)]
-                    await asyncio.to_thread(writer.write_frames, frames, final=False)
-            await asyncio.to_thread(writer.write_frames, [memoryview(buf)], final=True)
-            info = BlobInfo(key, writer.hexdigest(), size)
-            await asyncio.to_thread(writer.publish, lambda: self._digest_sync(key), info)
-            return info
+            await feed_frames(chunks, self.frame_size, max_bytes, writer.write_frames)
+            return await asyncio.to_thread(writer.publish, lambda: self._digest_sync(key))
         finally:
             writer.abort()  # no-op after a successful publish: the temp file is gone
 
@@ -479,16 +258,11 @@ class LocalBlobStore:
 
     def _put_bytes_sync(self, key: str, data: bytes) -> BlobInfo:
         path = self._path(key)
-        fs = self.frame_size
         _make_private_dirs(path.parent)
-        writer = _EncryptingWriter(key, path, self.master_key, fs)
+        writer = _EncryptingWriter(key, path, self.master_key, self.frame_size)
         try:
-            view = memoryview(data)
-            frames = [view[i : i + fs] for i in range(0, len(view), fs)] or [view]
-            writer.write_frames(frames, final=True)
-            info = BlobInfo(key, writer.hexdigest(), len(view))
-            writer.publish(lambda: self._digest_sync(key), info)
-            return info
+            writer.write_frames(split_frames(data, self.frame_size), True)
+            return writer.publish(lambda: self._digest_sync(key))
         finally:
             writer.abort()
 
@@ -500,54 +274,21 @@ class LocalBlobStore:
         Raises BlobNotFound, BlobIntegrityError (BlobKeyUnavailable when the wrapping
         master key is not known to this store), ValueError for an invalid key or sha256.
         """
-        expected = expected_sha256.lower()
-        if _SHA256_RE.fullmatch(expected) is None:
-            raise ValueError("expected_sha256 must be 64 hex characters")
+        expected = check_sha256(expected_sha256)
         self._path(key)
-        return await asyncio.to_thread(self._get_bytes_sync, key, expected)
-
-    def _get_bytes_sync(self, key: str, expected: str) -> bytes:
-        sha = hashlib.sha256()
-        parts: list[bytes] = []
-        for plain in self._iter_plaintext(key):
-            sha.update(plain)
-            parts.append(plain)
-        if sha.hexdigest() != expected:
-            raise BlobIntegrityError(key, "sha256")
-        return b"".join(parts)
+        return await asyncio.to_thread(
+            lambda: collect_verified(key, self._iter_plaintext(key), expected)
+        )
 
     def _digest_sync(self, key: str) -> tuple[str, int]:
         """(sha256, size) of an object's verified plaintext."""
-        sha = hashlib.sha256()
-        size = 0
-        for plain in self._iter_plaintext(key):
-            sha.update(plain)
-            size += len(plain)
-        return sha.hexdigest(), size
+        return digest_of(self._iter_plaintext(key))
 
     def _iter_plaintext(self, key: str) -> Iterator[bytes]:
-        path = self._path(key)
-        key_bytes = _encode_key(key)
-        fd = self._open_object(key, path)
+        fd = self._open_object(key, self._path(key))
         try:
-            header, dek = self._unwrap(key, key_bytes, _read_exact(fd, HEADER_SIZE))
-            body_len = os.fstat(fd).st_size - HEADER_SIZE
-            count, last = _frame_layout(key, body_len, header.frame_size)
-            aead = AESGCM(dek)
-            per = header.frame_size + TAG_SIZE
-            for index in range(count):
-                final = index == count - 1
-                want = last if final else per
-                sealed = _read_exact(fd, want)
-                if len(sealed) != want:
-                    raise BlobIntegrityError(key, "truncated")
-                nonce = _frame_nonce(header.nonce_prefix, index)
-                try:
-                    yield aead.decrypt(nonce, sealed, _frame_aad(key_bytes, index, final))
-                except InvalidTag:
-                    raise BlobIntegrityError(key, "frame") from None
-            if os.read(fd, 1):  # grew while we read
-                raise BlobIntegrityError(key, "truncated")
+            read = functools.partial(os.read, fd)
+            yield from decrypt_object(key, read, os.fstat(fd).st_size, self._keyring)
         finally:
             os.close(fd)
 
@@ -561,20 +302,6 @@ class LocalBlobStore:
             os.close(fd)
             raise BlobNotFound(key)
         return fd
-
-    def _unwrap(self, key: str, key_bytes: bytes, data: bytes) -> tuple[_Header, bytes]:
-        header = _parse_header(key, data)
-        master = self._keys.get(header.key_id)
-        if master is None:
-            raise BlobKeyUnavailable(key, header.key_id)
-        aad = _WRAP_LABEL + data[:_AUTH_PREFIX_SIZE] + key_bytes
-        try:
-            dek = AESGCM(master.raw).decrypt(header.wrap_nonce, header.wrapped_dek, aad)
-        except InvalidTag:
-            raise BlobIntegrityError(key, "wrapped_key") from None
-        if len(dek) != _DEK_SIZE:
-            raise BlobIntegrityError(key, "wrapped_key")
-        return header, dek
 
     # -- management
 
@@ -592,7 +319,7 @@ class LocalBlobStore:
         path = self._path(key)
         fd = self._open_object(key, path)
         try:
-            return _parse_header(key, _read_exact(fd, HEADER_SIZE)).key_id
+            return read_key_id(key, read_exact(functools.partial(os.read, fd), HEADER_SIZE))
         finally:
             os.close(fd)
 
@@ -604,20 +331,12 @@ class LocalBlobStore:
         `new_master`. A no-op when the object is already wrapped with `new_master`.
         """
         path = self._path(key)
-        key_bytes = _encode_key(key)
         fd = self._open_object(key, path)
         try:
-            old_header_bytes = _read_exact(fd, HEADER_SIZE)
-            header, dek = self._unwrap(key, key_bytes, old_header_bytes)
-            known = self._keys.setdefault(new_master.key_id, new_master)
-            if known.raw != new_master.raw:
-                raise ValueError(f"two different master keys share key id {new_master.key_id}")
-            if header.key_id == new_master.key_id:
-                return
-            new_header = _pack_header(
-                header.frame_size, header.nonce_prefix, new_master, dek, key_bytes
-            )
-            _replace_header(key, path, fd, new_header)
+            old_header = read_exact(functools.partial(os.read, fd), HEADER_SIZE)
+            new_header = rewrapped_header(key, old_header, self._keyring, new_master)
+            if new_header is not None:
+                _replace_header(key, path, fd, new_header)
         finally:
             os.close(fd)
 
@@ -630,7 +349,7 @@ class LocalBlobStore:
                 if name.startswith("."):
                     continue
                 key = (rel / name).as_posix()
-                if key.startswith(prefix) and _KEY_RE.fullmatch(key):
+                if key.startswith(prefix) and KEY_RE.fullmatch(key):
                     yield key
 
 

@@ -76,10 +76,16 @@ async def count_chunk_buffer(
 
 
 async def reuse_vectors(
-    conn: DictConn, document_id: UUID, model: str, version: str, batch_id: UUID
-) -> int:
+    conn: DictConn,
+    document_id: UUID,
+    model: str,
+    version: str,
+    batch_id: UUID,
+    chunk_ids: Sequence[UUID] | None = None,
+) -> set[UUID]:
     """Copy vectors for chunks whose exact text (chunk_sha) was already embedded with the same
-    model/version, by any document, instead of paying for a new call. Returns rows added."""
+    model/version, by any document or earlier in this one, instead of paying for a new call.
+    `chunk_ids` limits it to those chunks. Returns the chunk ids given a vector."""
     cur = await conn.execute(
         """
         INSERT INTO docingest.document_vector_buffer
@@ -97,14 +103,22 @@ async def reuse_vectors(
             LIMIT 1
         ) src ON true
         WHERE cb.document_id = %(doc)s
+          AND (%(ids)s::uuid[] IS NULL OR cb.chunk_id = ANY(%(ids)s::uuid[]))
           AND NOT EXISTS (
             SELECT 1 FROM docingest.document_vector_buffer x
             WHERE x.chunk_id = cb.chunk_id AND x.embed_model = %(m)s AND x.embed_version = %(v)s)
         ON CONFLICT DO NOTHING
+        RETURNING chunk_id
         """,
-        {"m": model, "v": version, "batch": batch_id, "doc": document_id},
+        {
+            "m": model,
+            "v": version,
+            "batch": batch_id,
+            "doc": document_id,
+            "ids": list(chunk_ids) if chunk_ids is not None else None,
+        },
     )
-    return max(cur.rowcount, 0)
+    return {row["chunk_id"] for row in await cur.fetchall()}
 
 
 async def missing_vectors(
@@ -114,18 +128,19 @@ async def missing_vectors(
     model: str,
     version: str,
     limit: int,
+    after_ord: int = -1,
 ) -> list[ChunkRow]:
-    """The next chunks of the document that have no vector yet, in order. Walks the
-    (document, chunker, ord) index and stops at `limit`, so the cost does not grow with the
-    document."""
+    """The next chunks of the document after `after_ord` that have no vector yet, in order.
+    Walks the (document, chunker, ord) index and stops at `limit`, so the cost does not grow
+    with the document."""
     cur = await conn.execute(
         "SELECT cb.chunk_id, cb.chunk_ord, cb.chunk_sha, cb.text, cb.meta"
         " FROM docingest.document_chunk_buffer cb"
         " WHERE cb.document_id = %s AND cb.chunker_name = %s AND cb.chunker_version = %s"
-        " AND NOT EXISTS (SELECT 1 FROM docingest.document_vector_buffer vb"
+        " AND cb.chunk_ord > %s AND NOT EXISTS (SELECT 1 FROM docingest.document_vector_buffer vb"
         "   WHERE vb.chunk_id = cb.chunk_id AND vb.embed_model = %s AND vb.embed_version = %s)"
         " ORDER BY cb.chunker_name, cb.chunker_version, cb.chunk_ord LIMIT %s",
-        (document_id, *chunker, model, version, limit),
+        (document_id, *chunker, after_ord, model, version, limit),
     )
     return [
         ChunkRow(r["chunk_id"], r["chunk_ord"], r["chunk_sha"], r["text"], r["meta"])

@@ -37,6 +37,10 @@ _SETTABLE = frozenset(
         "embed_model",
         "embed_version",
         "progress",
+        "parse_external_id",
+        "parse_submitted_at",
+        "callback_token_sha256",
+        "parse_resubmits",
     }
 )
 
@@ -98,17 +102,7 @@ async def transition(
     """Move `job` to `dst`, fenced on (status, claimed_by, attempt). Run it inside the same
     transaction as the writes that justify the new status. Progress resets the retry budget."""
     check_transition(job.status, dst)
-    sets = dict(sets or {})
-    unknown = set(sets) - _SETTABLE
-    if unknown:
-        raise ValueError(f"not settable: {sorted(unknown)}")
-    assignments = [
-        sql.SQL("{} = {}").format(
-            sql.Identifier(k), sql.Placeholder(k) if k != "progress" else sql.SQL("%(progress)s")
-        )
-        for k in sets
-    ]
-    params: dict[str, Any] = {k: (Jsonb(v) if k == "progress" else v) for k, v in sets.items()}
+    assignments, params = _assignments(sets)
     params.update(
         dst=dst.value,
         job_id=job.job_id,
@@ -133,7 +127,36 @@ async def transition(
     return Job.from_row(row)
 
 
-async def set_progress(conn: DictConn, job: Job, worker_id: str, **counters: int) -> None:
+def _assignments(sets: Mapping[str, Any] | None) -> tuple[list[sql.Composable], dict[str, Any]]:
+    """`column = %(column)s` for each allow-listed column, and the parameters."""
+    sets = dict(sets or {})
+    unknown = set(sets) - _SETTABLE
+    if unknown:
+        raise ValueError(f"not settable: {sorted(unknown)}")
+    assignments: list[sql.Composable] = [
+        sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in sets
+    ]
+    params: dict[str, Any] = {k: (Jsonb(v) if k == "progress" else v) for k, v in sets.items()}
+    return assignments, params
+
+
+async def update_fields(conn: DictConn, job: Job, worker_id: str, sets: Mapping[str, Any]) -> Job:
+    """Write allow-listed columns of a job we hold (fenced), without a status change."""
+    assignments, params = _assignments(sets)
+    params.update(job_id=job.job_id, src=job.status.value, worker=worker_id, attempt=job.attempt)
+    query = sql.SQL(
+        "UPDATE docingest.upload_jobs SET updated_at = now(){extra}"
+        " WHERE job_id = %(job_id)s AND status = %(src)s AND claimed_by = %(worker)s"
+        " AND attempt = %(attempt)s RETURNING *"
+    ).format(extra=sql.SQL("").join(sql.SQL(", ") + a for a in assignments))
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    if row is None:
+        raise LeaseLost(str(job.job_id))
+    return Job.from_row(row)
+
+
+async def set_progress(conn: DictConn, job: Job, worker_id: str, **counters: float) -> None:
     """Move progress counters (fenced) without changing status; progress resets retries."""
     cur = await conn.execute(
         "UPDATE docingest.upload_jobs SET progress = progress || %s, retry_count = 0,"
@@ -260,3 +283,46 @@ async def advance(conn: DictConn, job_id: UUID) -> Job | None:
         await notify(conn)
         return Job.from_row(row)
     return await get(conn, job_id)
+
+
+# A parse callback may act on a job waiting in parse_queued that no worker holds right now
+# (a worker polling the same job holds a live lease, so the two can never both complete it).
+_WAITING_FOR_PARSE = (
+    "job_id = %(job_id)s AND status = 'parse_queued'"
+    " AND (claimed_by IS NULL OR lease_expires_at < now())"
+)
+
+
+async def complete_parse(
+    conn: DictConn, job_id: UUID, document_id: UUID, sets: Mapping[str, Any]
+) -> Job | None:
+    """parse_queued -> parsed from a callback, fenced as above; claimable at once (NOTIFY).
+    None when the job is not waiting or is held by a worker. Run it in the transaction that
+    records the callback."""
+    assignments, params = _assignments(sets)
+    params.update(job_id=job_id, document_id=document_id)
+    query = sql.SQL(
+        "UPDATE docingest.upload_jobs SET status = 'parsed', retry_count = 0, last_error = NULL,"
+        " claimed_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),"
+        " updated_at = now(){extra}"
+        " WHERE document_id = %(document_id)s AND " + _WAITING_FOR_PARSE + " RETURNING *"
+    ).format(extra=sql.SQL("").join(sql.SQL(", ") + a for a in assignments))
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    await notify(conn)
+    return Job.from_row(row)
+
+
+async def wake_parse(conn: DictConn, job_id: UUID) -> bool:
+    """A parse hint: make a waiting parse job claimable now, so a worker polls the parser."""
+    cur = await conn.execute(
+        "UPDATE docingest.upload_jobs SET next_attempt_at = now(), updated_at = now()"
+        " WHERE " + _WAITING_FOR_PARSE + " RETURNING 1",
+        {"job_id": job_id},
+    )
+    if await cur.fetchone() is None:
+        return False
+    await notify(conn)
+    return True

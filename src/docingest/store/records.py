@@ -33,6 +33,11 @@ class Job:
     correlation_id: UUID
     created_at: datetime
     updated_at: datetime
+    # the remote parse path (migration 0003)
+    parse_external_id: str | None = None
+    parse_submitted_at: datetime | None = None
+    parse_resubmits: int = 0
+    callback_token_sha256: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -58,6 +63,10 @@ class Job:
             correlation_id=row["correlation_id"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            parse_external_id=row.get("parse_external_id"),
+            parse_submitted_at=row.get("parse_submitted_at"),
+            parse_resubmits=row.get("parse_resubmits") or 0,
+            callback_token_sha256=row.get("callback_token_sha256"),
         )
 
     def to_api(self) -> dict[str, Any]:

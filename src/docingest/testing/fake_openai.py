@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import dataclasses
 import hashlib
 import hmac
@@ -60,6 +61,7 @@ MAX_INPUTS = 2048
 MAX_INPUT_TOKENS = 8192
 MAX_REQUEST_TOKENS = 300_000
 DEFAULT_DIMENSIONS = 1536
+STATS_WINDOW_S = 60.0  # the "per minute" of RPM/TPM, as a sliding window
 MAX_DIMENSIONS = 16_000  # pgvector's `vector` column limit; unknown models may ask for up to this
 NATIVE_DIMENSIONS = {
     "text-embedding-3-small": 1536,
@@ -170,6 +172,25 @@ class _Bucket:
         return max(0.0, (self.capacity - self.level) / self.rate)
 
 
+class _SlidingWindow:
+    """Requests and tokens in the trailing `span` seconds, and the most ever seen at once."""
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self._entries: collections.deque[tuple[float, int]] = collections.deque()
+        self._tokens = 0
+        self.max_requests = 0
+        self.max_tokens = 0
+
+    def add(self, now: float, tokens: int) -> None:
+        self._entries.append((now, tokens))
+        self._tokens += tokens
+        while self._entries and self._entries[0][0] <= now - self.span:
+            self._tokens -= self._entries.popleft()[1]
+        self.max_requests = max(self.max_requests, len(self._entries))
+        self.max_tokens = max(self.max_tokens, self._tokens)
+
+
 @dataclass(frozen=True)
 class BudgetDenial:
     kind: Literal["requests", "tokens"]
@@ -198,6 +219,8 @@ class FakeOpenAIState:
         self._stats_inputs = 0
         self._stats_tokens = 0
         self._status_counts: dict[str, int] = {}
+        self._window = _SlidingWindow(STATS_WINDOW_S)
+        self._denials = 0
 
     # control ------------------------------------------------------------------
     def control_snapshot(self) -> dict[str, object]:
@@ -255,6 +278,7 @@ class FakeOpenAIState:
             self._requests.refill(now)
             self._tokens.refill(now)
             if self._requests.level < 1:
+                self._denials += 1
                 return BudgetDenial(
                     "requests",
                     self.rpm,
@@ -263,6 +287,7 @@ class FakeOpenAIState:
                     self._requests.wait_for(1),
                 )
             if self._tokens.level < tokens:
+                self._denials += 1
                 wait = self._tokens.wait_for(tokens) if tokens <= self.tpm else 60.0
                 return BudgetDenial(
                     "tokens", self.tpm, self.tpm - math.floor(self._tokens.level), tokens, wait
@@ -293,21 +318,31 @@ class FakeOpenAIState:
             self._stats_tokens += tokens
             key = str(status)
             self._status_counts[key] = self._status_counts.get(key, 0) + 1
+            self._window.add(self._clock(), tokens)
 
     def stats(self) -> dict[str, object]:
-        """`inputs` and `tokens` count only answered (200) requests: what would be billed."""
+        """`inputs` and `tokens` count only answered (200) requests: what would be billed.
+        `max_*_per_window`: the most requests (any status) and billed tokens seen in any
+        sliding 60 s window, to check a client's RPM/TPM discipline. `rate_limit_denials`:
+        429s from this server's own rate limiter (not injected ones)."""
         with self._lock:
             return {
                 "requests": self._stats_requests,
                 "inputs": self._stats_inputs,
                 "tokens": self._stats_tokens,
                 "status_counts": dict(self._status_counts),
+                "window_s": STATS_WINDOW_S,
+                "max_requests_per_window": self._window.max_requests,
+                "max_tokens_per_window": self._window.max_tokens,
+                "rate_limit_denials": self._denials,
             }
 
     def reset_stats(self) -> None:
         with self._lock:
             self._stats_requests = self._stats_inputs = self._stats_tokens = 0
             self._status_counts = {}
+            self._window = _SlidingWindow(STATS_WINDOW_S)
+            self._denials = 0
 
 
 # --------------------------------------------------------------------------- helpers

@@ -21,7 +21,13 @@ from uuid import uuid4
 import psycopg
 from psycopg import sql
 
-from docingest.domain.errors import DocingestError, ErrorCode, PermanentError, TransientError
+from docingest.domain.errors import (
+    Deferred,
+    DocingestError,
+    ErrorCode,
+    PermanentError,
+    TransientError,
+)
 from docingest.domain.retry import RetryPolicy
 from docingest.domain.states import JobStatus
 from docingest.store import events, jobs
@@ -160,6 +166,8 @@ class BaseWorker:
                 raise
         except LeaseLost:
             log.warning("lease lost", extra={"action": "lease_lost", "job_id": str(job.job_id)})
+        except Deferred as exc:
+            await self._defer(current[0], exc)
         except PermanentError as exc:
             await self._fail(current[0], exc.code, exc.message)
         except TransientError as exc:
@@ -218,12 +226,25 @@ class BaseWorker:
                 runner.cancel()
                 return
 
-    async def _release(self, job: Job) -> None:
+    async def _release(self, job: Job, delay_s: float = 0.0) -> None:
         try:
             async with self.ctx.pool.connection() as conn:
-                await jobs.release(conn, job, self.worker_id)
+                await jobs.release(conn, job, self.worker_id, delay_s=delay_s)
         except psycopg.Error:
             log.warning("release failed; lease will expire", extra={"action": "release_error"})
+
+    async def _defer(self, job: Job, deferred: Deferred) -> None:
+        """Give the job back until later without spending its retry budget."""
+        await self._release(job, deferred.delay_s)
+        log.info(
+            "job waits",
+            extra={
+                "action": "job_deferred",
+                "job_id": str(job.job_id),
+                "reason": deferred.reason,
+                "delay_s": round(deferred.delay_s, 2),
+            },
+        )
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         try:

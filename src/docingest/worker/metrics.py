@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 JOBS_CLAIMED = Counter("docingest_worker_jobs_claimed_total", "Jobs claimed by this worker")
 JOBS_FINISHED = Counter(
@@ -18,4 +18,42 @@ STAGE_SECONDS = Histogram(
     "Time spent in one stage",
     ["stage"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+
+# embedding path: spend, throttling and the shared circuit (labels: model or service only)
+EMBED_REQUESTS = Counter(
+    "docingest_embedding_requests_total",
+    "Embedding requests sent, by outcome (ok, throttled, failed, rejected, quota)",
+    ["model", "outcome"],
+)
+EMBED_TOKENS = Counter(
+    "docingest_embedding_tokens_total", "Tokens embedded (billed inputs)", ["model"]
+)
+EMBED_COST = Counter(
+    "docingest_embedding_cost_usd_total", "Estimated embedding cost in USD", ["model"]
+)
+EMBED_THROTTLES = Counter(
+    "docingest_embedding_throttles_total",
+    "Times a request waited: for the shared budget, or after a provider 429",
+    ["model", "source"],
+)
+EMBED_BUDGET_WAIT = Counter(
+    "docingest_embedding_budget_wait_seconds_total",
+    "Seconds spent waiting for the shared rate budget",
+    ["model"],
+)
+EMBED_REUSED = Counter(
+    "docingest_embedding_reused_total",
+    "Chunks given an existing vector instead of a provider call",
+    ["model"],
+)
+QUOTA_EXHAUSTED = Counter(
+    "docingest_embedding_quota_exhausted_total",
+    "Provider answers saying the quota is used up (alert on any increase)",
+    ["model"],
+)
+CIRCUIT_STATE = Gauge(
+    "docingest_circuit_state",
+    "Circuit breaker state as last seen by this process: 0 closed, 1 half-open, 2 open",
+    ["service"],
 )

@@ -12,7 +12,8 @@ from docingest.domain.retry import RetryPolicy
 from docingest.store.db import open_pool
 from docingest.store.vector_index import ensure_vector_index
 from docingest.worker.base import BaseWorker, WorkerOptions, new_worker_id
-from docingest.worker.context import StageContext
+from docingest.worker.context import CallbackSettings, StageContext
+from docingest.worker.embed_gate import gate_from_settings
 
 
 async def run_worker(
@@ -33,12 +34,19 @@ async def run_worker(
         e = rt.embedder
         async with pool.connection() as conn:
             await ensure_vector_index(conn, e.model, e.version, e.dimensions)
+        worker_id = new_worker_id()
         ctx = StageContext(
             pool=pool,
             blobs=rt.blobs,
             parser=parser(rt.settings),
             embedder=e,
-            worker_id=new_worker_id(),
+            worker_id=worker_id,
+            callbacks=CallbackSettings(
+                public_url=rt.settings.public_url,
+                webhook_secret=rt.webhook_secret,
+                wait_s=float(rt.settings.parse_callback_timeout_s),
+            ),
+            embed_gate=gate_from_settings(pool, e, rt.settings, actor=f"worker:{worker_id}"),
         )
         options = WorkerOptions(
             concurrency=concurrency,

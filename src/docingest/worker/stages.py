@@ -6,24 +6,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from uuid import uuid4
 
-from docingest.domain.errors import ErrorCode, ParseError, PermanentError
+from docingest.domain.errors import ErrorCode, PermanentError
 from docingest.domain.states import JobStatus
 from docingest.pipeline import chunker, hashing, ids
-from docingest.pipeline.batching import plan_batches
 from docingest.pipeline.normalize import normalize_markdown
+from docingest.pipeline.parsed_markdown import has_text, prepare
 from docingest.pipeline.tokens import count_tokens
 from docingest.store import chunks as chunk_store
-from docingest.store import documents, events, jobs
+from docingest.store import jobs
 from docingest.store.records import Job
-from docingest.worker.context import StageContext
+from docingest.worker import remote_parse
+from docingest.worker.context import RemoteParser, StageContext
+from docingest.worker.embed_gate import EmbeddingGate
+from docingest.worker.embedding import DocumentEmbedding
+from docingest.worker.stage_io import event as _event
+from docingest.worker.stage_io import load_raw, store_parsed
 
 Stage = Callable[[StageContext, Job], Awaitable[Job]]
 
 CHUNKS_VERSION = f"{chunker.CHUNKER_NAME}@{chunker.CHUNKER_VERSION}"
-_CHUNKER = (chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION)
-PAGE_MARKER_PREFIX = "<!-- page "
 
 
 async def _advance(ctx: StageContext, job: Job, dst: JobStatus, **sets: object) -> Job:
@@ -34,20 +36,11 @@ async def _advance(ctx: StageContext, job: Job, dst: JobStatus, **sets: object) 
     return moved
 
 
-async def _event(conn: object, job: Job, action: str, **detail: object) -> None:
-    await events.record(
-        conn,  # type: ignore[arg-type]
-        actor=f"worker:{job.claimed_by}",
-        action=action,
-        job_id=job.job_id,
-        document_id=job.document_id,
-        correlation_id=job.correlation_id,
-        detail=detail,
-    )
-
-
 async def submit_parse(ctx: StageContext, job: Job) -> Job:
-    """uploaded -> parse_queued: the parser is chosen and recorded."""
+    """uploaded -> parse_queued: the parser is chosen and recorded (a remote parser gets the
+    file now and calls back later)."""
+    if isinstance(ctx.parser, RemoteParser):
+        await remote_parse.submit(ctx, job, ctx.parser)
     return await _advance(
         ctx,
         job,
@@ -59,42 +52,22 @@ async def submit_parse(ctx: StageContext, job: Job) -> Job:
 
 async def run_parse(ctx: StageContext, job: Job) -> Job:
     """parse_queued -> parsed: decrypt + verify the raw file, parse it in a child process,
-    store the normalized markdown (encrypted, content-addressed), record its sha256."""
-    async with ctx.pool.connection() as conn:
-        doc = await documents.get_any(conn, job.document_id)
-    if doc is None:
-        raise PermanentError(ErrorCode.INTERNAL, "document row missing")
-    raw = await ctx.blobs.get_bytes(job.raw_path, expected_sha256=doc.file_sha256)
+    store the normalized markdown (encrypted, content-addressed), record its sha256. A remote
+    parser's job is reconciled instead (its callback did not come in time)."""
+    if isinstance(ctx.parser, RemoteParser):
+        return await remote_parse.reconcile(ctx, job, ctx.parser)
+    raw = await load_raw(ctx, job)
     parsed = await ctx.parser.parse(raw)
     del raw
-    markdown = normalize_markdown(parsed.markdown)
-    if not _has_text(markdown):
-        raise ParseError(ErrorCode.NO_TEXT, "no text layer found (OCR is out of scope)")
-    sha = hashing.parsed_sha256(markdown)
-    key = f"parsed/{job.document_id}/{sha}.md.enc"
-    await ctx.blobs.put_bytes(key, markdown.encode("utf-8"))
-    async with ctx.pool.connection() as conn, conn.transaction():
-        moved = await jobs.transition(
-            conn,
-            job,
-            ctx.worker_id,
-            JobStatus.PARSED,
-            sets={
-                "parsed_path": key,
-                "parsed_sha256": sha,
-                "parser_name": ctx.parser.name,
-                "parser_version": ctx.parser.version,
-            },
-        )
-        await _event(conn, moved, "job.parsed", pages=parsed.pages, empty_pages=parsed.empty_pages)
-        if parsed.repaired:
-            await _event(conn, moved, "parse.repaired")
-    return moved
-
-
-def _has_text(markdown: str) -> bool:
-    return any(
-        line.strip() and not line.startswith(PAGE_MARKER_PREFIX) for line in markdown.splitlines()
+    return await store_parsed(
+        ctx,
+        job,
+        prepare(job.document_id, parsed.markdown),
+        parser_name=ctx.parser.name,
+        parser_version=ctx.parser.version,
+        also=("parse.repaired",) if parsed.repaired else (),
+        pages=parsed.pages,
+        empty_pages=parsed.empty_pages,
     )
 
 
@@ -109,7 +82,7 @@ async def validate_parse(ctx: StageContext, job: Job) -> Job:
     """parsed -> parse_validated: the stored artifact decrypts, matches its recorded hash, is
     in normal form and has text."""
     markdown = await _load_parsed(ctx, job)
-    if normalize_markdown(markdown) != markdown or not _has_text(markdown):
+    if normalize_markdown(markdown) != markdown or not has_text(markdown):
         raise PermanentError(ErrorCode.INTEGRITY_ERROR, "parsed artifact is not normalized text")
     return await _advance(ctx, job, JobStatus.PARSE_VALIDATED)
 
@@ -189,60 +162,11 @@ async def start_embedding(ctx: StageContext, job: Job) -> Job:
 
 
 async def run_embedding(ctx: StageContext, job: Job) -> Job:
-    """embedding_in_progress -> embeddings_stored, in micro-batches: each batch's vectors and
-    the progress counter commit together before the next provider call."""
-    e = ctx.embedder
+    """embedding_in_progress -> embeddings_stored, in micro-batches through the shared rate
+    budget and circuit breaker, each distinct text paid for once (`worker/embedding.py`)."""
     model, version = _model_of(ctx, job)
-    async with ctx.pool.connection() as conn, conn.transaction():
-        reused = await chunk_store.reuse_vectors(conn, job.document_id, model, version, uuid4())
-        if reused:
-            done = await chunk_store.count_vectors(conn, job.document_id, model, version)
-            await jobs.set_progress(conn, job, ctx.worker_id, embeds_done=done)
-            await _event(conn, job, "embedding.reused", vectors=reused)
-    while True:
-        async with ctx.pool.connection() as conn:
-            pending = await chunk_store.missing_vectors(
-                conn, job.document_id, _CHUNKER, model, version, e.max_batch_inputs
-            )
-        if not pending:
-            break
-        counts = [int(str(p.meta.get("tokens", 0))) or count_tokens(p.text) for p in pending]
-        batch = pending[
-            : len(
-                plan_batches(counts, max_inputs=e.max_batch_inputs, max_tokens=e.max_batch_tokens)[
-                    0
-                ]
-            )
-        ]
-        vectors = await e.embed([p.text for p in batch])
-        if len(vectors) != len(batch):
-            raise PermanentError(
-                ErrorCode.EMBEDDING_REJECTED, "provider returned a wrong vector count"
-            )
-        rows = [
-            chunk_store.VectorRow(p.chunk_id, v, hashing.vector_sha(v))
-            for p, v in zip(batch, vectors, strict=True)
-        ]
-        async with ctx.pool.connection() as conn, conn.transaction():
-            await chunk_store.insert_vectors(conn, job.document_id, model, version, uuid4(), rows)
-            done = await chunk_store.count_vectors(conn, job.document_id, model, version)
-            await jobs.set_progress(conn, job, ctx.worker_id, embeds_done=done)
-    async with ctx.pool.connection() as conn, conn.transaction():
-        done = await chunk_store.count_vectors(conn, job.document_id, model, version)
-        total = job.progress.get("chunks_total", 0)
-        if done != total:
-            raise PermanentError(
-                ErrorCode.INTEGRITY_ERROR, "vector count does not match chunk count"
-            )
-        moved = await jobs.transition(
-            conn,
-            job,
-            ctx.worker_id,
-            JobStatus.EMBEDDINGS_STORED,
-            sets={"progress": {**job.progress, "embeds_total": total, "embeds_done": done}},
-        )
-        await _event(conn, moved, "job.embeddings_stored", vectors=done)
-    return moved
+    gate = ctx.embed_gate or EmbeddingGate(ctx.pool, ctx.embedder, actor=f"worker:{ctx.worker_id}")
+    return await DocumentEmbedding(ctx, job, gate, model, version).run()
 
 
 def _model_of(ctx: StageContext, job: Job) -> tuple[str, str]:

@@ -1,0 +1,190 @@
+"""Every embedding request a worker sends goes through here: the shared circuit breaker, then
+a reservation from the shared RPM/TPM budget, then exactly one HTTP attempt, then feedback.
+
+- Throttled (429 rate limit): the provider's retry-after holds the shared budget for every
+  worker, and the request is re-reserved and resent (no failure counted, no retry spent).
+- Quota exhausted: the circuit opens for the long quota cool-down, an alert event is written
+  (by the circuit change), and the job waits: it does not fail.
+- Service failure (5xx, timeout, connection): counted by the breaker; the job retries with
+  backoff, or, once the circuit is open, waits for it without spending retries.
+- Input refused (400): handed back to the caller as `Sent.vectors is None`, so it can split
+  the batch and find the poison input.
+
+No transaction is ever held across the HTTP call: the budget and the circuit are each one
+short transaction before or after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from uuid import uuid4
+
+from psycopg_pool import AsyncConnectionPool
+
+from docingest.clients.embedders import Embedder, OpenAIEmbedder, Vector
+from docingest.config import Settings
+from docingest.domain.circuit import BreakerPolicy, CircuitState
+from docingest.domain.errors import (
+    Deferred,
+    InputRejected,
+    QuotaExhausted,
+    RateLimited,
+    TransientError,
+)
+from docingest.domain.pricing import cost_usd, price_per_mtok
+from docingest.domain.rate_budget import WINDOW_S, Grant, Limits
+from docingest.store import rate_budget
+from docingest.store.db import DictConn
+from docingest.worker import metrics
+from docingest.worker.breaker import Breaker
+
+SERVICE = "embedder"
+DEFAULT_THROTTLE_HOLD_S = 1.0  # a 429 without a retry-after hint
+MAX_THROTTLES_PER_CALL = 8  # then the job waits outside (released, no retry spent)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One answered request: it covered the first `count` inputs."""
+
+    count: int
+    vectors: list[Vector] | None  # None: the provider refused these inputs (HTTP 400)
+    tokens: int  # billed tokens (0 when refused)
+    cost_usd: float
+
+
+class EmbeddingGate:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[DictConn],
+        embedder: Embedder,
+        *,
+        limits: Limits | None = None,
+        breaker: BreakerPolicy | None = None,
+        price_per_mtok_usd: float | None = None,
+        actor: str = "worker",
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.pool = pool
+        # one request per call: every attempt must be reserved from the budget first
+        self.embedder = (
+            embedder.single_attempt() if isinstance(embedder, OpenAIEmbedder) else embedder
+        )
+        self.model = embedder.model
+        self.limits = limits or Limits()
+        self.breaker = Breaker(pool, SERVICE, breaker or BreakerPolicy(), actor=actor)
+        self.price = price_per_mtok(self.model, price_per_mtok_usd)
+        self.budget_key = f"{SERVICE}:{self.model}"
+        self._sleep = sleep
+
+    @property
+    def max_request_tokens(self) -> int:
+        """Tokens one request may carry: the provider's cap, and never more than the TPM."""
+        cap = self.embedder.max_batch_tokens
+        return min(cap, self.limits.tpm) if self.limits.tpm is not None else cap
+
+    async def send(self, texts: Sequence[str], counts: Sequence[int]) -> Sent:
+        """Embed a leading part of `texts` (as much as the budget allows now, at least one)
+        in one answered request. Raises `Deferred` when the job must wait for the circuit
+        or the budget, `TransientError` for a service failure, `PermanentError` otherwise."""
+        holder = uuid4().hex
+        throttles = 0
+        while True:
+            admission = await self.breaker.admit(holder)
+            if not admission.allowed:
+                raise self.breaker.wait(admission.retry_after_s)
+            grant = await self._reserve(counts)
+            try:
+                vectors = await self.embedder.embed(texts[: grant.count])
+            except RateLimited as exc:
+                throttles += 1
+                self._count("throttled")
+                metrics.EMBED_THROTTLES.labels(model=self.model, source="provider").inc()
+                await self._hold(exc.retry_after or DEFAULT_THROTTLE_HOLD_S)
+                if throttles >= MAX_THROTTLES_PER_CALL:
+                    raise Deferred(
+                        exc.retry_after or WINDOW_S, "embedder keeps throttling"
+                    ) from exc
+                continue
+            except QuotaExhausted as exc:
+                self._count("quota")
+                metrics.QUOTA_EXHAUSTED.labels(model=self.model).inc()
+                await self.breaker.quota_exhausted()
+                raise self.breaker.wait(self.breaker.policy.quota_cooldown_s) from exc
+            except InputRejected:
+                self._count("rejected")
+                await self.breaker.succeeded()  # the service is up; the input is the problem
+                return Sent(grant.count, None, 0, 0.0)
+            except TransientError as exc:
+                self._count("failed")
+                opened = await self.breaker.failed()
+                if opened.state is CircuitState.OPEN:
+                    raise self.breaker.wait(self.breaker.policy.cooldown_s) from exc
+                raise
+            await self.breaker.succeeded()
+            await self._follow_rate_limit_headers()
+            self._count("ok")
+            cost = cost_usd(grant.tokens, self.price)
+            metrics.EMBED_TOKENS.labels(model=self.model).inc(grant.tokens)
+            metrics.EMBED_COST.labels(model=self.model).inc(cost)
+            return Sent(grant.count, vectors, grant.tokens, cost)
+
+    def _count(self, outcome: str) -> None:
+        metrics.EMBED_REQUESTS.labels(model=self.model, outcome=outcome).inc()
+
+    async def _reserve(self, counts: Sequence[int]) -> Grant:
+        """Wait (bounded) until the shared budget grants a useful prefix of the batch."""
+        started = time.monotonic()
+        while True:
+            async with self.pool.connection() as conn:
+                grant = await rate_budget.reserve(conn, self.budget_key, counts, self.limits)
+            if grant.count:
+                return grant
+            if time.monotonic() - started + grant.wait_s > WINDOW_S:
+                raise Deferred(grant.wait_s, "embedding rate budget")
+            metrics.EMBED_THROTTLES.labels(model=self.model, source="budget").inc()
+            metrics.EMBED_BUDGET_WAIT.labels(model=self.model).inc(grant.wait_s)
+            await self._sleep(grant.wait_s)
+
+    async def _hold(self, seconds: float) -> None:
+        async with self.pool.connection() as conn:
+            await rate_budget.hold(conn, self.budget_key, seconds)
+
+    async def _follow_rate_limit_headers(self) -> None:
+        """A provider limit at zero holds everyone until it resets (x-ratelimit-* headers)."""
+        snap = getattr(self.embedder, "last_rate_limit", None)
+        if snap is None:
+            return
+        self.embedder.last_rate_limit = None  # type: ignore[attr-defined]  # consumed once
+        waits = [
+            reset
+            for remaining, reset in (
+                (snap.remaining_requests, snap.reset_requests_s),
+                (snap.remaining_tokens, snap.reset_tokens_s),
+            )
+            if remaining == 0 and reset
+        ]
+        if waits:
+            await self._hold(min(max(waits), WINDOW_S))
+
+
+def gate_from_settings(
+    pool: AsyncConnectionPool[DictConn], embedder: Embedder, settings: Settings, *, actor: str
+) -> EmbeddingGate:
+    """The gate as configured: DOCINGEST_EMBED_RPM/TPM, DOCINGEST_CIRCUIT_*,
+    DOCINGEST_EMBED_QUOTA_COOLDOWN_SECONDS, DOCINGEST_EMBED_PRICE_PER_MTOK."""
+    return EmbeddingGate(
+        pool,
+        embedder,
+        limits=Limits(rpm=settings.embed_rpm, tpm=settings.embed_tpm),
+        breaker=BreakerPolicy(
+            failure_threshold=settings.circuit_failures,
+            cooldown_s=float(settings.circuit_cooldown_s),
+            quota_cooldown_s=float(settings.embed_quota_cooldown_s),
+        ),
+        price_per_mtok_usd=settings.embed_price_per_mtok,
+        actor=actor,
+    )

@@ -1,0 +1,204 @@
+"""DOCINGEST_PARSER=llamaparse end to end: the fake LlamaParse server and `docingest up` as
+real processes on loopback, real Postgres. Jobs complete through the hint callback, through
+the signed relay callback, and through the reconciler when the callback is lost; duplicate
+and reordered callbacks have one effect; parser ERROR fails the job with the parser's code;
+upload 429s are retried."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psycopg
+import pytest
+
+from docingest.api.auth import mint_token
+from docingest.testing.procs import free_port, run_process, stop_process, wait_http_ok
+from tests.conftest import CORPUS, EXAMPLES
+from tests.e2e.conftest import JWT_SECRET, stack_env
+
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdefghijklmnop"
+API_KEY = "llx-test-key"
+PDFS = sorted(EXAMPLES.glob("*.pdf"))
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)  # poll interval; the condition is the database/HTTP state
+    raise TimeoutError(what)
+
+
+@pytest.fixture
+def fake_llamaparse() -> Iterator[str]:
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "docingest.testing.fake_llamaparse",
+        "--port",
+        str(port),
+        "--api-key",
+        API_KEY,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+    ]
+    with run_process(args, ready_url=f"http://127.0.0.1:{port}/healthz"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def stack(dsn: str, home: Path, parser_url: str, **extra: str) -> Iterator[httpx.Client]:
+    """`docingest up` with the llamaparse parser; yields a client authenticated as one user."""
+    port = free_port()
+    env = stack_env(
+        dsn,
+        home,
+        DOCINGEST_PARSER="llamaparse",
+        DOCINGEST_LLAMAPARSE_URL=parser_url,
+        DOCINGEST_LLAMAPARSE_API_KEY=API_KEY,
+        DOCINGEST_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        DOCINGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        DOCINGEST_EMBED_DIMENSIONS="256",
+        **extra,
+    )
+    cmd = [sys.executable, "-m", "docingest", "up", "--workers", "1", "--port", str(port)]
+    up = subprocess.Popen(cmd, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{base}/readyz", 60, proc=up)
+        token = mint_token(JWT_SECRET, uuid.uuid4())
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as c:
+            yield c
+    finally:
+        stop_process(up, grace_s=30, kill_group=True)
+
+
+def submit(client: httpx.Client, pdf: Path) -> str:
+    r = client.post(
+        "/v1/documents", files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")}
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["job_id"])
+
+
+def terminal(
+    client: httpx.Client, job_ids: list[str], timeout_s: float = 90
+) -> list[dict[str, Any]]:
+    def done() -> list[dict[str, Any]] | None:
+        bodies = [client.get(f"/v1/jobs/{j}").json() for j in job_ids]
+        ends = ("complete", "failed_parse", "failed_chunking", "failed_embedding")
+        return bodies if all(b["status"] in ends for b in bodies) else None
+
+    return wait_for(done, timeout_s, "jobs did not reach a terminal status")
+
+
+def control(fake: str, **faults: object) -> None:
+    httpx.post(f"{fake}/control", json=faults).raise_for_status()
+
+
+def event_counts(dsn: str, job_id: str) -> dict[tuple[str, str], int]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT action, outcome, count(*) FROM docingest.events WHERE job_id = %s GROUP BY 1, 2",
+            (job_id,),
+        ).fetchall()
+    return {(a, o): n for a, o, n in rows}
+
+
+def test_callbacks_complete_jobs_once_through_faults(
+    dsn: str, tmp_path: Path, fake_llamaparse: str
+) -> None:
+    fake = fake_llamaparse
+    with stack(dsn, tmp_path / "home", fake) as client:
+        # 1. native LlamaParse callback (a hint) after an upload 429 and a 500
+        control(fake, upload_429_next=1, upload_500_next=1)
+        hinted = submit(client, PDFS[0])
+        [body] = terminal(client, [hinted])
+        assert body["status"] == "complete" and body["progress"]["chunks_total"] > 0
+        ev = event_counts(dsn, hinted)
+        assert ev[("webhook.accepted", "woken")] >= 1 and ev[("job.parsed", "ok")] == 1
+        assert ev[("parse.submitted", "ok")] == 1  # retried inside one submit
+
+        # 2. signed relay callbacks, each delivered twice and the pair reordered
+        control(fake, mode="relay", duplicate_callbacks_next=2, hold_callbacks=4)
+        relayed = [submit(client, p) for p in PDFS[1:3]]
+        bodies = terminal(client, relayed)
+        assert [b["status"] for b in bodies] == ["complete", "complete"]
+        for job_id in relayed:
+            ev = event_counts(dsn, job_id)
+            assert ev[("job.parsed", "ok")] == 1 and ev[("webhook.accepted", "accepted")] == 1
+            assert ev[("webhook.accepted", "duplicate")] == 1
+
+        # 3. the parser cannot parse a file (ERROR), or ends a job PARTIAL_SUCCESS:
+        #    failed_parse with the parser's status and error code
+        control(fake, mode="callback")
+        broken = CORPUS / "hostile" / "zero_pages_empty_page_tree.pdf"
+        [err] = terminal(client, [submit(client, broken)])
+        control(fake, fail_jobs_next=1, fail_status="PARTIAL_SUCCESS", fail_error_code="PAGE_LIMIT")
+        [partial] = terminal(
+            client, [submit(client, CORPUS / "hostile" / "incremental_updates_3_revisions.pdf")]
+        )
+        for body, words in (
+            (err, ("ERROR", "CORRUPT_PDF")),
+            (partial, ("PARTIAL_SUCCESS", "PAGE_LIMIT")),
+        ):
+            assert (
+                body["status"] == "failed_parse" and body["last_error"]["code"] == "parser_failed"
+            )
+            assert all(w in body["last_error"]["message"] for w in words), body["last_error"]
+
+    stats = httpx.get(f"{fake}/stats").json()
+    assert stats["upload_status_counts"] == {"429": 1, "500": 1, "200": 5}
+    assert stats["jobs_by_status"] == {"SUCCESS": 3, "ERROR": 1, "PARTIAL_SUCCESS": 1}
+    assert stats["callbacks_delivered"] >= 4  # 1 hint, 2 x 2 relayed (duplicates acknowledged)
+
+
+def test_lost_callback_and_lost_job_are_reconciled_by_the_claim(
+    dsn: str, tmp_path: Path, fake_llamaparse: str
+) -> None:
+    fake = fake_llamaparse
+    control(fake, drop_callbacks_next=1, parse_delay_ms=300)
+    with stack(
+        dsn, tmp_path / "home", fake, DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS="2"
+    ) as client:
+        dropped = submit(client, PDFS[0])
+        [body] = terminal(client, [dropped], timeout_s=60)
+        assert body["status"] == "complete" and body["retry_count"] == 0
+        stats = httpx.get(f"{fake}/stats").json()
+        assert stats["callbacks_dropped"] == 1 and stats["callbacks_attempted"] == 0
+        assert stats["status_polls"] >= 1 and stats["result_fetches"] == 1
+
+        # the parser forgets the job (404) and its callback is lost: resubmitted once
+        control(fake, drop_callbacks_next=1, lose_jobs_next=1)
+        forgotten = submit(client, PDFS[1])
+        [body] = terminal(client, [forgotten], timeout_s=60)
+        assert body["status"] == "complete"
+    ev = event_counts(dsn, dropped)
+    assert ("webhook.accepted", "woken") not in ev and ev[("job.parsed", "ok")] == 1
+    with psycopg.connect(dsn) as conn:
+        via = conn.execute(
+            "SELECT detail->>'via' FROM docingest.events WHERE job_id = %s AND action = 'job.parsed'",
+            (dropped,),
+        ).fetchone()
+        resubmits = conn.execute(
+            "SELECT detail->>'resubmit' FROM docingest.events WHERE job_id = %s"
+            " AND action = 'parse.submitted' ORDER BY event_id",
+            (forgotten,),
+        ).fetchall()
+    assert via == ("poll",)
+    assert resubmits == [("false",), ("true",)]
+    assert httpx.get(f"{fake}/stats").json()["uploads"] == 3
