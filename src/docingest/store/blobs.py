@@ -50,6 +50,7 @@ from docingest.store.blob_format import (
     split_frames,
     validate_key,
 )
+from docingest.store.fsutil import fsync_dir, write_all
 from docingest.store.keys import MasterKey
 
 __all__ = [
@@ -98,25 +99,6 @@ class BlobStore(Protocol):
 # --------------------------------------------------------------------------- files
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _temp_path(directory: Path) -> Path:
     return directory / f".tmp-{secrets.token_hex(12)}"
 
@@ -145,7 +127,7 @@ class _EncryptingWriter:
         self._lock = threading.Lock()
         self._fd: int | None = _create_private(self.tmp)
         try:
-            _write_all(self._fd, self._sealer.header)
+            write_all(self._fd, self._sealer.header)
         except BaseException:
             self.abort()
             raise
@@ -156,7 +138,7 @@ class _EncryptingWriter:
             if self._fd is None:
                 raise RuntimeError("writer is closed")
             for sealed in self._sealer.seal(frames, final=final):
-                _write_all(self._fd, sealed)
+                write_all(self._fd, sealed)
             if final:
                 os.fsync(self._fd)
                 os.close(self._fd)
@@ -189,7 +171,7 @@ class _EncryptingWriter:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.tmp)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             return info
 
     def abort(self) -> None:
@@ -360,10 +342,10 @@ def _replace_header(key: str, path: Path, src_fd: int, new_header: bytes) -> Non
     tmp = _temp_path(path.parent)
     out = _create_private(tmp)
     try:
-        _write_all(out, new_header)
+        write_all(out, new_header)
         os.lseek(src_fd, HEADER_SIZE, os.SEEK_SET)
         while block := os.read(src_fd, _COPY_CHUNK):
-            _write_all(out, block)
+            write_all(out, block)
         os.fsync(out)
         os.close(out)
         out = -1
@@ -379,7 +361,7 @@ def _replace_header(key: str, path: Path, src_fd: int, new_header: bytes) -> Non
             os.close(out)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _unlink(path: Path) -> bool:
@@ -387,7 +369,7 @@ def _unlink(path: Path) -> bool:
         os.unlink(path)
     except (FileNotFoundError, NotADirectoryError):
         return False
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return True
 
 

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docingest.store.fsutil import fsync_dir, write_all
+
 __all__ = ["KEY_BYTES", "KEY_FILE_NAME", "MasterKey", "decode_key_text", "load_master_key"]
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,7 @@ def _create_key_file(path: Path) -> MasterKey:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     log.info("generated a new master key file", extra={"key_id": key.key_id})
     return key
 
@@ -157,7 +159,7 @@ def _create_key_file_in_place(path: Path, content: bytes, key: MasterKey) -> Mas
         _write_new_file(path, content)
     except FileExistsError:
         return _read_key_file(path, wait_for_content=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     log.info("generated a new master key file", extra={"key_id": key.key_id})
     return key
 
@@ -167,22 +169,7 @@ def _write_new_file(path: Path, content: bytes) -> None:
     fd = os.open(path, flags, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, content)
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
