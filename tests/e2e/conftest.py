@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,20 @@ def fake_openai() -> Iterator[str]:
     ]
     with run_process(args, ready_url=f"http://127.0.0.1:{port}/healthz", timeout_s=30):
         yield f"http://127.0.0.1:{port}"
+
+
+def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m docingest ARGS` as a user runs it; output captured, exit code not checked."""
+    return subprocess.run(
+        [sys.executable, "-m", "docingest", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def stack_env(dsn: str, home: Path, **extra: str) -> dict[str, str]:

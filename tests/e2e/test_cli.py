@@ -18,27 +18,16 @@ import psycopg
 from docingest.store import migrate
 from docingest.store.db import open_pool
 from tests.conftest import EXAMPLES
-from tests.e2e.conftest import JWT_SECRET, stack_env
+from tests.e2e.conftest import JWT_SECRET, run_cli, stack_env
 from tests.helpers import make_runtime, upload
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "docingest", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_db_commands(fresh_dsn: str, tmp_path: Path) -> None:
     env = stack_env(fresh_dsn, tmp_path)
-    assert cli(env, "db", "current").stdout.strip() == f"current: 0; head: {migrate.head()}"
-    up = cli(env, "db", "upgrade")
+    assert run_cli(env, "db", "current").stdout.strip() == f"current: 0; head: {migrate.head()}"
+    up = run_cli(env, "db", "upgrade")
     assert up.returncode == 0 and f"current: {migrate.head()}" in up.stdout
-    down = cli(env, "db", "downgrade", "--to", "0")
+    down = run_cli(env, "db", "downgrade", "--to", "0")
     assert down.returncode == 0 and "current: 0" in down.stdout
     assert migrate.current_version(fresh_dsn) == 0
 
@@ -46,12 +35,12 @@ def test_db_commands(fresh_dsn: str, tmp_path: Path) -> None:
 def test_token_and_bad_settings(dsn: str, tmp_path: Path) -> None:
     env = stack_env(dsn, tmp_path)
     user = str(uuid.uuid4())
-    out = cli(env, "token", "--user", user, "--admin")
+    out = run_cli(env, "token", "--user", user, "--admin")
     claims = jwt.decode(
         out.stdout.strip(), JWT_SECRET, algorithms=["HS256"], options={"verify_aud": False}
     )
     assert claims["sub"] == user and claims["role"] == "admin" and claims["exp"] > time.time()
-    bad = cli({**env, "DOCINGEST_MAX_UPLOAD_BYTES": "lots"}, "status")
+    bad = run_cli({**env, "DOCINGEST_MAX_UPLOAD_BYTES": "lots"}, "status")
     assert bad.returncode == 2
     assert "DOCINGEST_MAX_UPLOAD_BYTES must be an integer" in bad.stderr
     assert len([line for line in bad.stderr.splitlines() if line.strip()]) == 1
@@ -113,11 +102,11 @@ def test_worker_sigterm_releases_work_and_status_reports_it(
     assert (
         status == "embedding_in_progress" and claimed_by is None and done > 0
     )  # released, progress kept
-    report = json.loads(cli(env, "status", "--json").stdout)
+    report = json.loads(run_cli(env, "status", "--json").stdout)
     assert report["by_status"] == {"embedding_in_progress": 1}
     assert report["in_flight"] == 0 and report["oldest_waiting_job"] == job_id
     httpx.post(f"{fake_openai}/control", json={"latency_ms": 0}).raise_for_status()
-    drained = cli(env, "worker", "--once")
+    drained = run_cli(env, "worker", "--once")
     assert drained.returncode == 0, drained.stderr[-2000:]
-    report = json.loads(cli(env, "status", "--json").stdout)
+    report = json.loads(run_cli(env, "status", "--json").stdout)
     assert report["by_status"] == {"complete": 1} and report["failures"] == {}

@@ -4,8 +4,6 @@ bucket export, compare in parallel, roll back — each a real `docingest` proces
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -14,7 +12,7 @@ from docingest.clients.local_parser import LocalParser
 from docingest.ops.compare_001 import reprocess
 from docingest.testing.legacy001 import DIMENSIONS, Legacy001, LegacyChunkSpec, checksum
 from tests.conftest import EXAMPLES
-from tests.e2e.conftest import stack_env
+from tests.e2e.conftest import run_cli, stack_env
 from tests.helpers import CountingEmbedder
 from tests.legacy_fixtures import legacy_dsn
 
@@ -22,17 +20,6 @@ __all__ = ["legacy_dsn"]  # the fixture, used by name
 
 PDFS = [EXAMPLES / "glossary_cms_uniform_health_coverage.pdf", EXAMPLES / "sbc_uhc_bronze_2026.pdf"]
 TABLES = ("documents", "upload_jobs", "document_chunk_buffer", "document_chunks")
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "docingest", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def _counts(dsn: str) -> dict[str, int]:
@@ -75,7 +62,7 @@ async def test_dry_run_migrate_compare_rollback(legacy_dsn: str, dsn: str, tmp_p
     )
     before_001 = checksum(legacy_dsn)
 
-    dry = cli(env, "migrate-001", "--from", legacy_dsn, "--dry-run", "--json")
+    dry = run_cli(env, "migrate-001", "--from", legacy_dsn, "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     plan = json.loads(dry.stdout)
     assert set(plan) == {"batch", "documents", "by_status", "problems"}
@@ -86,14 +73,14 @@ async def test_dry_run_migrate_compare_rollback(legacy_dsn: str, dsn: str, tmp_p
     )
     assert _counts(dsn) == dict.fromkeys(TABLES, 0)
 
-    run = cli(env, "migrate-001", "--from", legacy_dsn, "--blobs-from", str(export), "--json")
+    run = run_cli(env, "migrate-001", "--from", legacy_dsn, "--blobs-from", str(export), "--json")
     assert run.returncode == 0, run.stderr
     done = json.loads(run.stdout)
     assert done["by_status"] == plan["by_status"] and done["batch"] != plan["batch"]
     assert not any(p["reason"].startswith("blobs_not_copied") for p in done["problems"])
     assert _counts(dsn)["documents"] == 4 and _counts(dsn)["document_chunks"] > 0
 
-    cmp = cli(env, "compare-001", "--from", legacy_dsn, "--sample", "10", "--json")
+    cmp = run_cli(env, "compare-001", "--from", legacy_dsn, "--sample", "10", "--json")
     assert cmp.returncode == 1, cmp.stderr  # one document differs
     verdicts = {d["document_id"]: d for d in json.loads(cmp.stdout)["documents"]}
     good, bad = verdicts[str(written[0].document_id)], verdicts[str(written[1].document_id)]
@@ -104,9 +91,9 @@ async def test_dry_run_migrate_compare_rollback(legacy_dsn: str, dsn: str, tmp_p
     assert any(r.startswith("chunk 1: cosine") for r in bad["reasons"])
     assert _counts(dsn)["document_chunks"] == sum(len(w.chunk_ids) for w in written)
 
-    back = cli(env, "migrate-001", "rollback", "--batch", done["batch"])
+    back = run_cli(env, "migrate-001", "rollback", "--batch", done["batch"])
     assert back.returncode == 0, back.stderr
     assert _counts(dsn) == dict.fromkeys(TABLES, 0)
     assert checksum(legacy_dsn) == before_001
-    again = cli(env, "migrate-001", "rollback", "--batch", done["batch"])
+    again = run_cli(env, "migrate-001", "rollback", "--batch", done["batch"])
     assert again.returncode == 1
