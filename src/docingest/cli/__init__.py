@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from docingest.cli import admin, ingest, migrate, services
+from docingest.cli import admin, backup, ingest, migrate, services
 
 app = typer.Typer(
     name="docingest",
@@ -21,5 +21,6 @@ app.command("up")(services.up)
 app.command("api")(services.api)
 app.command("worker")(services.worker)
 app.add_typer(admin.db_app, name="db")
+app.add_typer(backup.backup_app, name="backup")
 app.add_typer(migrate.migrate_app, name="migrate-001")
 app.command("compare-001")(migrate.compare_cmd)
