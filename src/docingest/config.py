@@ -191,7 +191,9 @@ class Settings:
             embed_rpm=rpm,
             embed_tpm=tpm,
             embed_price_per_mtok=_price(env, "DOCINGEST_EMBED_PRICE_PER_MTOK"),
-            circuit_failures=_int(env, "DOCINGEST_CIRCUIT_FAILURES", 5),
+            # at most the default retry budget + 1, so a lone failing job opens the circuit
+            # (and waits) before it runs out of retries
+            circuit_failures=_int(env, "DOCINGEST_CIRCUIT_FAILURES", 3),
             circuit_cooldown_s=_int(env, "DOCINGEST_CIRCUIT_COOLDOWN_SECONDS", 30),
             embed_quota_cooldown_s=_int(env, "DOCINGEST_EMBED_QUOTA_COOLDOWN_SECONDS", 900),
             embed_batch_size=_batch_size(env),

@@ -2,10 +2,12 @@
 real processes on loopback, real Postgres. Jobs complete through the hint callback, through
 the signed relay callback, and through the reconciler when the callback is lost; duplicate
 and reordered callbacks have one effect; parser ERROR fails the job with the parser's code;
-upload 429s are retried."""
+upload 429s are retried; a parser outage longer than the retry budget opens the `parser`
+circuit and fails nothing; `docingest ingest` (no API, no callbacks) polls the parser."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -40,8 +42,8 @@ def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> 
     raise TimeoutError(what)
 
 
-@pytest.fixture
-def fake_llamaparse() -> Iterator[str]:
+@contextmanager
+def start_fake(*extra_args: str) -> Iterator[str]:
     port = free_port()
     args = [
         sys.executable,
@@ -53,9 +55,16 @@ def fake_llamaparse() -> Iterator[str]:
         API_KEY,
         "--webhook-secret",
         WEBHOOK_SECRET,
+        *extra_args,
     ]
     with run_process(args, ready_url=f"http://127.0.0.1:{port}/healthz"):
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def fake_llamaparse() -> Iterator[str]:
+    with start_fake() as url:
+        yield url
 
 
 @contextmanager
@@ -202,3 +211,92 @@ def test_lost_callback_and_lost_job_are_reconciled_by_the_claim(
     assert via == ("poll",)
     assert resubmits == [("false",), ("true",)]
     assert httpx.get(f"{fake}/stats").json()["uploads"] == 3
+
+
+def parser_circuit_events(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT action FROM docingest.events WHERE action LIKE 'circuit.%%'"
+            " AND detail->>'service' = 'parser' ORDER BY event_id"
+        ).fetchall()
+    return [a for (a,) in rows]
+
+
+def test_parser_outage_opens_the_circuit_and_nothing_fails(
+    dsn: str, tmp_path: Path, fake_llamaparse: str
+) -> None:
+    """The issue's 60 s parser outage, scaled down: 25 s of every upload, status and result
+    answering 503, with a 2 s circuit cool-down instead of the default 30 s (the same sequence:
+    open, failed half-open probes re-opening it, a probe closing it after the outage).
+    DOCINGEST_MAX_RETRIES=1: a job gives up after two failed calls, each 4 attempts with
+    ~5-7 s of backoff inside the client, plus ~2-3 s of job backoff between them: ~21 s at
+    most after the outage starts, so without the breaker both jobs end in failed_parse
+    (checked by running this test with DOCINGEST_CIRCUIT_FAILURES=1000). One job is waiting
+    at the parser when the outage starts (its status polls fail), one is uploaded during it
+    (its uploads fail); the worker's two slots take both at once."""
+    fake = fake_llamaparse
+    control(fake, mode="none")  # no callbacks: the jobs must poll status through the outage
+    with stack(
+        dsn,
+        tmp_path / "home",
+        fake,
+        DOCINGEST_MAX_RETRIES="1",
+        DOCINGEST_CIRCUIT_FAILURES="2",
+        DOCINGEST_CIRCUIT_COOLDOWN_SECONDS="2",
+        DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS="2",
+    ) as client:
+        waiting = submit(client, PDFS[0])
+        wait_for(lambda: httpx.get(f"{fake}/stats").json()["uploads"] == 1, 30, "no upload")
+        outage_ends = time.time() + 25
+        control(fake, outage_until=outage_ends)
+        job_ids = [waiting, submit(client, PDFS[1])]
+        wait_for(lambda: "circuit.open" in parser_circuit_events(dsn), 40, "circuit not open")
+        bodies = terminal(client, job_ids, timeout_s=90)
+        finished = time.time()
+    assert [b["status"] for b in bodies] == ["complete"] * 2, [b["last_error"] for b in bodies]
+    # they completed only after the outage, and by themselves soon after it
+    assert 0 < finished - outage_ends < 30, finished - outage_ends
+    refused = httpx.get(f"{fake}/stats").json()["outage_503_counts"]
+    assert refused.get("upload", 0) >= 1 and refused.get("status", 0) >= 1, refused
+    actions = parser_circuit_events(dsn)
+    assert actions[0] == "circuit.open" and actions[-1] == "circuit.closed", actions
+    assert actions.count("circuit.open") >= 2, actions  # a probe failed: it outlasted a cool-down
+    with psycopg.connect(dsn) as conn:
+        failures = conn.execute(
+            "SELECT count(*) FROM docingest.events WHERE action LIKE 'job.failed%%'"
+        ).fetchone()
+    assert failures == (0,)
+
+
+def test_ingest_polls_the_parser_when_no_callback_can_reach_it(dsn: str, tmp_path: Path) -> None:
+    """`docingest ingest` runs no API, so LlamaParse's callbacks cannot reach it: with the
+    callback timeout at its 600 s default it still finishes in seconds, by polling the parser
+    (the fake in `--mode none` sends no callback at all)."""
+    with start_fake("--mode", "none") as fake:
+        env = stack_env(
+            dsn,
+            tmp_path / "home",
+            DOCINGEST_PARSER="llamaparse",
+            DOCINGEST_LLAMAPARSE_URL=fake,
+            DOCINGEST_LLAMAPARSE_API_KEY=API_KEY,
+            DOCINGEST_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            DOCINGEST_EMBED_DIMENSIONS="256",
+        )
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "docingest", "ingest", "--json", *map(str, PDFS[:2])],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+        stats = httpx.get(f"{fake}/stats").json()
+    assert done.returncode == 0, done.stderr[-2000:]
+    docs = json.loads(done.stdout)["documents"]
+    assert [d["status"] for d in docs] == ["complete", "complete"]
+    assert all(d["chunks"] > 0 and d["vectors"] == d["chunks"] for d in docs), docs
+    assert elapsed < 60  # the callback timeout (600 s) was never waited for
+    assert stats["uploads"] == 2 and stats["callbacks_attempted"] == 0
+    assert stats["status_polls"] >= 2 and stats["result_fetches"] == 2

@@ -23,6 +23,9 @@ from docingest.store.db import open_pool
 from docingest.worker.runner import run_worker
 
 _READ_SIZE = 1 << 20
+# `ingest` runs no API, so a remote parser's callbacks cannot reach this process: instead of
+# waiting DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS for them, poll the parser this soon.
+INGEST_CALLBACK_WAIT_S = 3.0
 
 
 @dataclass
@@ -124,6 +127,9 @@ async def _ingest(
                 until=refresh,
                 handle_signals=False,
                 poll_interval_s=0.5,
+                callback_wait_s=min(
+                    INGEST_CALLBACK_WAIT_S, float(rt.settings.parse_callback_timeout_s)
+                ),
             )
         )
         with Progress(

@@ -80,6 +80,7 @@ class Faults:
     callback_delay_ms: float = 0.0  # before each delivery
     hold_callbacks: int = 0  # hold this many, then deliver them newest first (reorder)
     retry_after_ms: int = 50
+    outage_until: float = 0.0  # unix time: until then upload, status and result answer 503
 
 
 _INT_KEYS = {
@@ -92,7 +93,7 @@ _INT_KEYS = {
     "hold_callbacks",
     "retry_after_ms",
 }
-_FLOAT_KEYS = {"parse_delay_ms", "callback_delay_ms"}
+_FLOAT_KEYS = {"parse_delay_ms", "callback_delay_ms", "outage_until"}
 
 
 def validate_control(update: object) -> dict[str, Any]:
@@ -156,6 +157,7 @@ class FakeState:
             "callbacks_delivered": 0,
             "callbacks_dropped": 0,
             "callback_status_counts": {},
+            "outage_503_counts": {},  # by route: upload, status, result
         }
     )
 
@@ -311,6 +313,14 @@ def _authorized(state: FakeState, request: Request) -> bool:
     )
 
 
+def _outage(state: FakeState, route: str) -> Response | None:
+    """The `outage_until` fault: the whole service answers 503 (no retry-after hint)."""
+    if time.time() >= state.faults.outage_until:
+        return None
+    state.count("outage_503_counts", route)
+    return JSONResponse({"detail": "Service Unavailable"}, status_code=503)
+
+
 def _form_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -318,6 +328,9 @@ def _form_str(value: object) -> str | None:
 async def _upload(state: FakeState, request: Request) -> Response:
     if not _authorized(state, request):
         return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+    if (down := _outage(state, "upload")) is not None:
+        state.count("upload_status_counts", 503)
+        return down
     if state.take("upload_429_next"):
         state.count("upload_status_counts", 429)
         wait = state.faults.retry_after_ms / 1000
@@ -358,10 +371,12 @@ def _state(request: Request) -> FakeState:
     return state
 
 
-def _lookup(request: Request, job_id: str) -> FakeJob | Response:
+def _lookup(request: Request, job_id: str, route: str) -> FakeJob | Response:
     state = _state(request)
     if not _authorized(state, request):
         return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+    if (down := _outage(state, route)) is not None:
+        return down
     job = state.jobs.get(job_id)
     if job is None or job.lost:
         return _not_found()
@@ -374,7 +389,7 @@ async def _upload_route(request: Request) -> Response:
 
 async def _status_route(request: Request, job_id: str) -> Response:
     _state(request).stats["status_polls"] += 1
-    job = _lookup(request, job_id)
+    job = _lookup(request, job_id, "status")
     if isinstance(job, Response):
         return job
     return JSONResponse(
@@ -389,7 +404,7 @@ async def _status_route(request: Request, job_id: str) -> Response:
 
 async def _result_route(request: Request, job_id: str, kind: str) -> Response:
     _state(request).stats["result_fetches"] += 1
-    job = _lookup(request, job_id)
+    job = _lookup(request, job_id, "result")
     if isinstance(job, Response):
         return job
     if job.status != "SUCCESS":

@@ -1,20 +1,36 @@
 """A circuit breaker for one external service, shared by every worker through Postgres.
 
-Generic: the embedder uses it as service `embedder`; the parser path can use it as `parser`.
-The common case (closed) costs one unlocked read; only an open/half-open circuit, a failure,
-or the first success after failures takes the row lock.
+Generic: the embedder uses it as service `embedder` (`embed_gate.py`, which needs finer
+feedback: quota, throttling, refused inputs); the remote parser goes through `call` as
+service `parser`. The common case (closed) costs one unlocked read; only an open/half-open
+circuit, a failure, or the first success after failures takes the row lock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from uuid import uuid4
+
 from psycopg_pool import AsyncConnectionPool
 
+from docingest.config import Settings
 from docingest.domain import circuit
 from docingest.domain.circuit import Admission, BreakerPolicy, Circuit, CircuitState
-from docingest.domain.errors import Deferred
+from docingest.domain.errors import Deferred, PermanentError, TransientError
 from docingest.store import circuits
 from docingest.store.db import DictConn
 from docingest.worker import metrics
+
+T = TypeVar("T")
+
+
+def policy_from_settings(settings: Settings) -> BreakerPolicy:
+    """DOCINGEST_CIRCUIT_FAILURES and DOCINGEST_CIRCUIT_COOLDOWN_SECONDS, for every service."""
+    return BreakerPolicy(
+        failure_threshold=settings.circuit_failures,
+        cooldown_s=float(settings.circuit_cooldown_s),
+    )
 
 
 class Breaker:
@@ -83,6 +99,27 @@ class Breaker:
                 actor=self.actor,
             )
         return self._seen(after)
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """One logical call to the service through the breaker. Refused while open (and
+        while another caller holds the half-open probe): `Deferred`. A `TransientError`
+        counts as a failure and, once the circuit is open, becomes `Deferred` too, so the
+        job waits without spending its retry budget. Any answer, even a refusal
+        (`PermanentError`), shows the service is up."""
+        admission = await self.admit(uuid4().hex)
+        if not admission.allowed:
+            raise self.wait(admission.retry_after_s)
+        try:
+            result = await fn()
+        except TransientError as exc:
+            if (await self.failed()).state is CircuitState.OPEN:
+                raise self.wait(self.policy.cooldown_s) from exc
+            raise
+        except PermanentError:
+            await self.succeeded()
+            raise
+        await self.succeeded()
+        return result
 
     def wait(self, seconds: float) -> Deferred:
         """The job must wait for this service: released without spending its retry budget."""

@@ -13,6 +13,7 @@ from docingest.clients.llamaparse import RemoteJobStatus
 from docingest.clients.pdf_markdown import ParsedPdf
 from docingest.store.blobs import BlobStore
 from docingest.store.db import DictConn
+from docingest.worker.breaker import Breaker
 from docingest.worker.embed_gate import EmbeddingGate
 
 
@@ -60,3 +61,4 @@ class StageContext:
     chunk_max_tokens: int = 512
     callbacks: CallbackSettings | None = None
     embed_gate: EmbeddingGate | None = None  # None: unlimited budget, default breaker
+    parser_breaker: Breaker | None = None  # remote parser only; None: default policy

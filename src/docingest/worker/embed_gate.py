@@ -17,6 +17,7 @@ short transaction before or after it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from docingest.domain.rate_budget import WINDOW_S, Grant, Limits
 from docingest.store import rate_budget
 from docingest.store.db import DictConn
 from docingest.worker import metrics
-from docingest.worker.breaker import Breaker
+from docingest.worker.breaker import Breaker, policy_from_settings
 
 SERVICE = "embedder"
 DEFAULT_THROTTLE_HOLD_S = 1.0  # a 429 without a retry-after hint
@@ -180,9 +181,8 @@ def gate_from_settings(
         pool,
         embedder,
         limits=Limits(rpm=settings.embed_rpm, tpm=settings.embed_tpm),
-        breaker=BreakerPolicy(
-            failure_threshold=settings.circuit_failures,
-            cooldown_s=float(settings.circuit_cooldown_s),
+        breaker=dataclasses.replace(
+            policy_from_settings(settings),
             quota_cooldown_s=float(settings.embed_quota_cooldown_s),
         ),
         price_per_mtok_usd=settings.embed_price_per_mtok,

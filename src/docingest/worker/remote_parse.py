@@ -8,24 +8,38 @@ the ordinary claim hands the job to `reconcile`: that is the reconciler, no swee
 `parse_queued` (`reconcile`): ask the parser. SUCCESS -> fetch, normalize and store the
 markdown, move to `parsed`; PENDING -> wait again (not a failure); ERROR, PARTIAL_SUCCESS,
 CANCELLED -> `failed_parse` with the parser's code; unknown job (404) -> resubmit once.
+
+Every call to the parser (upload, status, result) goes through the shared circuit breaker
+(service `parser`): while LlamaParse is down, jobs wait for the circuit instead of spending
+their retry budget, and resume when a half-open probe finds it back.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import NoReturn
 
 from docingest.domain import webhook_auth
+from docingest.domain.circuit import BreakerPolicy
 from docingest.domain.errors import Deferred, ErrorCode, PermanentError
 from docingest.domain.states import JobStatus
 from docingest.pipeline import parsed_markdown
 from docingest.store import jobs
 from docingest.store.records import Job
+from docingest.worker.breaker import Breaker
 from docingest.worker.context import CallbackSettings, RemoteParser, StageContext
 from docingest.worker.stage_io import event, load_raw, store_parsed
 
+SERVICE = "parser"  # the circuit breaker's name for the remote parser
 MAX_RESUBMITS = 1
 MAX_POLL_INTERVAL_S = 30.0
+
+
+def _breaker(ctx: StageContext) -> Breaker:
+    return ctx.parser_breaker or Breaker(
+        ctx.pool, SERVICE, BreakerPolicy(), actor=f"worker:{ctx.worker_id}"
+    )
 
 
 def _callbacks(ctx: StageContext) -> CallbackSettings:
@@ -43,10 +57,16 @@ async def submit(ctx: StageContext, job: Job, remote: RemoteParser) -> NoReturn:
     """Send the file to the parser and wait for its callback (first submit or resubmit)."""
     cb = _callbacks(ctx)
     raw = await load_raw(ctx, job)
-    external_id = await remote.submit(
-        raw, job_id=job.job_id, document_id=job.document_id, webhook_url=webhook_url(cb, job)
+    upload = functools.partial(
+        remote.submit,
+        raw,
+        job_id=job.job_id,
+        document_id=job.document_id,
+        webhook_url=webhook_url(cb, job),
     )
     del raw
+    external_id = await _breaker(ctx).call(upload)
+    del upload  # the last reference to the file's bytes
     token = webhook_auth.callback_token(cb.webhook_secret, job.job_id)
     sets: dict[str, object] = {
         "parse_external_id": external_id,
@@ -73,7 +93,9 @@ async def reconcile(ctx: StageContext, job: Job, remote: RemoteParser) -> Job:
     cb = _callbacks(ctx)
     if job.parse_external_id is None:  # queued by a worker with another parser
         await submit(ctx, job, remote)
-    status = await remote.status(job.parse_external_id)
+    breaker = _breaker(ctx)
+    external_id = job.parse_external_id
+    status = await breaker.call(lambda: remote.status(external_id))
     if status is None:
         if job.parse_resubmits >= MAX_RESUBMITS:
             raise PermanentError(
@@ -87,7 +109,7 @@ async def reconcile(ctx: StageContext, job: Job, remote: RemoteParser) -> Job:
             ErrorCode.PARSER_FAILED,
             f"{remote.name} job ended {status.status} (error_code={status.error_code or 'none'})",
         )
-    markdown = await remote.markdown(job.parse_external_id)
+    markdown = await breaker.call(lambda: remote.markdown(external_id))
     artifact = parsed_markdown.prepare(job.document_id, markdown)
     del markdown
     return await store_parsed(

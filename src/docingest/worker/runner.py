@@ -11,7 +11,9 @@ from docingest.bootstrap import Runtime, parser
 from docingest.domain.retry import RetryPolicy
 from docingest.store.db import open_pool
 from docingest.store.vector_index import ensure_vector_index
+from docingest.worker import remote_parse
 from docingest.worker.base import BaseWorker, WorkerOptions, new_worker_id
+from docingest.worker.breaker import Breaker, policy_from_settings
 from docingest.worker.context import CallbackSettings, StageContext
 from docingest.worker.embed_gate import gate_from_settings
 
@@ -24,9 +26,12 @@ async def run_worker(
     until: Callable[[], Awaitable[bool]] | None = None,
     handle_signals: bool = True,
     poll_interval_s: float = 2.0,
+    callback_wait_s: float | None = None,
 ) -> int:
     """Work until stopped (SIGTERM/SIGINT), drained (`once`) or `until()` holds. Returns the
-    number of jobs this worker brought to a terminal status."""
+    number of jobs this worker brought to a terminal status. `callback_wait_s` overrides
+    DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS (how long a remote parse waits for its callback
+    before the worker polls the parser)."""
     pool = await open_pool(
         rt.dsn, min_size=1, max_size=concurrency * 2 + 2, name="docingest-worker"
     )
@@ -44,9 +49,19 @@ async def run_worker(
             callbacks=CallbackSettings(
                 public_url=rt.settings.public_url,
                 webhook_secret=rt.webhook_secret,
-                wait_s=float(rt.settings.parse_callback_timeout_s),
+                wait_s=(
+                    float(rt.settings.parse_callback_timeout_s)
+                    if callback_wait_s is None
+                    else callback_wait_s
+                ),
             ),
             embed_gate=gate_from_settings(pool, e, rt.settings, actor=f"worker:{worker_id}"),
+            parser_breaker=Breaker(
+                pool,
+                remote_parse.SERVICE,
+                policy_from_settings(rt.settings),
+                actor=f"worker:{worker_id}",
+            ),
         )
         options = WorkerOptions(
             concurrency=concurrency,
