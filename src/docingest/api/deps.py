@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import Depends, Header, Request
 from psycopg_pool import AsyncConnectionPool
 
+from docingest.api import audit
 from docingest.api.auth import Principal, authenticate
 from docingest.api.errors import ApiError, not_found
 from docingest.api.state import AppState
@@ -24,9 +25,11 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def get_principal(
-    state: StateDep, authorization: Annotated[str | None, Header()] = None
+    request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    return authenticate(authorization, state.jwt_secret)
+    principal = authenticate(authorization, state.jwt_secret)
+    audit.remember(request, principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

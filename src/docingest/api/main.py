@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter, Histogram
 
-from docingest.api import errors
+from docingest.api import audit, errors
 from docingest.api.routes import documents, health, jobs, search, webhooks
 from docingest.api.state import AppState
 from docingest.bootstrap import Runtime
@@ -52,7 +52,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10) -> FastAPI:
     app = FastAPI(title="docingest", version="0.1.0", lifespan=lifespan)
     for router in (documents.router, jobs.router, search.router, health.router, webhooks.router):
         app.include_router(router)
-    app.add_exception_handler(errors.ApiError, errors.handle_api_error)
+    app.add_exception_handler(errors.ApiError, audit.handle_audited_api_error)
     app.add_exception_handler(DocingestError, errors.handle_domain_error)
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
 

@@ -172,7 +172,7 @@ async def delete(
     The audit trail stays."""
     async with conn.transaction():
         cur = await conn.execute(
-            "SELECT j.job_id, j.parsed_path FROM docingest.upload_jobs j"
+            "SELECT j.job_id, j.parsed_path, j.correlation_id FROM docingest.upload_jobs j"
             " WHERE j.document_id = %s AND j.user_id = %s FOR UPDATE",
             (document_id, user_id),
         )
@@ -191,6 +191,7 @@ async def delete(
             action="document.delete",
             document_id=document_id,
             job_id=job_row["job_id"] if job_row else None,
+            correlation_id=job_row["correlation_id"] if job_row else None,
         )
     await blobs.delete(row["raw_path"])
     if job_row and job_row["parsed_path"]:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from docingest.api import audit
 from docingest.api.deps import ConnDep, PrincipalDep, StateDep, parse_id
 from docingest.api.errors import ApiError, not_found
 from docingest.api.multipart_stream import FilePart, boundary_of, file_part_stream
 from docingest.domain.errors import ErrorCode
-from docingest.store import documents, jobs
+from docingest.store import documents, events, jobs
 from docingest.store.records import Document, Job
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
@@ -42,7 +42,7 @@ async def upload(
         chunks=file_part_stream(request.stream(), boundary, part),
         max_bytes=state.max_upload_bytes,
         actor=principal.actor,
-        correlation_id=_correlation_id(request),
+        correlation_id=audit.correlation_id(request),
     )
     return JSONResponse(
         {
@@ -53,14 +53,6 @@ async def upload(
         },
         status_code=202,
     )
-
-
-def _correlation_id(request: Request) -> UUID:
-    raw = request.headers.get("x-correlation-id")
-    try:
-        return UUID(raw) if raw else uuid4()
-    except ValueError:
-        return uuid4()
 
 
 def _document_body(doc: Document, job: Job) -> dict[str, Any]:
@@ -78,6 +70,7 @@ def _document_body(doc: Document, job: Job) -> dict[str, Any]:
 
 @router.get("")
 async def list_documents(
+    request: Request,
     principal: PrincipalDep,
     conn: ConnDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -85,6 +78,13 @@ async def list_documents(
 ) -> dict[str, Any]:
     pairs, total = await documents.list_for_user(
         conn, principal.user_id, limit=limit, offset=offset
+    )
+    await events.record(
+        conn,
+        actor=principal.actor,
+        action="document.list",
+        correlation_id=audit.correlation_id(request),
+        detail={"limit": limit, "offset": offset, "returned": len(pairs)},
     )
     return {
         "documents": [_document_body(d, j) for d, j in pairs],
@@ -102,6 +102,7 @@ async def get_document(document_id: str, principal: PrincipalDep, conn: ConnDep)
     if doc is None or job is None:
         raise not_found("document")
     counts = await documents.chunk_count(conn, doc_id)
+    await audit.job_read(conn, principal, "document.read", job)
     return {**_document_body(doc, job), **counts, "job": job.to_api()}
 
 

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from docingest.api import audit
 from docingest.api.auth import Principal
 from docingest.api.deps import AdminDep, ConnDep, PrincipalDep, parse_id
 from docingest.api.errors import ApiError, not_found
@@ -23,6 +24,7 @@ async def get_job(job_id: str, principal: PrincipalDep, conn: ConnDep) -> dict[s
     job = await jobs.get(conn, parse_id(job_id, "job"), principal.user_id)
     if job is None:
         raise not_found("job")
+    await audit.job_read(conn, principal, "job.read", job)
     return job.to_api()
 
 
@@ -33,6 +35,7 @@ async def get_job_by_document(
     job = await jobs.get_by_document(conn, parse_id(document_id, "document"), principal.user_id)
     if job is None:
         raise not_found("job")
+    await audit.job_read(conn, principal, "job.read", job)
     return job.to_api()
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from docingest.api import audit
 from docingest.api.deps import ConnDep, PrincipalDep, StateDep
 from docingest.store import events
 from docingest.store.chunks import search
@@ -21,7 +22,7 @@ class SearchRequest(BaseModel):
 
 @router.post("/search")
 async def search_chunks(
-    body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep
+    request: Request, body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> dict[str, Any]:
     e = state.embedder
     [vector] = await e.embed([body.query])
@@ -35,6 +36,10 @@ async def search_chunks(
         k=body.k,
     )
     await events.record(
-        conn, actor=principal.actor, action="search", detail={"k": body.k, "results": len(results)}
+        conn,
+        actor=principal.actor,
+        action="search",
+        correlation_id=audit.correlation_id(request),
+        detail={"k": body.k, "results": len(results)},
     )
     return {"results": results}
