@@ -12,6 +12,7 @@ import time
 from types import FrameType
 from typing import Annotated
 
+import prometheus_client
 import typer
 import uvicorn
 
@@ -43,12 +44,28 @@ def worker(
     once: Annotated[
         bool, typer.Option("--once", help="Drain what is claimable now, then exit.")
     ] = False,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            envvar="DOCINGEST_WORKER_METRICS_PORT",
+            min=0,
+            max=65535,
+            help="Serve Prometheus /metrics on this port (0: off).",
+        ),
+    ] = 0,
+    metrics_host: Annotated[
+        str,
+        typer.Option(envvar="DOCINGEST_WORKER_METRICS_HOST", help="Interface for /metrics."),
+    ] = "127.0.0.1",
 ) -> None:
     """Run one worker process (claims jobs from Postgres; SIGTERM finishes or releases work)."""
     settings = load_settings(log_format="json")
     rt = build_runtime(settings)
     from docingest.worker.runner import run_worker
 
+    if metrics_port:
+        # a daemon thread serving this process's registry (worker/metrics.py)
+        prometheus_client.start_http_server(metrics_port, addr=metrics_host)
     asyncio.run(run_worker(rt, concurrency=concurrency, once=once))
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import psycopg
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from docingest.api import queue_metrics
 from docingest.api.deps import StateDep
-from docingest.store import migrate
+from docingest.store import migrate, queue_stats
 
 router = APIRouter(tags=["health"])
 
@@ -44,5 +48,11 @@ async def readyz(state: StateDep) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(state: StateDep) -> Response:
+    """Process metrics plus queue gauges read from the database. When the database cannot
+    answer, the queue gauges are left out (their absence is alertable) and the rest is served."""
+    body = generate_latest()
+    with contextlib.suppress(psycopg.Error):  # PoolTimeout is one too
+        async with state.pool.connection(timeout=2) as conn:
+            body += queue_metrics.render(await queue_stats.snapshot(conn))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
