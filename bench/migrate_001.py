@@ -2,8 +2,10 @@
 
 Builds a 001 database of N documents x 20 chunks x 1536 dimensions (every document at
 `embedded`/`done`, so every chunk is carried and promoted) on a throwaway embedded Postgres,
-migrates it into docingest on the same server, and prints chunks migrated per second and the
-peak RSS of the migrating process. Source rows are generated with SQL and COPY; the 001 HNSW
+migrates it into docingest on the same server, and prints chunks migrated per second (the
+migration only: building the source is timed apart), the peak RSS of the migrating process,
+and the load average before/after (the target is for 2 otherwise idle cores: a loaded machine
+shows lower figures). Source rows are generated with SQL and COPY; the 001 HNSW
 index is dropped first (reading does not need it, and building it would dominate the setup).
 
     .venv/bin/python -m bench.migrate_001 [--documents 10000] [--chunks 20]
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import time
 import uuid
@@ -84,10 +87,12 @@ def main() -> None:
         build_source(legacy, args.documents, args.chunks)
         built = time.perf_counter() - t0
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         summary = asyncio.run(migrate_001.migrate(legacy, dsn, None, migrate_001.Options()))
         elapsed = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        load1 = os.getloadavg()[0]
     assert summary.committed and summary.by_status == {"complete": args.documents}
     print(
         f"source: {args.documents} documents x {args.chunks} chunks x {DIMENSIONS} dims,"
@@ -101,6 +106,7 @@ def main() -> None:
         f"peak RSS {peak / 1024:.0f} MiB (before the migration {rss0 / 1024:.0f} MiB),"
         f" batch {migrate_001.DEFAULT_BATCH_DOCUMENTS} documents"
     )
+    print(f"load average (1 min) {load0:.2f} before, {load1:.2f} after, on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from docingest import bootstrap
 from docingest.cli.common import err_console, load_settings
 from docingest.clients.local_parser import LocalParser
 from docingest.config import ConfigError
+from docingest.domain import legacy_001 as mapping
 from docingest.ops import compare_001, migrate_001, rollback
 
 migrate_app = typer.Typer(
@@ -52,6 +53,14 @@ def migrate_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Compute, write nothing.")] = False,
     as_json: JsonOpt = False,
     blobs_from: BlobsOpt = None,
+    embed_version_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--embed-version-map",
+            help="OLD=NEW: carry 001 vectors of embed_version OLD as NEW (e.g. 1=d1536 for"
+            " docingest's OpenAI embedder); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Carry every 001 document, chunk and vector into docingest as one batch."""
     if ctx.invoked_subcommand is not None:
@@ -59,8 +68,15 @@ def migrate_cmd(
     if not source:
         err_console.print("[red]--from DSN is required[/red]")
         raise typer.Exit(2)
+    try:
+        versions = mapping.version_map(embed_version_map or [])
+    except ValueError as exc:
+        err_console.print(f"[red]--embed-version-map: {exc}[/red]")
+        raise typer.Exit(2) from None
     rt = _runtime()
-    options = migrate_001.Options(schema=schema, dry_run=dry_run, blobs_from=blobs_from)
+    options = migrate_001.Options(
+        schema=schema, dry_run=dry_run, blobs_from=blobs_from, embed_versions=versions
+    )
     summary = asyncio.run(migrate_001.migrate(source, rt.dsn, rt.blobs, options))
     if as_json:
         typer.echo(json.dumps(summary.to_json()))

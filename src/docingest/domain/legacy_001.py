@@ -154,3 +154,21 @@ def legacy_error(job: LegacyJob) -> dict[str, Any] | None:
         "stage": job.stage,
         "legacy_001": err,
     }
+
+
+def version_map(items: Iterable[str]) -> dict[str, str]:
+    """`OLD=NEW` pairs (`--embed-version-map`) as {001 embed_version: docingest embed_version}.
+
+    001 labels its OpenAI vectors `text-embedding-3-small` / `1`; docingest's OpenAI embedder
+    calls the same vectors `d1536`. Vectors are reused and searched by exact model/version, so
+    without `1=d1536` carried vectors would sit beside, not under, the configured embedder."""
+    out: dict[str, str] = {}
+    for item in items:
+        old, sep, new = item.partition("=")
+        old, new = old.strip(), new.strip()
+        if not sep or not old or not new:
+            raise ValueError(f"expected OLD=NEW, got {item!r}")
+        if out.get(old, new) != new:
+            raise ValueError(f"embed_version {old!r} mapped twice")
+        out[old] = new
+    return out

@@ -26,7 +26,7 @@ from docingest.clients.embedders import Embedder
 from docingest.domain.errors import DocingestError
 from docingest.ops.blob_import import export_path, is_legacy_path
 from docingest.ops.legacy_source import LegacyChunk, LegacyDocument, LegacySource
-from docingest.pipeline import chunker
+from docingest.pipeline import chunker, vector_wire
 from docingest.pipeline.normalize import normalize_markdown
 from docingest.pipeline.tokens import count_tokens
 from docingest.store.blobs import BlobStore
@@ -114,7 +114,7 @@ def judge(
         if c.text != text:
             result.reasons.append(f"chunk {c.chunk_ord}: text differs")
         if (c.embed_model, c.embed_version) == model and c.embedding is not None:
-            old = c.embedding.to_numpy()
+            old = vector_wire.to_numpy(c.embedding)
             cos = _cosine(old, vec) if len(old) == len(vec) else 0.0
             cosines.append(cos)
             if cos < min_cosine:
@@ -154,14 +154,14 @@ async def compare(
     min_cosine: float = DEFAULT_MIN_COSINE,
 ) -> list[Comparison]:
     """Compare `sample` 001 documents (those with chunks) with docingest's re-processing."""
-    source = await LegacySource.open(source_dsn, schema)
+    source = await asyncio.to_thread(LegacySource.open, source_dsn, schema)
     target = await AsyncConnection.connect(target_dsn, autocommit=True)
     results: list[Comparison] = []
     try:
-        for doc in await source.sample(sample):
+        for doc in await asyncio.to_thread(source.sample, sample):
             result = Comparison(doc.document_id)
             results.append(result)
-            legacy = [c async for c in source.chunks([doc.document_id])]
+            legacy = await asyncio.to_thread(list, source.chunks([doc.document_id]))
             raw = await _raw_bytes(doc, target, blobs, blobs_from)
             if raw is None:
                 result.chunks_001 = len(legacy)
@@ -178,5 +178,5 @@ async def compare(
             judge(result, legacy, shadow, (embedder.model, embedder.version), min_cosine)
     finally:
         await target.close()
-        await source.close()
+        await asyncio.to_thread(source.close)
     return results

@@ -2,22 +2,30 @@
 
 The connection is opened with `default_transaction_read_only=on` and reads everything in one
 REPEATABLE READ transaction, so the migration sees one snapshot and cannot write to 001 even
-by mistake. Large result sets are streamed with server-side cursors in binary format
-(vectors arrive as pgvector's binary wire format, not as text to be parsed).
+by mistake. Large result sets are streamed with server-side cursors in binary format; vectors
+arrive as the raw bytes of pgvector's binary wire format (`pipeline.vector_wire`), which the
+migration passes through to its COPY without decoding them.
+
+The class is synchronous on purpose: callers run it in a thread (`asyncio.to_thread`), where
+psycopg waits for the server in C without holding the GIL. Reading the same rows through an
+asyncio connection spent about as much CPU on event-loop wake-ups as on the rows themselves
+(py-spy, bench/migrate_001.py), CPU the migration's writing side needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from pgvector.psycopg import register_vector_async
-from psycopg import AsyncConnection, sql
+from psycopg import Connection, sql
+from psycopg.adapt import Buffer, Loader
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import Format
+from psycopg.types import TypeInfo
 
 from docingest.domain.legacy_001 import LegacyJob
 
@@ -61,7 +69,7 @@ class LegacyChunk:
     embed_model: str
     embed_version: str
     vector_dim: int
-    embedding: Any  # pgvector.Vector
+    embedding: bytes | None  # pgvector binary wire format
 
 
 @dataclass(frozen=True)
@@ -72,69 +80,81 @@ class LegacyPendingVector:
     embed_model: str
     embed_version: str
     vector_dim: int
-    embedding: Any  # pgvector.Vector
+    embedding: bytes | None  # pgvector binary wire format
+
+
+class _RawVectorLoader(Loader):
+    """Binary `vector` values as their wire bytes."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
 
 
 class LegacySource:
     """One read-only snapshot of a 001 database (schema `upload_pipeline` by default)."""
 
-    def __init__(self, conn: AsyncConnection[Any], schema: str) -> None:
+    def __init__(self, conn: Connection[Any], schema: str) -> None:
         self._conn = conn
         self._schema = sql.Identifier(schema)
 
     @classmethod
-    async def open(cls, dsn: str, schema: str = "upload_pipeline") -> LegacySource:
-        conn = await AsyncConnection.connect(read_only_conninfo(dsn))
+    def open(cls, dsn: str, schema: str = "upload_pipeline") -> LegacySource:
+        conn = Connection.connect(read_only_conninfo(dsn))
         try:
-            await register_vector_async(conn)
-            await conn.commit()  # the type lookup ran in its own transaction
-            await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
-            await conn.set_read_only(True)
-            exists = await (
-                await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.documents",))
+            info = TypeInfo.fetch(conn, "vector")
+            if info is None:
+                raise ValueError("the 001 database has no pgvector `vector` type")
+            conn.adapters.register_loader(info.oid, _RawVectorLoader)
+            conn.commit()  # the type lookup ran in its own transaction
+            conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+            conn.set_read_only(True)
+            exists = (
+                conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.documents",))
             ).fetchone()
             if not exists or not exists[0]:
                 raise ValueError(f"no 001 documents table in schema {schema!r}")
         except BaseException:
-            await conn.close()
+            conn.close()
             raise
         return cls(conn, schema)
 
-    async def close(self) -> None:
-        await self._conn.rollback()
-        await self._conn.close()
+    def close(self) -> None:
+        self._conn.rollback()
+        self._conn.close()
 
     def _q(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(s=self._schema)
 
-    async def documents(self, batch_size: int) -> AsyncIterator[list[LegacyDocument]]:
+    def documents(self, batch_size: int) -> Iterator[list[LegacyDocument]]:
         """Every document, in document_id order, `batch_size` at a time."""
-        async with self._conn.cursor(name="legacy_documents") as cur:
-            await cur.execute(
+        with self._conn.cursor(name="legacy_documents") as cur:
+            cur.execute(
                 self._q(
                     "SELECT document_id, user_id, filename, mime, bytes_len, file_sha256,"
                     " parsed_sha256, raw_path, parsed_path, created_at"
                     " FROM {s}.documents ORDER BY document_id"
                 )
             )
-            while rows := await cur.fetchmany(batch_size):
+            while rows := cur.fetchmany(batch_size):
                 yield [LegacyDocument(*r) for r in rows]
 
-    async def jobs(self, document_ids: Sequence[UUID]) -> list[tuple[UUID, LegacyJob]]:
-        cur = await self._conn.execute(
+    def jobs(self, document_ids: Sequence[UUID]) -> list[tuple[UUID, LegacyJob]]:
+        cur = self._conn.execute(
             self._q(
                 "SELECT document_id, job_id, stage, state, updated_at, coalesce(retry_count, 0),"
                 " last_error FROM {s}.upload_jobs WHERE document_id = ANY(%s)"
             ),
             (list(document_ids),),
         )
-        return [(r[0], LegacyJob(*r[1:])) for r in await cur.fetchall()]
+        return [(r[0], LegacyJob(*r[1:])) for r in cur.fetchall()]
 
-    async def chunks(self, document_ids: Sequence[UUID]) -> AsyncIterator[LegacyChunk]:
+    def chunks(self, document_ids: Sequence[UUID]) -> Iterator[LegacyChunk]:
         """The documents' chunk rows with their live vectors, by document then ordinal."""
-        async with self._conn.cursor(name="legacy_chunks", binary=True) as cur:
+        with self._conn.cursor(name="legacy_chunks", binary=True) as cur:
             cur.itersize = FETCH_ROWS
-            await cur.execute(
+            cur.execute(
                 self._q(
                     "SELECT chunk_id, document_id, chunker_name, chunker_version, chunk_ord,"
                     " text, chunk_sha, embed_model, embed_version, vector_dim, embedding"
@@ -143,16 +163,14 @@ class LegacySource:
                 ),
                 (list(document_ids),),
             )
-            async for row in cur:
+            for row in cur:
                 yield LegacyChunk(*row)
 
-    async def pending_vectors(
-        self, document_ids: Sequence[UUID]
-    ) -> AsyncIterator[LegacyPendingVector]:
+    def pending_vectors(self, document_ids: Sequence[UUID]) -> Iterator[LegacyPendingVector]:
         """Rows waiting in the 001 `document_vector_buffer` for the documents' chunks."""
-        async with self._conn.cursor(name="legacy_pending", binary=True) as cur:
+        with self._conn.cursor(name="legacy_pending", binary=True) as cur:
             cur.itersize = FETCH_ROWS
-            await cur.execute(
+            cur.execute(
                 self._q(
                     "SELECT vb.buffer_id, vb.chunk_id, c.document_id, vb.embed_model,"
                     " vb.embed_version, vb.vector_dim, vb.embedding"
@@ -162,10 +180,10 @@ class LegacySource:
                 ),
                 (list(document_ids),),
             )
-            async for row in cur:
+            for row in cur:
                 yield LegacyPendingVector(*row)
 
-    async def dangling(self) -> list[tuple[UUID, str]]:
+    def dangling(self) -> list[tuple[UUID, str]]:
         """Rows whose reference points nowhere (possible when 001's foreign keys were
         dropped or bypassed): (row id, reason)."""
         checks = (
@@ -187,13 +205,13 @@ class LegacySource:
         )
         out: list[tuple[UUID, str]] = []
         for query, reason in checks:
-            cur = await self._conn.execute(self._q(query))
-            out.extend((r[0], reason) for r in await cur.fetchall())
+            cur = self._conn.execute(self._q(query))
+            out.extend((r[0], reason) for r in cur.fetchall())
         return out
 
-    async def sample(self, n: int) -> list[LegacyDocument]:
+    def sample(self, n: int) -> list[LegacyDocument]:
         """`n` documents holding chunks, spread over the id space (deterministic)."""
-        cur = await self._conn.execute(
+        cur = self._conn.execute(
             self._q(
                 "SELECT document_id, user_id, filename, mime, bytes_len, file_sha256,"
                 " parsed_sha256, raw_path, parsed_path, created_at FROM {s}.documents d"
@@ -203,4 +221,4 @@ class LegacySource:
             ),
             (n,),
         )
-        return [LegacyDocument(*r) for r in await cur.fetchall()]
+        return [LegacyDocument(*r) for r in cur.fetchall()]

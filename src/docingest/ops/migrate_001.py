@@ -2,8 +2,13 @@
 
 One run is one batch. The 001 side is read in one read-only snapshot, documents in batches
 (server-side cursors); per batch, chunks and vectors are checked row by row (chunk id
-recomputed from its canonical key, chunk_sha recomputed from its text, vector dimension) and
-bulk-loaded with binary COPY into staging tables, then inserted with `ON CONFLICT DO NOTHING`.
+recomputed from its canonical key, chunk_sha recomputed from its text, vector dimension and
+vector_sha from the vector's wire bytes) in a thread that stays one batch ahead of the writer;
+then the documents are placed and their rows bulk-loaded with binary COPY (`staging_001`:
+straight into the tables for documents inserted now, through staging + `ON CONFLICT DO
+NOTHING` for documents that already existed). Memory holds at most three batches (being
+read, waiting, being written): about 30 MB each at 250 documents x 20 chunks x 1536 dims,
+whatever the number of documents.
 The whole run is one target transaction: a dry run rolls it back, and a run that would write
 nothing (a rerun) rolls back too, so it leaves no trace, not even a batch row.
 Every row that cannot be mapped becomes a `Problem` with its 001 id and a reason.
@@ -11,16 +16,18 @@ Every row that cannot be mapped becomes a `Problem` with its 001 id and a reason
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import queue
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
-from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -35,11 +42,17 @@ from docingest.ops.legacy_source import (
     LegacySource,
     fingerprint,
 )
-from docingest.pipeline import hashing, ids
+from docingest.pipeline import hashing, ids, vector_wire
 from docingest.store import events
 from docingest.store.blobs import BlobStore
 
 DEFAULT_BATCH_DOCUMENTS = 250
+_WRITTEN_KEYS = (
+    "documents",
+    "upload_jobs",
+    *(s.table for s in staging_001.SINKS),
+    "blob_paths_adopted",
+)
 _SHA256_HEX = frozenset("0123456789abcdef")
 ModelKey = tuple[str, str]
 
@@ -81,6 +94,14 @@ class Options:
     blobs_from: Path | None = None
     batch_documents: int = DEFAULT_BATCH_DOCUMENTS
     actor: str = "cli:migrate-001"
+    #: 001 embed_version -> docingest embed_version (`mapping.version_map`), for every model
+    embed_versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Vector:
+    sha: str
+    data: bytes  # pgvector wire format
 
 
 @dataclass
@@ -88,10 +109,11 @@ class _DocChunks:
     """What one document's 001 chunks amount to, built while streaming them."""
 
     valid: set[UUID] = field(default_factory=set)
+    rows: list[LegacyChunk] = field(default_factory=list)  # the valid ones, in order
     rejected: int = 0
     chunker: tuple[str, str] | None = None
     live_models: Counter[ModelKey] = field(default_factory=Counter)
-    vectors: dict[UUID, dict[ModelKey, str]] = field(default_factory=dict)  # -> vector_sha
+    vectors: dict[UUID, dict[ModelKey, _Vector]] = field(default_factory=dict)
 
     def model(self) -> ModelKey | None:
         """The document's model/version: the one most of its live vectors use."""
@@ -112,12 +134,12 @@ async def migrate(
     if options.blobs_from is not None and blobs is None:
         raise ValueError("blobs_from needs a blob store")
     summary = Summary(batch=uuid4(), dry_run=options.dry_run)
-    source = await LegacySource.open(source_dsn, options.schema)
+    source = await asyncio.to_thread(LegacySource.open, source_dsn, options.schema)
     try:
         async with _target(target_dsn) as conn:
             await _run(source, conn, blobs, options, summary, fingerprint(source_dsn))
     finally:
-        await source.close()
+        await asyncio.to_thread(source.close)
     return summary
 
 
@@ -125,8 +147,6 @@ async def migrate(
 async def _target(dsn: str) -> AsyncIterator[AsyncConnection[Any]]:
     conn = await AsyncConnection.connect(dsn)
     try:
-        await register_vector_async(conn)
-        await conn.commit()
         yield conn
     finally:
         await conn.close()
@@ -147,13 +167,15 @@ async def _run(
         " VALUES (%s, %s, %s, %s)",
         (summary.batch, source_name, options.schema, started),
     )
-    for row_id, reason in await source.dangling():
+    for row_id, reason in await asyncio.to_thread(source.dangling):
         summary.problem(row_id, reason)
     totals: Counter[str] = Counter()
-    async for docs in source.documents(options.batch_documents):
-        totals.update(await _batch(source, conn, blobs, options, summary, docs))
-        await staging_001.clear(conn)
-    summary.written = dict(totals)
+    reads = _read_ahead(source, options, summary.batch)
+    async with contextlib.aclosing(reads):
+        async for read in reads:
+            totals.update(await _write_batch(conn, blobs, options, summary, read))
+            await staging_001.clear(conn)
+    summary.written = {k: totals[k] for k in _WRITTEN_KEYS}
     wrote = any(totals.values())
     if options.dry_run or not wrote:
         await conn.rollback()
@@ -179,23 +201,81 @@ async def _run(
     summary.committed = True
 
 
-async def _batch(
-    source: LegacySource,
+@dataclass
+class _Read:
+    """One batch of 001 documents as read and checked, not yet placed."""
+
+    found: Summary  # the documents read and the problems met while reading
+    docs: list[LegacyDocument]  # the valid ones
+    jobs: dict[UUID, list[LegacyJob]]
+    chunks: dict[UUID, _DocChunks]
+
+
+async def _read_ahead(
+    source: LegacySource, options: Options, batch: UUID
+) -> AsyncGenerator[_Read, None]:
+    """The batches, read and checked in a thread one batch ahead of the caller, so that the
+    001 server and the checks work while the docingest server writes the previous batch."""
+    out: queue.Queue[_Read | BaseException | None] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: _Read | BaseException | None) -> bool:
+        while not stop.is_set():  # the reader gave up: stop producing
+            with contextlib.suppress(queue.Full):
+                out.put(item, timeout=0.2)
+                return True
+        return False
+
+    def produce() -> None:
+        try:
+            for docs in source.documents(options.batch_documents):
+                read = _read_batch(source, docs, options.embed_versions, Summary(batch=batch))
+                if not offer(read):
+                    return
+        except BaseException as exc:  # handed to the caller, raised there
+            offer(exc)
+            return
+        offer(None)
+
+    thread = threading.Thread(target=produce, name="migrate-001-read", daemon=True)
+    thread.start()
+    try:
+        while (item := await asyncio.to_thread(out.get)) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join)
+        with contextlib.suppress(queue.Full):  # wake a `get` left waiting by a cancellation
+            out.put_nowait(None)
+
+
+def _read_batch(
+    source: LegacySource, docs: list[LegacyDocument], versions: dict[str, str], found: Summary
+) -> _Read:
+    found.documents = len(docs)
+    docs = [d for d in docs if _valid_document(d, found)]
+    doc_ids = [d.document_id for d in docs]
+    jobs: dict[UUID, list[LegacyJob]] = {d: [] for d in doc_ids}
+    for document_id, job in source.jobs(doc_ids):
+        jobs[document_id].append(job)
+    chunks = {d: _DocChunks() for d in doc_ids}
+    _read_chunks(source, doc_ids, chunks, versions, found)
+    _read_pending(source, doc_ids, chunks, versions, found)
+    return _Read(found, docs, jobs, chunks)
+
+
+async def _write_batch(
     conn: AsyncConnection[Any],
     blobs: BlobStore | None,
     options: Options,
     summary: Summary,
-    docs: list[LegacyDocument],
+    read: _Read,
 ) -> dict[str, int]:
-    summary.documents += len(docs)
-    docs = [d for d in docs if _valid_document(d, summary)]
-    doc_ids = [d.document_id for d in docs]
-    jobs: dict[UUID, list[LegacyJob]] = {d: [] for d in doc_ids}
-    for document_id, job in await source.jobs(doc_ids):
-        jobs[document_id].append(job)
-    chunks = {d: _DocChunks() for d in doc_ids}
-    await _stage_chunks(source, conn, doc_ids, chunks, summary)
-    await _stage_pending(source, conn, doc_ids, chunks, summary)
+    summary.documents += read.found.documents
+    summary.problems.extend(read.found.problems)
+    docs, jobs, chunks = read.docs, read.jobs, read.chunks
     staged: dict[UUID, Target] = {}
     async with conn.cursor().copy(staging_001.DOC_COPY) as copy:
         for doc in docs:
@@ -217,7 +297,61 @@ async def _batch(
         summary.by_status[target.status.value] += 1
         if target.carry is not Carry.NONE:
             summary.chunks += len(chunks[document_id].valid)
-    return await staging_001.apply(conn, summary.batch)
+    written, inserted = await staging_001.apply_documents(conn, summary.batch)
+    users = {d.document_id: d.user_id for d in docs}
+    for staged_now in (False, True):  # documents inserted now go straight in
+        rows = _rows(
+            {
+                d: t.carry
+                for d, t in staged.items()
+                if (d not in inserted) is staged_now and t.carry is not Carry.NONE
+            },
+            chunks,
+            users,
+            summary.batch,
+        )
+        for sink in staging_001.SINKS:
+            written[sink.table] = written.get(sink.table, 0) + await staging_001.write(
+                conn, sink, rows[sink.table], staged=staged_now
+            )
+    return written
+
+
+def _rows(
+    carry: dict[UUID, Carry], chunks: dict[UUID, _DocChunks], users: dict[UUID, UUID], batch: UUID
+) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of the carried documents, per docingest table (`staging_001.SINKS` columns)."""
+    out: dict[str, list[tuple[Any, ...]]] = {s.table: [] for s in staging_001.SINKS}
+    for document_id, where in carry.items():
+        doc = chunks[document_id]
+        for c in doc.rows:
+            key = (c.chunk_id, c.document_id, c.chunk_ord, c.chunker_name, c.chunker_version)
+            sha = c.chunk_sha.lower()
+            vectors = sorted(doc.vectors.get(c.chunk_id, {}).items())
+            if where is Carry.PROMOTED:
+                out[staging_001.CHUNKS.table].extend(
+                    (
+                        c.chunk_id,
+                        c.document_id,
+                        users[document_id],
+                        *key[2:],
+                        sha,
+                        c.text,
+                        model,
+                        version,
+                        v.data,
+                        v.sha,
+                        batch,
+                    )
+                    for (model, version), v in vectors
+                )
+                continue
+            out[staging_001.CHUNK_BUFFER.table].append((*key, sha, c.text, batch))
+            out[staging_001.VECTOR_BUFFER.table].extend(
+                (c.document_id, c.chunk_id, model, version, v.data, v.sha, batch, batch)
+                for (model, version), v in vectors
+            )
+    return out
 
 
 def _valid_document(doc: LegacyDocument, summary: Summary) -> bool:
@@ -228,49 +362,36 @@ def _valid_document(doc: LegacyDocument, summary: Summary) -> bool:
     return True
 
 
-async def _stage_chunks(
+def _read_chunks(
     source: LegacySource,
-    conn: AsyncConnection[Any],
     doc_ids: list[UUID],
     chunks: dict[UUID, _DocChunks],
+    versions: dict[str, str],
     summary: Summary,
 ) -> None:
-    async with conn.cursor().copy(staging_001.CHUNK_COPY) as copy:
-        copy.set_types(staging_001.CHUNK_TYPES)
-        async for c in source.chunks(doc_ids):
-            doc = chunks[c.document_id]
-            reason = _chunk_problem(c)
-            if reason is not None:
-                summary.problem(c.chunk_id, reason)
-                doc.rejected += 1
-                continue
-            if doc.chunker is None:
-                doc.chunker = (c.chunker_name, c.chunker_version)
-            vector, vsha = _checked_vector(c.chunk_id, c.embedding, c.vector_dim, summary)
-            doc.valid.add(c.chunk_id)
-            if vsha is not None:
-                key = (c.embed_model, c.embed_version)
-                doc.live_models[key] += 1
-                doc.vectors.setdefault(c.chunk_id, {})[key] = vsha
-            await copy.write_row(
-                (
-                    c.document_id,
-                    c.chunk_id,
-                    c.chunk_ord,
-                    c.chunker_name,
-                    c.chunker_version,
-                    c.chunk_sha.lower(),
-                    c.text,
-                    c.embed_model,
-                    c.embed_version,
-                    vector,
-                    vsha,
-                )
-            )
+    for c in source.chunks(doc_ids):
+        doc = chunks[c.document_id]
+        reason = _chunk_problem(c)
+        if reason is not None:
+            summary.problem(c.chunk_id, reason)
+            doc.rejected += 1
+            continue
+        if c.chunk_id in doc.valid:  # only where 001's primary key was dropped
+            summary.problem(c.chunk_id, "duplicate_chunk: a second row with this chunk_id")
+            continue
+        if doc.chunker is None:
+            doc.chunker = (c.chunker_name, c.chunker_version)
+        doc.valid.add(c.chunk_id)
+        doc.rows.append(c)
+        vector = _checked_vector(c.chunk_id, c.embedding, c.vector_dim, summary)
+        if vector is not None:
+            key = (c.embed_model, versions.get(c.embed_version, c.embed_version))
+            doc.live_models[key] += 1
+            doc.vectors.setdefault(c.chunk_id, {})[key] = vector
 
 
 def _chunk_problem(c: LegacyChunk) -> str | None:
-    if c.chunk_ord < 0 or c.chunk_id != ids.chunk_id(
+    if c.chunk_ord < 0 or c.chunk_id.bytes != ids.chunk_id_bytes(
         c.document_id, c.chunker_name, c.chunker_version, c.chunk_ord
     ):
         return "chunk_id_mismatch: chunk_id is not the UUIDv5 of its canonical key"
@@ -280,49 +401,44 @@ def _chunk_problem(c: LegacyChunk) -> str | None:
 
 
 def _checked_vector(
-    row_id: UUID, embedding: Any, vector_dim: int, summary: Summary
-) -> tuple[Any, str | None]:
-    """(vector, vector_sha) when the vector has 001's dimension, else (None, None) + problem."""
-    values = embedding.to_numpy() if embedding is not None else None
-    if values is None or len(values) != mapping.DIMENSIONS or vector_dim != len(values):
-        got = "none" if values is None else len(values)
+    row_id: UUID, embedding: bytes | None, vector_dim: int, summary: Summary
+) -> _Vector | None:
+    """The vector with its vector_sha when it has 001's dimension, else None + a problem."""
+    dims = vector_wire.dimensions(embedding) if embedding is not None else None
+    if embedding is None or dims != mapping.DIMENSIONS or vector_dim != dims:
+        got = "none" if dims is None else dims
         summary.problem(
             row_id,
             f"wrong_dimensions: vector has {got} dimensions (vector_dim {vector_dim},"
             f" expected {mapping.DIMENSIONS}); the chunk is carried without it",
         )
-        return None, None
-    return embedding, hashing.vector_sha(values)
+        return None
+    return _Vector(vector_wire.vector_sha(embedding), embedding)
 
 
-async def _stage_pending(
+def _read_pending(
     source: LegacySource,
-    conn: AsyncConnection[Any],
     doc_ids: list[UUID],
     chunks: dict[UUID, _DocChunks],
+    versions: dict[str, str],
     summary: Summary,
 ) -> None:
-    async with conn.cursor().copy(staging_001.PENDING_COPY) as copy:
-        copy.set_types(staging_001.PENDING_TYPES)
-        async for p in source.pending_vectors(doc_ids):
-            if not _pending_ok(p, chunks[p.document_id], summary):
-                continue
-            vector, vsha = _checked_vector(p.buffer_id, p.embedding, p.vector_dim, summary)
-            if vsha is None:
-                continue
-            key = (p.embed_model, p.embed_version)
-            have = chunks[p.document_id].vectors.setdefault(p.chunk_id, {})
-            if have.get(key, vsha) != vsha:
-                summary.problem(
-                    p.buffer_id,
-                    "pending_vector_conflict: differs from the chunk's live vector of the same"
-                    " model/version; the live vector is kept",
-                )
-                continue
-            have[key] = vsha
-            await copy.write_row(
-                (p.document_id, p.chunk_id, p.embed_model, p.embed_version, vector, vsha)
+    for p in source.pending_vectors(doc_ids):
+        if not _pending_ok(p, chunks[p.document_id], summary):
+            continue
+        vector = _checked_vector(p.buffer_id, p.embedding, p.vector_dim, summary)
+        if vector is None:
+            continue
+        key = (p.embed_model, versions.get(p.embed_version, p.embed_version))
+        have = chunks[p.document_id].vectors.setdefault(p.chunk_id, {})
+        if key in have and have[key].sha != vector.sha:
+            summary.problem(
+                p.buffer_id,
+                "pending_vector_conflict: differs from the chunk's live vector of the same"
+                " model/version; the live vector is kept",
             )
+            continue
+        have.setdefault(key, vector)
 
 
 def _pending_ok(p: LegacyPendingVector, doc: _DocChunks, summary: Summary) -> bool:
