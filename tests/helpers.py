@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 
 from docingest import bootstrap
+from docingest.api.auth import mint_token
 from docingest.bootstrap import Runtime
 from docingest.clients.embedders import HashEmbedder
 from docingest.config import Settings
@@ -50,6 +51,11 @@ async def upload(conn: DictConn, rt: Runtime, user: UUID, path: Path) -> documen
         max_bytes=rt.settings.max_upload_bytes,
         actor="test",
     )
+
+
+def auth(rt: Runtime, user: UUID, *, admin: bool = False) -> dict[str, str]:
+    """A bearer header for `user`, minted with the runtime's JWT secret."""
+    return {"Authorization": f"Bearer {mint_token(rt.jwt_secret, user, admin=admin)}"}
 
 
 def counts(dsn: str) -> dict[str, int]:

@@ -7,7 +7,6 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -15,13 +14,11 @@ import jwt
 import psycopg
 import pytest
 
-from docingest.api.auth import mint_token
-from docingest.api.main import create_app
 from docingest.bootstrap import Runtime
 from docingest.store import migrate
 from docingest.worker.runner import run_worker
 from tests.conftest import CORPUS, EXAMPLES
-from tests.helpers import make_runtime
+from tests.helpers import auth, make_runtime
 
 GLOSSARY = EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
 UHC = EXAMPLES / "sbc_uhc_bronze_2026.pdf"
@@ -31,19 +28,6 @@ AETNA = EXAMPLES / "sbc_aetna_silver_2025.pdf"
 @pytest.fixture
 def rt(dsn: str, tmp_path: Path) -> Runtime:
     return make_runtime(dsn, tmp_path / "home", DOCINGEST_MAX_UPLOAD_BYTES=str(300_000))
-
-
-@pytest.fixture
-async def client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(rt, pool_size=4)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
-
-
-def auth(rt: Runtime, user: uuid.UUID, *, admin: bool = False) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(rt.jwt_secret, user, admin=admin)}"}
 
 
 def pdf_file(path: Path, name: str | None = None) -> dict[str, tuple[str, bytes, str]]:

@@ -5,41 +5,19 @@ correlation id, and never the filename, the query or the token."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 from psycopg.rows import dict_row
 
 from docingest.api.auth import mint_token
-from docingest.api.main import create_app
 from docingest.bootstrap import Runtime
 from tests.conftest import EXAMPLES
-from tests.helpers import make_runtime
+from tests.helpers import auth
 
 PDF = EXAMPLES / "sbc_aetna_silver_2025.pdf"
 SECRET_NAME = "member-zebulon-quartermaine-claim.pdf"  # made up; must never reach the audit log
-
-
-@pytest.fixture
-def rt(dsn: str, tmp_path: Path) -> Runtime:
-    return make_runtime(dsn, tmp_path / "home")
-
-
-@pytest.fixture
-async def client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(rt, pool_size=4)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
-
-
-def auth(rt: Runtime, user: uuid.UUID, *, admin: bool = False) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(rt.jwt_secret, user, admin=admin)}"}
 
 
 def events_after(dsn: str, last: int) -> list[dict[str, Any]]:

@@ -4,37 +4,19 @@ move with uploads, claims and waiting time. No ids or names appear as labels."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 
-from docingest.api.main import create_app
 from docingest.bootstrap import Runtime
 from docingest.domain.states import JobStatus
 from docingest.store import jobs
 from docingest.store.db import open_pool
 from tests.conftest import EXAMPLES
-from tests.helpers import make_runtime, upload
+from tests.helpers import upload
 from tests.metrics_scrape import sample
 
 PDF = EXAMPLES / "sbc_uhc_bronze_2026.pdf"
-
-
-@pytest.fixture
-def rt(dsn: str, tmp_path: Path) -> Runtime:
-    return make_runtime(dsn, tmp_path / "home")
-
-
-@pytest.fixture
-async def client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(rt, pool_size=2)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
 
 
 async def scrape(client: httpx.AsyncClient) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from docingest.api.main import create_app
 from docingest.bootstrap import Runtime
 from docingest.domain import seed_callback, webhook_auth
 from docingest.pipeline.parsed_markdown import prepare
@@ -33,15 +31,6 @@ def rt(dsn: str, tmp_path: Path) -> Runtime:
     return make_runtime(
         dsn, tmp_path / "home", DOCINGEST_WEBHOOK_SECRET=SECRET, DOCINGEST_MAX_UPLOAD_BYTES="300000"
     )
-
-
-@pytest.fixture
-async def client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(rt, pool_size=4)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
 
 
 async def waiting_job(rt: Runtime, *, token: str | None = None) -> dict[str, Any]:
