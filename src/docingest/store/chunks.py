@@ -86,7 +86,14 @@ async def reuse_vectors(
     """Copy vectors for chunks whose exact text (chunk_sha) was already embedded with the same
     model/version, by any document or earlier in this one, instead of paying for a new call.
     `chunk_ids` limits it to those chunks. Returns the chunk ids given a vector."""
-    cur = await conn.execute(
+    # Two shapes instead of `ids IS NULL OR chunk_id = ANY(ids)`, which would defeat the
+    # primary-key lookup and scan the whole document for every window.
+    scope = (
+        sql.SQL("cb.chunk_id = ANY(%(ids)s::uuid[]) AND cb.document_id = %(doc)s")
+        if chunk_ids is not None
+        else sql.SQL("cb.document_id = %(doc)s")
+    )
+    query = sql.SQL(
         """
         INSERT INTO docingest.document_vector_buffer
             (document_id, chunk_id, embed_model, embed_version, vector, vector_sha, batch_id, reused)
@@ -97,19 +104,28 @@ async def reuse_vectors(
             SELECT dc.embedding AS vector, dc.vector_sha FROM docingest.document_chunks dc
             WHERE dc.embed_model = %(m)s AND dc.embed_version = %(v)s AND dc.chunk_sha = cb.chunk_sha
             UNION ALL
-            SELECT vb.vector, vb.vector_sha FROM docingest.document_vector_buffer vb
-            JOIN docingest.document_chunk_buffer cb2 ON cb2.chunk_id = vb.chunk_id
-            WHERE vb.embed_model = %(m)s AND vb.embed_version = %(v)s AND cb2.chunk_sha = cb.chunk_sha
+            -- driven from the same text's chunks (index on chunk_sha), each probed by primary
+            -- key; the inner LIMIT keeps the planner from scanning every buffered vector first
+            SELECT v.vector, v.vector_sha FROM docingest.document_chunk_buffer cb2
+            CROSS JOIN LATERAL (
+                SELECT vb.vector, vb.vector_sha FROM docingest.document_vector_buffer vb
+                WHERE vb.chunk_id = cb2.chunk_id AND vb.embed_model = %(m)s
+                  AND vb.embed_version = %(v)s
+                LIMIT 1
+            ) v
+            WHERE cb2.chunk_sha = cb.chunk_sha
             LIMIT 1
         ) src ON true
-        WHERE cb.document_id = %(doc)s
-          AND (%(ids)s::uuid[] IS NULL OR cb.chunk_id = ANY(%(ids)s::uuid[]))
+        WHERE {scope}
           AND NOT EXISTS (
             SELECT 1 FROM docingest.document_vector_buffer x
             WHERE x.chunk_id = cb.chunk_id AND x.embed_model = %(m)s AND x.embed_version = %(v)s)
         ON CONFLICT DO NOTHING
         RETURNING chunk_id
-        """,
+        """
+    ).format(scope=scope)
+    cur = await conn.execute(
+        query,
         {
             "m": model,
             "v": version,
