@@ -28,9 +28,9 @@ from docingest.ops.blob_import import export_path, is_legacy_path
 from docingest.ops.legacy_source import LegacyChunk, LegacyDocument, LegacySource
 from docingest.pipeline import chunker, vector_wire
 from docingest.pipeline.normalize import normalize_markdown
-from docingest.pipeline.tokens import count_tokens
 from docingest.store.blobs import BlobStore
-from docingest.worker.context import Parser, StageContext
+from docingest.worker.context import Parser
+from docingest.worker.stages import chunk_for
 
 DEFAULT_MIN_COSINE = 0.99
 
@@ -70,14 +70,7 @@ async def reprocess(raw: bytes, parser: Parser, embedder: Embedder) -> Shadow:
     """The 002 pipeline on one file, with the chunk sizes the worker uses."""
     parsed = await parser.parse(raw)
     markdown = normalize_markdown(parsed.markdown)
-    max_tokens = min(StageContext.chunk_max_tokens, embedder.max_input_tokens)
-    pieces = await asyncio.to_thread(
-        chunker.chunk_markdown,
-        markdown,
-        count_tokens=count_tokens,
-        target_tokens=min(StageContext.chunk_target_tokens, max_tokens),
-        max_tokens=max_tokens,
-    )
+    pieces = await chunk_for(markdown, embedder)
     texts = [p.text for p in pieces]
     vectors: list[np.ndarray] = []
     step = max(1, embedder.max_batch_inputs)

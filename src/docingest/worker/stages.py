@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from docingest.clients.embedders import Embedder
 from docingest.domain.errors import ErrorCode, PermanentError
 from docingest.domain.states import JobStatus
 from docingest.pipeline import chunker, hashing, ids
@@ -91,16 +92,34 @@ async def start_chunking(ctx: StageContext, job: Job) -> Job:
     return await _advance(ctx, job, JobStatus.CHUNKING, chunks_version=CHUNKS_VERSION)
 
 
-async def run_chunking(ctx: StageContext, job: Job) -> Job:
-    """chunking -> chunks_stored: chunk rows written in the same transaction as the status."""
-    markdown = await _load_parsed(ctx, job)
-    max_tokens = min(ctx.chunk_max_tokens, ctx.embedder.max_input_tokens)
-    pieces = await asyncio.to_thread(
+async def chunk_for(
+    markdown: str,
+    embedder: Embedder,
+    *,
+    target_tokens: int = StageContext.chunk_target_tokens,
+    max_tokens: int = StageContext.chunk_max_tokens,
+) -> list[chunker.Chunk]:
+    """The worker's chunking: `markdown-simple@1` sized for `embedder` (never over its input
+    limit), off the event loop. compare-001 calls this too, so its shadow chunks are the
+    worker's by construction."""
+    limit = min(max_tokens, embedder.max_input_tokens)
+    return await asyncio.to_thread(
         chunker.chunk_markdown,
         markdown,
         count_tokens=count_tokens,
-        target_tokens=min(ctx.chunk_target_tokens, max_tokens),
-        max_tokens=max_tokens,
+        target_tokens=min(target_tokens, limit),
+        max_tokens=limit,
+    )
+
+
+async def run_chunking(ctx: StageContext, job: Job) -> Job:
+    """chunking -> chunks_stored: chunk rows written in the same transaction as the status."""
+    markdown = await _load_parsed(ctx, job)
+    pieces = await chunk_for(
+        markdown,
+        ctx.embedder,
+        target_tokens=ctx.chunk_target_tokens,
+        max_tokens=ctx.chunk_max_tokens,
     )
     if not pieces:
         raise PermanentError(ErrorCode.CHUNKING_ERROR, "document produced no chunks")
