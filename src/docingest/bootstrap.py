@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from docingest.clients.embedders import Embedder, HashEmbedder, OpenAIEmbedder
 from docingest.clients.llamaparse import LlamaParseClient
@@ -15,7 +19,10 @@ from docingest.config import ConfigError, S3Settings, Settings
 from docingest.store import migrate
 from docingest.store.blobs import BlobStore, LocalBlobStore
 from docingest.store.embedded_pg import start_embedded
-from docingest.store.keys import MasterKey, load_master_key
+from docingest.store.keys import KeyFiles, MasterKey, load_master_key, load_previous_keys
+
+DB_RESTART_GRACE_S = 30.0
+_RESTART_SIGNS = ("starting up", "shutting down", "Connection refused", "No such file or directory")
 
 
 def local_secret(home: Path, name: str) -> str:
@@ -49,28 +56,69 @@ def webhook_secret(settings: Settings) -> str:
 
 
 def database_url(settings: Settings, *, migrate_schema: bool = True) -> str:
-    """The configured database, or the embedded one (started now). Migrations applied when asked."""
+    """The configured database, or the embedded one (started now). Migrations applied when asked.
+
+    The URL reaches psycopg unchanged, so its `sslmode` (and every other libpq parameter)
+    holds. A configured database that refuses the connection (down, TLS required but not
+    offered, bad credentials) stops start-up with one ConfigError line without the password.
+    """
     url = settings.database_url or start_embedded(settings.home)
-    if migrate_schema:
-        migrate.upgrade(url)
-    return url
+    deadline = time.monotonic() + DB_RESTART_GRACE_S
+    while True:
+        try:
+            if migrate_schema:
+                migrate.upgrade(url)
+            else:
+                psycopg.connect(url).close()
+            return url
+        except psycopg.OperationalError as exc:
+            if _restarting(exc) and time.monotonic() < deadline:
+                time.sleep(0.5)  # retry interval while the server restarts
+                continue
+            reason = _without_password(exc, url)
+            raise ConfigError(f"DOCINGEST_DATABASE_URL: cannot connect: {reason}") from None
+
+
+def _restarting(exc: psycopg.OperationalError) -> bool:
+    """A server that is starting, stopping or briefly not listening: wait, it is not a
+    configuration error (a worker started during a Postgres restart must not exit)."""
+    text = str(exc)
+    return any(sign in text for sign in _RESTART_SIGNS)
+
+
+def _without_password(exc: Exception, url: str) -> str:
+    """libpq's reason (first line), with the URL's password masked should it ever appear."""
+    reason = (str(exc).strip().splitlines() or ["connection failed"])[0]
+    password = conninfo_to_dict(url).get("password")
+    return reason.replace(str(password), "***") if password else reason
 
 
 def blob_store(settings: Settings) -> BlobStore:
+    """The blob store with the current master key and the retired ones still readable; with
+    key files (no DOCINGEST_MASTER_KEY) it follows `docingest keys rotate` while running."""
+    env_key = settings.master_key is not None
     try:
         key = load_master_key(settings.home, settings.master_key)
+        previous = load_previous_keys(settings.home, settings.master_key_previous, env_key=env_key)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    source = None if env_key else KeyFiles(settings.home)
     if settings.s3 is not None:
         assert settings.storage_url is not None  # s3 is set only for s3:// URLs
-        return _s3_blob_store(settings.storage_url, settings.s3, key)
+        return _s3_blob_store(settings.storage_url, settings.s3, key, previous, source)
     root = settings.home / "blobs"
     if settings.storage_url and settings.storage_url.startswith("file://"):
         root = Path(settings.storage_url.removeprefix("file://"))
-    return LocalBlobStore(root, key)
+    return LocalBlobStore(root, key, old_keys=previous, key_source=source)
 
 
-def _s3_blob_store(url: str, s3: S3Settings, key: MasterKey) -> BlobStore:
+def _s3_blob_store(
+    url: str,
+    s3: S3Settings,
+    key: MasterKey,
+    previous: list[MasterKey],
+    source: KeyFiles | None,
+) -> BlobStore:
     # Imported here: boto3 takes a noticeable time to import and only s3:// needs it.
     from docingest.store.blobs_s3 import S3BlobStore, make_s3_client, parse_s3_url
 
@@ -88,7 +136,7 @@ def _s3_blob_store(url: str, s3: S3Settings, key: MasterKey) -> BlobStore:
         )
     except ValueError as exc:  # plain http to a non-loopback host
         raise ConfigError(f"DOCINGEST_S3_ENDPOINT_URL: {exc}") from None
-    return S3BlobStore(client, location, key)
+    return S3BlobStore(client, location, key, old_keys=previous, key_source=source)
 
 
 def embedder(settings: Settings) -> Embedder:
@@ -135,11 +183,13 @@ class Runtime:
 
 
 def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
+    # Arguments are evaluated in order: a bad client setting stops start-up before any file is
+    # created, a bad key before an embedded server starts or a migration is applied.
     return Runtime(
         settings=settings,
-        dsn=database_url(settings, migrate_schema=migrate_schema),
-        blobs=blob_store(settings),
         embedder=embedder(settings),
+        blobs=blob_store(settings),
         jwt_secret=jwt_secret(settings),
         webhook_secret=webhook_secret(settings),
+        dsn=database_url(settings, migrate_schema=migrate_schema),
     )

@@ -109,8 +109,11 @@ class Settings:
     storage_url: str | None
     s3: S3Settings | None  # set when storage_url is s3://
     master_key: str | None = field(repr=False)
+    master_key_previous: str | None = field(repr=False)  # retired keys, read-only
     jwt_secret: str | None = field(repr=False)
     webhook_secret: str | None = field(repr=False)
+    jwt_issuer: str | None  # when set, tokens must carry this `iss` (e.g. Supabase's auth URL)
+    jwt_audience: str | None  # when set, tokens must carry this `aud` (Supabase: authenticated)
     public_url: str
     parser: str
     llamaparse_url: str
@@ -128,6 +131,7 @@ class Settings:
     embed_quota_cooldown_s: int
     embed_batch_size: int
     max_upload_bytes: int
+    api_max_inflight: int
     max_pages: int
     parse_timeout_s: int
     parse_memory_mb: int
@@ -174,8 +178,11 @@ class Settings:
             storage_url=storage_url,
             s3=s3,
             master_key=env.get("DOCINGEST_MASTER_KEY") or None,
+            master_key_previous=env.get("DOCINGEST_MASTER_KEY_PREVIOUS") or None,
             jwt_secret=jwt_secret,
             webhook_secret=webhook_secret,
+            jwt_issuer=env.get("DOCINGEST_JWT_ISSUER") or None,
+            jwt_audience=env.get("DOCINGEST_JWT_AUDIENCE") or None,
             public_url=_url(env, "DOCINGEST_PUBLIC_URL", ("http", "https"))
             or "http://127.0.0.1:8000",
             parser=parser,
@@ -198,6 +205,8 @@ class Settings:
             embed_quota_cooldown_s=_int(env, "DOCINGEST_EMBED_QUOTA_COOLDOWN_SECONDS", 900),
             embed_batch_size=_batch_size(env),
             max_upload_bytes=_int(env, "DOCINGEST_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
+            # requests over the cap are shed with 503 (api/shedding.py), not queued
+            api_max_inflight=_int(env, "DOCINGEST_API_MAX_INFLIGHT", 64),
             max_pages=_int(env, "DOCINGEST_MAX_PAGES", 1000),
             parse_timeout_s=_int(env, "DOCINGEST_PARSE_TIMEOUT_SECONDS", 300),
             parse_memory_mb=_int(env, "DOCINGEST_PARSE_MEMORY_MB", 1536, minimum=256),

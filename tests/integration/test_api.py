@@ -54,6 +54,9 @@ async def test_bad_tokens_are_refused(client: httpx.AsyncClient, rt: Runtime) ->
         "expired": jwt.encode({"sub": user, "exp": now - 10}, rt.jwt_secret, algorithm="HS256"),
         "no_exp": jwt.encode({"sub": user}, rt.jwt_secret, algorithm="HS256"),
         "other_key": jwt.encode({"sub": user, "exp": now + 60}, "x" * 40, algorithm="HS256"),
+        "hs384_same_key": jwt.encode(
+            {"sub": user, "exp": now + 60}, rt.jwt_secret, algorithm="HS384"
+        ),
         "alg_none": f"{header.decode()}.{payload.decode()}.",
         "sub_not_uuid": jwt.encode(
             {"sub": "alice", "exp": now + 60}, rt.jwt_secret, algorithm="HS256"

@@ -1,6 +1,8 @@
 """Bearer JWT (HS256, Supabase-compatible): user id in `sub`, `role: admin` for operations.
 
-Tokens must carry `exp`; `alg: none` and any algorithm but HS256 are refused.
+Tokens must carry `exp`; `alg: none` and any algorithm but HS256 are refused. With an
+issuer or audience configured (DOCINGEST_JWT_ISSUER / DOCINGEST_JWT_AUDIENCE) the token must
+carry that `iss` / `aud`; unset, the claim is not checked.
 """
 
 from __future__ import annotations
@@ -30,16 +32,27 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="docingest"'})
 
 
-def authenticate(authorization: str | None, secret: str) -> Principal:
+def authenticate(
+    authorization: str | None,
+    secret: str,
+    *,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise _unauthorized("missing bearer token")
     token = authorization[7:].strip()
+    required = ["exp", "sub"]
+    required += ["iss"] if issuer is not None else []
+    required += ["aud"] if audience is not None else []
     try:
         claims = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["exp", "sub"], "verify_aud": False},
+            issuer=issuer,
+            audience=audience,
+            options={"require": required, "verify_aud": audience is not None},
         )
     except jwt.ExpiredSignatureError:
         raise _unauthorized("token expired") from None
@@ -52,13 +65,22 @@ def authenticate(authorization: str | None, secret: str) -> Principal:
     return Principal(user_id=user_id, is_admin=claims.get("role") == "admin")
 
 
-def mint_token(secret: str, user_id: UUID, *, admin: bool = False, ttl_s: int = 3600) -> str:
+def mint_token(
+    secret: str,
+    user_id: UUID,
+    *,
+    admin: bool = False,
+    ttl_s: int = 3600,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
     now = int(time.time())
     claims = {
         "sub": str(user_id),
         "role": "admin" if admin else "authenticated",
         "iat": now,
         "exp": now + ttl_s,
-        "aud": "authenticated",
+        "aud": audience or "authenticated",
+        **({"iss": issuer} if issuer is not None else {}),
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -27,7 +27,9 @@ StateDep = Annotated[AppState, Depends(get_state)]
 def get_principal(
     request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    principal = authenticate(authorization, state.jwt_secret)
+    principal = authenticate(
+        authorization, state.jwt_secret, issuer=state.jwt_issuer, audience=state.jwt_audience
+    )
     audit.remember(request, principal)
     return principal
 

@@ -19,3 +19,5 @@ class AppState:
     jwt_secret: str
     max_upload_bytes: int
     webhook_secret: str = field(repr=False)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None

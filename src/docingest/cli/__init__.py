@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from docingest.cli import admin, backup, ingest, migrate, services
+from docingest.cli import admin, backup, ingest, keys, migrate, purge, services, validate
 
 app = typer.Typer(
     name="docingest",
@@ -22,5 +22,8 @@ app.command("api")(services.api)
 app.command("worker")(services.worker)
 app.add_typer(admin.db_app, name="db")
 app.add_typer(backup.backup_app, name="backup")
+app.add_typer(keys.keys_app, name="keys")
+app.command("purge")(purge.purge_cmd)
 app.add_typer(migrate.migrate_app, name="migrate-001")
 app.command("compare-001")(migrate.compare_cmd)
+app.command("validate")(validate.validate)

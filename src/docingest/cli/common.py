@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -25,8 +26,14 @@ def config_errors_exit() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(f"configuration error: {exc}", 2)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Exit with `message` as exactly one stderr line (never wrapped, never read as markup),
+    so a supervisor's log shows the whole reason on one line."""
+    err_console.print(message, style="red", soft_wrap=True, markup=False, highlight=False)
+    raise typer.Exit(code)
 
 
 def load_settings(*, log_format: str | None = None, quiet: bool = False) -> Settings:
@@ -39,10 +46,10 @@ def load_settings(*, log_format: str | None = None, quiet: bool = False) -> Sett
     return settings
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
     """The composition root's parts (starting the embedded database when no URL is set)."""
     with config_errors_exit():
-        return bootstrap.runtime(settings)
+        return bootstrap.runtime(settings, migrate_schema=migrate_schema)
 
 
 def local_user(settings: Settings, explicit: str | None) -> uuid.UUID:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -17,7 +18,23 @@ import typer
 import uvicorn
 
 from docingest import bootstrap
-from docingest.cli.common import build_runtime, config_errors_exit, err_console, load_settings
+from docingest.cli.common import (
+    build_runtime,
+    config_errors_exit,
+    err_console,
+    fail,
+    load_settings,
+)
+from docingest.store import migrate
+
+NoMigrate = Annotated[
+    bool,
+    typer.Option(
+        "--no-migrate",
+        help="Apply no migrations at start-up: for a database role without DDL rights "
+        "(run `docingest db upgrade` as the schema owner first).",
+    ),
+]
 
 
 def api(
@@ -25,13 +42,38 @@ def api(
         str, typer.Option(envvar="DOCINGEST_API_HOST", help="Interface to bind.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="DOCINGEST_API_PORT", help="Port to bind.")] = 8000,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="DOCINGEST_API_SSL_CERTFILE", help="Serve HTTPS with this PEM certificate."
+        ),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(envvar="DOCINGEST_API_SSL_KEYFILE", help="PEM private key of --ssl-certfile."),
+    ] = None,
+    no_migrate: NoMigrate = False,
 ) -> None:
-    """Run the HTTP API (FastAPI + uvicorn)."""
+    """Run the HTTP API (FastAPI + uvicorn); HTTPS when given a certificate and key. With
+    --no-migrate it starts on any schema and /readyz answers 503 until migrations are current."""
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        err_console.print(
+            "[red]configuration error:[/red] --ssl-certfile and --ssl-keyfile must be given together"
+        )
+        raise typer.Exit(2)
     settings = load_settings(log_format="json")
-    rt = build_runtime(settings)
+    rt = build_runtime(settings, migrate_schema=not no_migrate)
     from docingest.api.main import create_app
 
-    uvicorn.run(create_app(rt), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(rt),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
 
 
 def worker(
@@ -57,10 +99,14 @@ def worker(
         str,
         typer.Option(envvar="DOCINGEST_WORKER_METRICS_HOST", help="Interface for /metrics."),
     ] = "127.0.0.1",
+    no_migrate: NoMigrate = False,
 ) -> None:
-    """Run one worker process (claims jobs from Postgres; SIGTERM finishes or releases work)."""
+    """Run one worker process (claims jobs from Postgres; SIGTERM finishes or releases work).
+    With --no-migrate it refuses to start unless the schema is at this build's head."""
     settings = load_settings(log_format="json")
-    rt = build_runtime(settings)
+    rt = build_runtime(settings, migrate_schema=not no_migrate)
+    if no_migrate:
+        _require_schema_at_head(rt.dsn)
     from docingest.worker.runner import run_worker
 
     if metrics_port:
@@ -69,26 +115,57 @@ def worker(
     asyncio.run(run_worker(rt, concurrency=concurrency, once=once))
 
 
+def _require_schema_at_head(dsn: str) -> None:
+    version, head = migrate.current_version(dsn), migrate.head()
+    if version != head:
+        fail(
+            f"database schema is at version {version}, this build needs {head}: "
+            "run `docingest db upgrade` as the schema owner",
+            1,
+        )
+
+
 def up(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes to start.")] = 2,
     port: Annotated[int, typer.Option(envvar="DOCINGEST_API_PORT", help="API port.")] = 8000,
     host: Annotated[str, typer.Option(envvar="DOCINGEST_API_HOST")] = "127.0.0.1",
     concurrency: Annotated[int, typer.Option(min=1, help="Slots per worker process.")] = 2,
+    worker_metrics_base_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Worker i serves Prometheus /metrics on this port + i (0: off). The interface"
+            " is DOCINGEST_WORKER_METRICS_HOST.",
+        ),
+    ] = 0,
 ) -> None:
-    """API + N worker processes on one database; restarts a worker that dies."""
+    """API + N worker processes on one database; restarts a worker that dies (on the same
+    metrics port)."""
+    if worker_metrics_base_port and worker_metrics_base_port + workers - 1 > 65535:
+        fail("--worker-metrics-base-port + --workers - 1 must not exceed 65535", 2)
     settings = load_settings(log_format="json")
     with config_errors_exit():
-        dsn = bootstrap.database_url(settings)  # starts the embedded server when no URL is set
+        bootstrap.embedder(settings)  # a bad client setting stops here, before anything starts
+        bootstrap.blob_store(settings)  # creates the master key file once, before children race
         bootstrap.jwt_secret(settings)
         bootstrap.webhook_secret(settings)
-        bootstrap.blob_store(settings)  # creates the master key file once, before children race
+        dsn = bootstrap.database_url(settings)  # starts the embedded server when no URL is set
     env = {**os.environ, "DOCINGEST_DATABASE_URL": dsn, "DOCINGEST_HOME": str(settings.home)}
     base = [sys.executable, "-m", "docingest"]
     api_cmd = [*base, "api", "--host", host, "--port", str(port)]
-    worker_cmd = [*base, "worker", "--concurrency", str(concurrency)]
-    procs: dict[str, subprocess.Popen[bytes]] = {"api": subprocess.Popen(api_cmd, env=env)}
+    commands = {"api": api_cmd}
     for i in range(workers):
-        procs[f"worker-{i}"] = subprocess.Popen(worker_cmd, env=env)
+        port_i = worker_metrics_base_port + i if worker_metrics_base_port else 0
+        commands[f"worker-{i}"] = [
+            *base,
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--metrics-port",
+            str(port_i),
+        ]
+    procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
     stopping = False
 
     def stop(_sig: int, _frame: FrameType | None) -> None:
@@ -104,9 +181,7 @@ def up(
             for name, proc in list(procs.items()):
                 if proc.poll() is not None and not stopping:
                     err_console.print(f"{name} exited with {proc.returncode}; restarting")
-                    procs[name] = subprocess.Popen(
-                        api_cmd if name == "api" else worker_cmd, env=env
-                    )
+                    procs[name] = subprocess.Popen(commands[name], env=env)
             time.sleep(0.5)
     finally:
         for proc in procs.values():

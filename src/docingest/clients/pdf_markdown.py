@@ -26,6 +26,7 @@ from typing import Any
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
+from docingest.clients.pdf_bomb import check_decompression
 from docingest.domain.errors import ErrorCode, ParseError
 
 __all__ = [
@@ -122,6 +123,7 @@ def pdf_to_markdown(data: bytes, *, max_pages: int) -> ParsedPdf:
     """Convert PDF bytes to markdown. Raises ``ParseError`` with a content-free message."""
     if max_pages < 1:
         raise ValueError("max_pages must be >= 1")
+    check_decompression(data)  # before PDFium inflates anything
     doc, repaired = _open(data)
     try:
         page_count = len(doc)

@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     NO_PAGES = "no_pages"
     TOO_MANY_PAGES = "too_many_pages"
     PARSE_LIMIT = "parse_limit"
+    DECOMPRESSION_BOMB = "decompression_bomb"  # streams inflate far beyond the file's size
     PARSER_UNAVAILABLE = "parser_unavailable"
     PARSER_FAILED = "parser_failed"  # remote job ended ERROR, PARTIAL_SUCCESS, CANCELLED
     PARSER_REJECTED = "parser_rejected"  # the remote parser refused our request (4xx)
@@ -88,4 +89,4 @@ class InputRejected(PermanentError):
 
 class ParseError(PermanentError):
     """The PDF cannot be turned into text. Codes: encrypted, no_text, corrupt_pdf, no_pages,
-    too_many_pages, parse_limit."""
+    too_many_pages, parse_limit, decompression_bomb."""

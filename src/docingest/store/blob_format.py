@@ -36,8 +36,10 @@ import hashlib
 import re
 import secrets
 import struct
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -58,6 +60,7 @@ __all__ = [
     "BlobNotFound",
     "BlobTooLarge",
     "FrameSealer",
+    "KeySource",
     "Keyring",
     "check_sha256",
     "collect_verified",
@@ -173,15 +176,43 @@ def check_sha256(expected_sha256: str) -> str:
     return expected
 
 
+class KeySource(Protocol):
+    """Where a running process re-reads its keys after a rotation (`keys.KeyFiles`)."""
+
+    def changed(self) -> bool: ...
+
+    def load(self) -> tuple[MasterKey, list[MasterKey]]: ...
+
+
 class Keyring:
     """The master keys a store knows, by key id: `current` wraps new objects, every known
-    key unwraps. Two different keys with one id are refused (the id is 32 bits of sha256)."""
+    key unwraps. Two different keys with one id are refused (the id is 32 bits of sha256).
 
-    def __init__(self, current: MasterKey, old_keys: Sequence[MasterKey] = ()) -> None:
-        self.current = current
+    With a `source`, the keyring follows a rotation while the process runs: `current` is
+    re-read when the source changed, and an unknown key id triggers a re-read too. Keys
+    once known stay known (a reader must never lose a key mid-rotation).
+    """
+
+    def __init__(
+        self,
+        current: MasterKey,
+        old_keys: Sequence[MasterKey] = (),
+        *,
+        source: KeySource | None = None,
+    ) -> None:
+        self._current = current
+        self._source = source
+        self._lock = threading.Lock()
         self._keys: dict[str, MasterKey] = {}
         for mk in (*old_keys, current):
             self.add(mk)
+        if source is not None:
+            self._refresh()
+
+    @property
+    def current(self) -> MasterKey:
+        self._refresh()
+        return self._current
 
     def add(self, mk: MasterKey) -> None:
         known = self._keys.setdefault(mk.key_id, mk)
@@ -189,7 +220,21 @@ class Keyring:
             raise ValueError(f"two different master keys share key id {mk.key_id}")
 
     def get(self, key_id: str) -> MasterKey | None:
-        return self._keys.get(key_id)
+        found = self._keys.get(key_id)
+        if found is None and self._refresh():
+            found = self._keys.get(key_id)
+        return found
+
+    def _refresh(self) -> bool:
+        """Re-read the source if it changed; True when it was re-read."""
+        if self._source is None or not self._source.changed():
+            return False
+        with self._lock:
+            current, previous = self._source.load()
+            for mk in (*previous, current):
+                self.add(mk)
+            self._current = current
+        return True
 
 
 # --------------------------------------------------------------------------- header

@@ -38,6 +38,7 @@ from docingest.store.blob_format import (
     BlobTooLarge,
     FrameSealer,
     Keyring,
+    KeySource,
     check_sha256,
     collect_verified,
     decrypt_object,
@@ -190,7 +191,8 @@ class _EncryptingWriter:
 class LocalBlobStore:
     """Encrypted objects under a local folder (`$DOCINGEST_HOME/blobs`).
 
-    `master_key` wraps new objects; `old_keys` are accepted for reading and re-wrapping.
+    `master_key` wraps new objects; `old_keys` are accepted for reading and re-wrapping;
+    `key_source` (the key files) is followed through a rotation (`blob_format.Keyring`).
     """
 
     def __init__(
@@ -199,15 +201,20 @@ class LocalBlobStore:
         master_key: MasterKey,
         *,
         old_keys: Sequence[MasterKey] = (),
+        key_source: KeySource | None = None,
         frame_size: int = DEFAULT_FRAME_SIZE,
     ) -> None:
         if not 1 <= frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"frame_size must be between 1 and {MAX_FRAME_SIZE}")
         self.root = Path(root)
-        self.master_key = master_key
         self.frame_size = frame_size
-        self._keyring = Keyring(master_key, old_keys)
+        self._keyring = Keyring(master_key, old_keys, source=key_source)
         _make_private_dirs(self.root)
+
+    @property
+    def master_key(self) -> MasterKey:
+        """The key that wraps new objects (follows a rotation of the key files)."""
+        return self._keyring.current
 
     # -- paths
 

@@ -57,6 +57,7 @@ from docingest.store.blob_format import (
     BlobNotFound,
     FrameSealer,
     Keyring,
+    KeySource,
     check_sha256,
     collect_verified,
     decrypt_object,
@@ -294,7 +295,8 @@ class _ObjectUpload:
 class S3BlobStore:
     """Encrypted objects in `bucket` under `prefix` (see the module docstring).
 
-    `master_key` wraps new objects; `old_keys` are accepted for reading and re-wrapping.
+    `master_key` wraps new objects; `old_keys` are accepted for reading and re-wrapping;
+    `key_source` (the key files) is followed through a rotation (`blob_format.Keyring`).
     """
 
     def __init__(
@@ -304,6 +306,7 @@ class S3BlobStore:
         master_key: MasterKey,
         *,
         old_keys: Sequence[MasterKey] = (),
+        key_source: KeySource | None = None,
         frame_size: int = DEFAULT_FRAME_SIZE,
         part_size: int = DEFAULT_PART_SIZE,
     ) -> None:
@@ -313,12 +316,16 @@ class S3BlobStore:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE}")
         self.client = client
         self.location = location
-        self.master_key = master_key
         self.frame_size = frame_size
         self.part_size = part_size
-        self._keyring = Keyring(master_key, old_keys)
+        self._keyring = Keyring(master_key, old_keys, source=key_source)
         self._base = f"{location.prefix}/" if location.prefix else ""
         self._conditional = True  # until the server answers NotImplemented
+
+    @property
+    def master_key(self) -> MasterKey:
+        """The key that wraps new objects (follows a rotation of the key files)."""
+        return self._keyring.current
 
     def object_name(self, key: str) -> str:
         """The bucket object name that holds `key`."""

@@ -166,10 +166,16 @@ async def chunk_count(conn: DictConn, document_id: UUID) -> dict[str, int]:
 
 
 async def delete(
-    conn: DictConn, blobs: BlobStore, document_id: UUID, user_id: UUID, *, actor: str
+    conn: DictConn,
+    blobs: BlobStore,
+    document_id: UUID,
+    user_id: UUID,
+    *,
+    actor: str,
+    action: str = "document.delete",
 ) -> bool:
     """Remove the document, its job, chunks, vectors and buffers (cascade) and its blobs.
-    The audit trail stays."""
+    The audit trail stays; one `action` event (ids only) records the removal."""
     async with conn.transaction():
         cur = await conn.execute(
             "SELECT j.job_id, j.parsed_path, j.correlation_id FROM docingest.upload_jobs j"
@@ -188,7 +194,7 @@ async def delete(
         await events.record(
             conn,
             actor=actor,
-            action="document.delete",
+            action=action,
             document_id=document_id,
             job_id=job_row["job_id"] if job_row else None,
             correlation_id=job_row["correlation_id"] if job_row else None,

@@ -2,7 +2,10 @@
 
 Source, in order: `DOCINGEST_MASTER_KEY` (32 bytes as base64, urlsafe base64 or 64 hex
 characters), else `$DOCINGEST_HOME/master.key`, generated on first run (32 random bytes,
-base64 text, mode 0600). The key never leaves this process in logs or exception messages;
+base64 text, mode 0600). Keys retired by a rotation stay readable (never used to wrap new
+objects) until every object is re-wrapped: `DOCINGEST_MASTER_KEY_PREVIOUS` (comma-separated)
+with the environment key, `$DOCINGEST_HOME/master.key.previous` (one key a line) with the
+key file. `KeyFiles` lets a running process follow a rotation of the key files. The key never leaves this process in logs or exception messages;
 only its `key_id` (first 8 hex characters of sha256 of the key) is safe to show or store.
 """
 
@@ -23,13 +26,25 @@ from pathlib import Path
 
 from docingest.store.fsutil import fsync_dir, write_all
 
-__all__ = ["KEY_BYTES", "KEY_FILE_NAME", "MasterKey", "decode_key_text", "load_master_key"]
+__all__ = [
+    "KEY_BYTES",
+    "KEY_FILE_NAME",
+    "PREVIOUS_FILE_NAME",
+    "KeyFiles",
+    "MasterKey",
+    "decode_key_text",
+    "load_master_key",
+    "load_previous_keys",
+    "write_key_files",
+]
 
 log = logging.getLogger(__name__)
 
 KEY_BYTES = 32
 KEY_FILE_NAME = "master.key"
+PREVIOUS_FILE_NAME = "master.key.previous"
 _ENV_ERROR = "DOCINGEST_MASTER_KEY must be 32 bytes, base64 or hex"
+_PREVIOUS_ENV_ERROR = "DOCINGEST_MASTER_KEY_PREVIOUS must be comma-separated 32-byte keys"
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 # How long a process that lost the creation race waits for the winner's bytes to land
 # (only on filesystems without hard links, where the file is written in place).
@@ -96,24 +111,89 @@ def load_master_key(home: Path, env_value: str | None) -> MasterKey:
     return _create_key_file(path)
 
 
+def load_previous_keys(home: Path, env_value: str | None, *, env_key: bool) -> list[MasterKey]:
+    """Retired keys still accepted for reading: from `env_value`
+    (DOCINGEST_MASTER_KEY_PREVIOUS) when the current key comes from the environment
+    (`env_key`), else from `home/master.key.previous` (absent: none)."""
+    if env_key:
+        texts = [t for t in (env_value or "").split(",") if t.strip()]
+        raws = [decode_key_text(t) for t in texts]
+        if any(raw is None for raw in raws):
+            raise ValueError(_PREVIOUS_ENV_ERROR)
+        return [MasterKey(raw) for raw in raws if raw is not None]
+    try:
+        return _read_key_lines(home / PREVIOUS_FILE_NAME)
+    except FileNotFoundError:
+        return []
+
+
+class KeyFiles:
+    """The key files under `home` as a live source: `changed()` tells (by inode, size and
+    mtime of both files) whether a rotation replaced them since the last `load()`."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._seen: tuple[tuple[int, int, int] | None, ...] | None = None
+
+    def _stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        out: list[tuple[int, int, int] | None] = []
+        for name in (KEY_FILE_NAME, PREVIOUS_FILE_NAME):
+            try:
+                st = os.stat(self.home / name)
+            except FileNotFoundError:
+                out.append(None)
+            else:
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
+    def changed(self) -> bool:
+        return self._stamp() != self._seen
+
+    def load(self) -> tuple[MasterKey, list[MasterKey]]:
+        """(current, previous keys) as on disk now."""
+        stamp = self._stamp()
+        current = _read_key_file(self.home / KEY_FILE_NAME)
+        previous = load_previous_keys(self.home, None, env_key=False)
+        self._seen = stamp
+        return current, previous
+
+
+def write_key_files(home: Path, current: MasterKey, previous: list[MasterKey]) -> None:
+    """Replace the key files atomically: `previous` first, so that a process reading between
+    the two steps still knows every key that wraps an object; then `current`."""
+    if previous:
+        _replace_file(home / PREVIOUS_FILE_NAME, "".join(k.to_text() + "\n" for k in previous))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(home / PREVIOUS_FILE_NAME)
+    _replace_file(home / KEY_FILE_NAME, current.to_text() + "\n")
+    fsync_dir(home)
+
+
+def _replace_file(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    _write_new_file(tmp, text.encode("ascii"))
+    try:
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _read_key_lines(path: Path) -> list[MasterKey]:
+    """Every key of a private key file holding one key a line."""
+    lines = _read_private(path).decode("ascii", "replace").splitlines()
+    raws = [decode_key_text(line) for line in lines if line.strip()]
+    if any(raw is None for raw in raws):
+        raise ValueError(f"{path} must hold one 32-byte key (base64 or hex) a line")
+    return [MasterKey(raw) for raw in raws if raw is not None]
+
+
 def _read_key_file(path: Path, *, wait_for_content: bool = False) -> MasterKey:
     """Read an existing key file, refusing loose permissions and anything but a regular file."""
     deadline = time.monotonic() + (_RACE_WAIT_S if wait_for_content else 0.0)
     while True:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ValueError(f"{path} is not a regular file")
-            mode = stat.S_IMODE(st.st_mode)
-            if mode & 0o077:
-                raise ValueError(
-                    f"{path} has mode {mode:#o}; a master key file must not be readable or "
-                    "writable by group or others (chmod 600)"
-                )
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
+        data = _read_private(path)
         try:
             raw = decode_key_text(data.decode("ascii"))
         except UnicodeDecodeError:
@@ -123,6 +203,24 @@ def _read_key_file(path: Path, *, wait_for_content: bool = False) -> MasterKey:
         if time.monotonic() >= deadline:
             raise ValueError(f"{path} does not contain a 32-byte key (base64 or hex)")
         time.sleep(0.02)
+
+
+def _read_private(path: Path) -> bytes:
+    """The bytes (the first 64 KiB) of a regular file that group and others cannot access."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            raise ValueError(
+                f"{path} has mode {mode:#o}; a master key file must not be readable or "
+                "writable by group or others (chmod 600)"
+            )
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
 
 
 def _create_key_file(path: Path) -> MasterKey:

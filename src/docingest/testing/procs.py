@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -29,16 +30,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_http_ok(
-    url: str, timeout_s: float, *, proc: subprocess.Popen[bytes] | None = None
+    url: str,
+    timeout_s: float,
+    *,
+    proc: subprocess.Popen[bytes] | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
-    """Poll `url` with GET until it answers 2xx.
+    """Poll `url` with GET until it answers 2xx (`verify`: TLS trust for https URLs).
 
     Raises TimeoutError naming the url when the deadline passes, or RuntimeError at once
     if `proc` (the process expected to serve it) exits first.
     """
     deadline = time.monotonic() + timeout_s
     last = "no answer"
-    with httpx.Client() as client:
+    with httpx.Client(verify=verify) as client:
         while True:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(
@@ -92,6 +97,7 @@ def run_process(
     cwd: str | os.PathLike[str] | None = None,
     stdout: int | IO[bytes] | None = None,
     stderr: int | IO[bytes] | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start `args`, wait until `ready_url` answers 2xx (if given), stop it on exit.
 
@@ -110,7 +116,7 @@ def run_process(
     )
     try:
         if ready_url is not None:
-            wait_http_ok(ready_url, timeout_s, proc=proc)
+            wait_http_ok(ready_url, timeout_s, proc=proc, verify=verify)
         yield proc
     finally:
         stop_process(proc, kill_group=True)

@@ -1,0 +1,40 @@
+"""`docingest purge --older-than DAYS [--dry-run]`: retention (ops/purge.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from docingest.cli.common import build_runtime, load_settings
+from docingest.ops.purge import PurgeResult, purge
+from docingest.store.db import open_pool
+
+
+def purge_cmd(
+    older_than: Annotated[
+        int, typer.Option("--older-than", min=1, help="Remove documents older than DAYS.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be removed; change nothing.")
+    ] = False,
+) -> None:
+    """Remove old documents with their jobs, chunks, vectors and blobs; the audit trail stays."""
+    settings = load_settings(log_format="console", quiet=True)
+    rt = build_runtime(settings)
+
+    async def run() -> PurgeResult:
+        pool = await open_pool(rt.dsn, max_size=1, name="docingest-purge")
+        try:
+            async with pool.connection() as conn:
+                return await purge(conn, rt.blobs, timedelta(days=older_than), dry_run=dry_run)
+        finally:
+            await pool.close()
+
+    result = asyncio.run(run())
+    verb = "would purge" if result.dry_run else "purged"
+    for document_id in result.document_ids:
+        typer.echo(f"{verb} {document_id}")
+    typer.echo(f"{verb} {len(result.document_ids)} documents older than {older_than} days")
