@@ -14,6 +14,7 @@ from docingest.domain.circuit import BreakerPolicy
 from docingest.domain.errors import Deferred, ErrorCode, PermanentError, TransientError
 from docingest.store.db import open_pool
 from docingest.worker.breaker import Breaker
+from tests.metrics_scrape import local
 
 COOLDOWN_S = 0.4
 
@@ -57,8 +58,18 @@ async def until_admitted(breaker: Breaker, service: Service, timeout_s: float) -
             await asyncio.sleep(0.05)
 
 
+def parser_calls(outcome: str) -> float:
+    return local(
+        "docingest_external_call_seconds_count",
+        service="parser",
+        operation="status",
+        outcome=outcome,
+    )
+
+
 def test_failures_open_the_circuit_then_one_probe_closes_it(dsn: str) -> None:
     down = TransientError(ErrorCode.PARSER_UNAVAILABLE, "HTTP 503")
+    before = {o: parser_calls(o) for o in ("ok", "failed", "rejected")}
 
     async def scenario() -> None:
         pool = await open_pool(dsn)
@@ -104,6 +115,20 @@ def test_failures_open_the_circuit_then_one_probe_closes_it(dsn: str) -> None:
             with pytest.raises(TransientError):  # not Deferred: the count restarted at 0
                 await breaker.call(service)
             assert circuit_row(dsn) == ("closed", 1)
+            # each request that reached the service is timed under its outcome
+            service.outcome = None
+            await breaker.call(service, operation="status")
+            with pytest.raises(PermanentError):
+                service.outcome = PermanentError(ErrorCode.PARSER_REJECTED, "HTTP 400")
+                await breaker.call(service, operation="status")
+            with pytest.raises(TransientError):
+                service.outcome = down
+                await breaker.call(service, operation="status")
+            assert {o: parser_calls(o) - n for o, n in before.items()} == {
+                "ok": 1,
+                "failed": 1,
+                "rejected": 1,
+            }
         finally:
             await pool.close()
 

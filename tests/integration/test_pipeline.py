@@ -22,6 +22,7 @@ from docingest.worker.runner import run_worker
 from docingest.worker.stages import STAGES
 from tests.conftest import EXAMPLES
 from tests.helpers import CountingEmbedder, counts, make_runtime, upload
+from tests.metrics_scrape import local
 
 GLOSSARY = EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
 PDFS = sorted(EXAMPLES.glob("*.pdf"))
@@ -154,11 +155,33 @@ async def test_transient_embedding_failure_keeps_finished_batches(dsn: str, tmp_
     )
     flaky.max_batch_inputs = 4  # several micro-batches for one small document
     rt = dataclasses.replace(rt, embedder=flaky)
+    embed_calls = {
+        outcome: local(
+            "docingest_external_call_seconds_count",
+            service="embedder",
+            operation="embed",
+            outcome=outcome,
+        )
+        for outcome in ("ok", "failed")
+    }
+    retries = local("docingest_worker_retries_total", code="embedding_unavailable")
     pool = await open_pool(dsn)
     try:
         async with pool.connection() as conn:
             res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
         await run_worker(rt, concurrency=1, once=True, handle_signals=False)
+        # the failed request is timed and counted per service; the job is scheduled to retry
+        assert local("docingest_worker_retries_total", code="embedding_unavailable") == retries + 1
+        for outcome, calls in (("ok", 1), ("failed", 1)):
+            assert (
+                local(
+                    "docingest_external_call_seconds_count",
+                    service="embedder",
+                    operation="embed",
+                    outcome=outcome,
+                )
+                == embed_calls[outcome] + calls
+            )
         async with pool.connection() as conn:
             job = await jobs.get(conn, res.job_id)
             assert job is not None
@@ -180,6 +203,30 @@ async def test_transient_embedding_failure_keeps_finished_batches(dsn: str, tmp_
         assert first_inputs == 4
     finally:
         await pool.close()
+
+
+async def test_a_transient_failure_past_the_retry_budget_is_a_dead_letter(
+    dsn: str, tmp_path: Path
+) -> None:
+    rt = make_runtime(dsn, tmp_path, DOCINGEST_MAX_RETRIES="0")
+    down = TransientError(ErrorCode.EMBEDDING_UNAVAILABLE, "503")
+    rt = dataclasses.replace(
+        rt, embedder=CountingEmbedder(rt.embedder.dimensions, fail_on_calls=[1], error=down)
+    )
+    labels = {"status": "failed_embedding", "code": "retries_exhausted"}
+    dead_before = local("docingest_worker_jobs_failed_total", **labels)
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+        await run_worker(rt, concurrency=1, once=True, handle_signals=False)
+        async with pool.connection() as conn:
+            job = await jobs.get(conn, res.job_id)
+    finally:
+        await pool.close()
+    assert job is not None and job.status == JobStatus.FAILED_EMBEDDING
+    assert job.last_error is not None and job.last_error["code"] == "retries_exhausted"
+    assert local("docingest_worker_jobs_failed_total", **labels) == dead_before + 1
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,17 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
 
+def job_log_ids(job: Job) -> dict[str, str]:
+    """Ids on every job log line. `correlation_id` is the one the upload request was given
+    (stored on the job row), so one id follows a document from the API's upload line through
+    every worker line to completion."""
+    return {
+        "job_id": str(job.job_id),
+        "document_id": str(job.document_id),
+        "correlation_id": str(job.correlation_id),
+    }
+
+
 @dataclass
 class WorkerOptions:
     concurrency: int = 1
@@ -165,7 +176,7 @@ class BaseWorker:
             if not self._stopping.is_set() and not lease_lost.is_set():
                 raise
         except LeaseLost:
-            log.warning("lease lost", extra={"action": "lease_lost", "job_id": str(job.job_id)})
+            log.warning("lease lost", extra={"action": "lease_lost", **job_log_ids(job)})
         except Deferred as exc:
             await self._defer(current[0], exc)
         except PermanentError as exc:
@@ -179,9 +190,7 @@ class BaseWorker:
                 current[0], ErrorCode.INTERNAL, "database connection lost", None
             )
         except Exception as exc:
-            log.exception(
-                "stage crashed", extra={"action": "stage_crash", "job_id": str(job.job_id)}
-            )
+            log.exception("stage crashed", extra={"action": "stage_crash", **job_log_ids(job)})
             await self._retry_later(
                 current[0], ErrorCode.INTERNAL, f"unexpected {type(exc).__name__}", None
             )
@@ -207,6 +216,10 @@ class BaseWorker:
             current[0] = job
         self.processed += 1
         metrics.JOBS_FINISHED.labels(status=job.status.value).inc()
+        log.info(
+            "job finished",
+            extra={"action": "job_finished", "status": job.status.value, **job_log_ids(job)},
+        )
 
     async def _heartbeat(
         self, current: list[Job], lost: asyncio.Event, runner: asyncio.Task[None]
@@ -240,7 +253,7 @@ class BaseWorker:
             "job waits",
             extra={
                 "action": "job_deferred",
-                "job_id": str(job.job_id),
+                **job_log_ids(job),
                 "reason": deferred.reason,
                 "delay_s": round(deferred.delay_s, 2),
             },
@@ -261,15 +274,15 @@ class BaseWorker:
                     detail={"code": code, "stage": job.status.value},
                 )
             metrics.JOBS_FINISHED.labels(status=failed.status.value).inc()
+            metrics.JOBS_FAILED.labels(status=failed.status.value, code=code).inc()
             self.processed += 1
             log.info(
                 "job failed",
-                extra={"action": "job_failed", "job_id": str(job.job_id), "code": code},
+                extra={"action": "job_failed", "code": code, **job_log_ids(job)},
             )
         except LeaseLost:
             log.warning(
-                "lease lost before failing",
-                extra={"action": "lease_lost", "job_id": str(job.job_id)},
+                "lease lost before failing", extra={"action": "lease_lost", **job_log_ids(job)}
             )
 
     async def _retry_later(
@@ -299,7 +312,7 @@ class BaseWorker:
             "job will retry",
             extra={
                 "action": "job_retry",
-                "job_id": str(job.job_id),
+                **job_log_ids(job),
                 "code": code,
                 "delay_s": round(decision.delay_s, 2),
             },

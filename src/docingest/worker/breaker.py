@@ -100,8 +100,9 @@ class Breaker:
             )
         return self._seen(after)
 
-    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """One logical call to the service through the breaker. Refused while open (and
+    async def call(self, fn: Callable[[], Awaitable[T]], *, operation: str = "call") -> T:
+        """One logical call to the service through the breaker, timed as `operation` in
+        `docingest_external_call_seconds`. Refused while open (and
         while another caller holds the half-open probe): `Deferred`. A `TransientError`
         counts as a failure and, once the circuit is open, becomes `Deferred` too, so the
         job waits without spending its retry budget. Any answer, even a refusal
@@ -110,7 +111,8 @@ class Breaker:
         if not admission.allowed:
             raise self.wait(admission.retry_after_s)
         try:
-            result = await fn()
+            with metrics.external_call(self.service, operation):
+                result = await fn()
         except TransientError as exc:
             if (await self.failed()).state is CircuitState.OPEN:
                 raise self.wait(self.policy.cooldown_s) from exc

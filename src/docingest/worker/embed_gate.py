@@ -99,7 +99,8 @@ class EmbeddingGate:
                 raise self.breaker.wait(admission.retry_after_s)
             grant = await self._reserve(counts)
             try:
-                vectors = await self.embedder.embed(texts[: grant.count])
+                with metrics.external_call(SERVICE, "embed"):
+                    vectors = await self.embedder.embed(texts[: grant.count])
             except RateLimited as exc:
                 throttles += 1
                 self._count("throttled")

@@ -65,7 +65,7 @@ async def submit(ctx: StageContext, job: Job, remote: RemoteParser) -> NoReturn:
         webhook_url=webhook_url(cb, job),
     )
     del raw
-    external_id = await _breaker(ctx).call(upload)
+    external_id = await _breaker(ctx).call(upload, operation="submit")
     del upload  # the last reference to the file's bytes
     token = webhook_auth.callback_token(cb.webhook_secret, job.job_id)
     sets: dict[str, object] = {
@@ -95,7 +95,7 @@ async def reconcile(ctx: StageContext, job: Job, remote: RemoteParser) -> Job:
         await submit(ctx, job, remote)
     breaker = _breaker(ctx)
     external_id = job.parse_external_id
-    status = await breaker.call(lambda: remote.status(external_id))
+    status = await breaker.call(lambda: remote.status(external_id), operation="status")
     if status is None:
         if job.parse_resubmits >= MAX_RESUBMITS:
             raise PermanentError(
@@ -109,7 +109,7 @@ async def reconcile(ctx: StageContext, job: Job, remote: RemoteParser) -> Job:
             ErrorCode.PARSER_FAILED,
             f"{remote.name} job ended {status.status} (error_code={status.error_code or 'none'})",
         )
-    markdown = await breaker.call(lambda: remote.markdown(external_id))
+    markdown = await breaker.call(lambda: remote.markdown(external_id), operation="result")
     artifact = parsed_markdown.prepare(job.document_id, markdown)
     del markdown
     return await store_parsed(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -15,6 +16,7 @@ from docingest.domain.errors import ErrorCode
 from docingest.store import documents, events, jobs
 from docingest.store.records import Document, Job
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 # multipart framing around the file: a request body may exceed the file cap by this much
@@ -34,6 +36,7 @@ async def upload(
     ):
         raise ApiError(413, ErrorCode.TOO_LARGE, f"upload exceeds {state.max_upload_bytes} bytes")
     part = FilePart()
+    cid = audit.correlation_id(request)
     result = await documents.accept_upload(
         conn,
         state.blobs,
@@ -42,7 +45,19 @@ async def upload(
         chunks=file_part_stream(request.stream(), boundary, part),
         max_bytes=state.max_upload_bytes,
         actor=principal.actor,
-        correlation_id=audit.correlation_id(request),
+        correlation_id=cid,
+    )
+    # a new document's job carries `cid`, and every worker line about it does too (a
+    # duplicate keeps the job, and the correlation id, of its first upload)
+    log.info(
+        "document uploaded",
+        extra={
+            "action": "document_upload",
+            "document_id": str(result.document_id),
+            "job_id": str(result.job_id),
+            "correlation_id": str(cid),
+            "duplicate": result.duplicate,
+        },
     )
     return JSONResponse(
         {
@@ -52,6 +67,7 @@ async def upload(
             "duplicate": result.duplicate,
         },
         status_code=202,
+        headers={"X-Correlation-Id": str(cid)},
     )
 
 
