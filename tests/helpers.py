@@ -3,13 +3,17 @@ and row counts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from docingest import bootstrap
 from docingest.api.auth import mint_token
@@ -56,6 +60,36 @@ async def upload(conn: DictConn, rt: Runtime, user: UUID, path: Path) -> documen
 def auth(rt: Runtime, user: UUID, *, admin: bool = False) -> dict[str, str]:
     """A bearer header for `user`, minted with the runtime's JWT secret."""
     return {"Authorization": f"Bearer {mint_token(rt.jwt_secret, user, admin=admin)}"}
+
+
+@contextmanager
+def login_role_dsns(dsn: str) -> Iterator[dict[str, str]]:
+    """A LOGIN role per process, each a member of its group role (`docingest_api`,
+    `docingest_worker`) as docs/security.md shows: {group: DSN logging in as that role}.
+    The roles are dropped afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    logins = {
+        group: f"t_{group.removeprefix('docingest_')}_{suffix}"
+        for group in ("docingest_api", "docingest_worker")
+    }
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for group, login in logins.items():
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                    sql.Identifier(login), sql.Identifier(group)
+                )
+            )
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    try:
+        yield {
+            group: urlunsplit(parts._replace(netloc=f"{login}@{host}"))
+            for group, login in logins.items()
+        }
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for login in logins.values():
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
 
 
 def counts(dsn: str) -> dict[str, int]:

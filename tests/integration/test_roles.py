@@ -7,11 +7,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from docingest import bootstrap
 from docingest.config import Settings
@@ -20,7 +18,7 @@ from docingest.store.db import open_pool
 from docingest.store.vector_index import ensure_vector_index
 from docingest.worker.runner import run_worker
 from tests.conftest import EXAMPLES
-from tests.helpers import counts, file_chunks
+from tests.helpers import counts, file_chunks, login_role_dsns
 
 PDF = EXAMPLES / "sbc_aetna_silver_2025.pdf"
 
@@ -81,28 +79,8 @@ def test_migration_is_idempotent_for_existing_roles(fresh_dsn: str) -> None:
 
 @pytest.fixture
 def login_dsns(dsn: str) -> Iterator[dict[str, str]]:
-    """A LOGIN role per process, each a member of its group role, as docs/security.md shows."""
-    suffix = uuid.uuid4().hex[:8]
-    logins = {
-        group: f"t_{group.removeprefix('docingest_')}_{suffix}"
-        for group in ("docingest_api", "docingest_worker")
-    }
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for group, login in logins.items():
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                    sql.Identifier(login), sql.Identifier(group)
-                )
-            )
-    parts = urlsplit(dsn)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    yield {
-        group: urlunsplit(parts._replace(netloc=f"{login}@{host}"))
-        for group, login in logins.items()
-    }
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for login in logins.values():
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+    with login_role_dsns(dsn) as dsns:
+        yield dsns
 
 
 async def test_pipeline_runs_under_least_privilege_roles(
