@@ -6,12 +6,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter, Histogram
 
-from docingest.api import audit, errors
-from docingest.api.routes import documents, health, jobs, search, webhooks
+from docingest.api import audit, errors, shedding
+from docingest.api.routes import dashboard, documents, health, jobs, search, webhooks
 from docingest.api.state import AppState
 from docingest.bootstrap import Runtime
 from docingest.domain.errors import DocingestError
@@ -27,10 +28,15 @@ LATENCY = Histogram(
 )
 
 
-def create_app(rt: Runtime, *, pool_size: int = 10) -> FastAPI:
+def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0) -> FastAPI:
+    """`pool_timeout_s`: how long a request waits for a database connection before it is
+    shed with 503 `database_busy` (api/shedding.py)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await open_pool(rt.dsn, min_size=1, max_size=pool_size, name="docingest-api")
+        pool = await open_pool(
+            rt.dsn, min_size=1, max_size=pool_size, name="docingest-api", timeout=pool_timeout_s
+        )
         async with pool.connection() as conn:
             await ensure_vector_index(
                 conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
@@ -42,6 +48,8 @@ def create_app(rt: Runtime, *, pool_size: int = 10) -> FastAPI:
             jwt_secret=rt.jwt_secret,
             max_upload_bytes=rt.settings.max_upload_bytes,
             webhook_secret=rt.webhook_secret,
+            jwt_issuer=rt.settings.jwt_issuer,
+            jwt_audience=rt.settings.jwt_audience,
         )
         try:
             yield
@@ -50,11 +58,21 @@ def create_app(rt: Runtime, *, pool_size: int = 10) -> FastAPI:
             await pool.close()
 
     app = FastAPI(title="docingest", version="0.1.0", lifespan=lifespan)
-    for router in (documents.router, jobs.router, search.router, health.router, webhooks.router):
+    for router in (
+        documents.router,
+        jobs.router,
+        search.router,
+        health.router,
+        webhooks.router,
+        dashboard.router,
+    ):
         app.include_router(router)
     app.add_exception_handler(errors.ApiError, audit.handle_audited_api_error)
     app.add_exception_handler(DocingestError, errors.handle_domain_error)
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
+    app.add_exception_handler(psycopg.OperationalError, shedding.handle_database_busy)
+    # added before `observe`, so it runs inside it: shed requests are counted and timed too
+    app.add_middleware(shedding.InflightLimiter, max_inflight=rt.settings.api_max_inflight)
 
     @app.middleware("http")
     async def observe(

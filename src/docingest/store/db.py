@@ -18,14 +18,21 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
 
 
 async def open_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 8, name: str = "docingest"
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 8,
+    name: str = "docingest",
+    timeout: float = 30.0,
 ) -> AsyncConnectionPool[DictConn]:
-    """Open a pool of autocommit connections; explicit transactions use `conn.transaction()`."""
+    """Open a pool of autocommit connections; explicit transactions use `conn.transaction()`.
+    `timeout`: how long `connection()` waits for a free connection before `PoolTimeout`."""
     pool: AsyncConnectionPool[DictConn] = AsyncConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         name=name,
+        timeout=timeout,
         open=False,
         configure=_configure,
         kwargs={"row_factory": dict_row, "autocommit": True},
