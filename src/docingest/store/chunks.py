@@ -11,6 +11,7 @@ import numpy as np
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from docingest.pipeline.hashing import vector_sha
 from docingest.store.db import DictConn
 from docingest.store.vector_index import supports_filtered_ann
 
@@ -237,6 +238,32 @@ async def clear_buffers(conn: DictConn, document_id: UUID) -> None:
     await conn.execute(
         "DELETE FROM docingest.document_chunk_buffer WHERE document_id = %s", (document_id,)
     )
+
+
+@dataclass(frozen=True)
+class ChunkFingerprint:
+    chunk_id: UUID
+    chunk_ord: int
+    chunk_sha: str
+    vector_sha: str  # recomputed from the stored embedding, not read from the column
+
+
+async def fingerprint(conn: DictConn, document_id: UUID) -> list[ChunkFingerprint]:
+    """The document's searchable rows, in chunk order, as what must not change between two
+    runs over the same bytes: ids, text hashes and vector hashes. A duplicated row shows up
+    as an extra entry; a stored vector that differs shows up in its hash. The determinism
+    tests and `docingest validate` compare these lists."""
+    cur = await conn.execute(
+        "SELECT chunk_id, chunk_ord, chunk_sha, embedding FROM docingest.document_chunks"
+        " WHERE document_id = %s ORDER BY chunk_ord, chunk_id",
+        (document_id,),
+    )
+    return [
+        ChunkFingerprint(
+            r["chunk_id"], r["chunk_ord"], r["chunk_sha"], vector_sha(r["embedding"].to_numpy())
+        )
+        for r in await cur.fetchall()
+    ]
 
 
 async def search(
