@@ -66,12 +66,3 @@ def dsn(pg_server: Any, template_dsn: str) -> Iterator[str]:
 def _drop(pg_server: Any, name: str) -> None:
     with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def corpus_rows() -> list[dict[str, str]]:
-    manifest = CORPUS / "MANIFEST.tsv"
-    if not manifest.exists():
-        return []
-    lines = manifest.read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    return [dict(zip(header, line.split("\t"), strict=False)) for line in lines[1:] if line.strip()]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from docingest.testing.procs import free_port, run_process
+from docingest.testing.procs import free_port, run_process, stop_process, wait_http_ok
 
 JWT_SECRET = "e2e-test-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdefghijklmnop"
+LLAMAPARSE_API_KEY = "llx-test-key"
 
 
 @pytest.fixture
@@ -55,3 +58,50 @@ def stack_env(dsn: str, home: Path, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+@contextmanager
+def start_fake_llamaparse(*extra_args: str) -> Iterator[str]:
+    """The fake LlamaParse as a process (callback mode unless `--mode` says otherwise)."""
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "docingest.testing.fake_llamaparse",
+        "--port",
+        str(port),
+        "--api-key",
+        LLAMAPARSE_API_KEY,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+        *extra_args,
+    ]
+    with run_process(args, ready_url=f"http://127.0.0.1:{port}/healthz"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def llamaparse_up(
+    dsn: str, home: Path, parser_url: str, *, workers: int = 1, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """`docingest up` with the llamaparse parser pointed at `parser_url`; yields the API url."""
+    port = free_port()
+    full_env = stack_env(
+        dsn,
+        home,
+        DOCINGEST_PARSER="llamaparse",
+        DOCINGEST_LLAMAPARSE_URL=parser_url,
+        DOCINGEST_LLAMAPARSE_API_KEY=LLAMAPARSE_API_KEY,
+        DOCINGEST_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        DOCINGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        DOCINGEST_EMBED_DIMENSIONS="256",
+        **(env or {}),
+    )
+    cmd = [sys.executable, "-m", "docingest", "up", "--workers", str(workers), "--port", str(port)]
+    up = subprocess.Popen(cmd, env=full_env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{base}/readyz", 60, proc=up)
+        yield base
+    finally:
+        stop_process(up, grace_s=30, kill_group=True)

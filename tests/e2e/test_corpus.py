@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CORPUS, corpus_rows
+from docingest.ops.validation.corpus_manifest import check_outcome, read_manifest
+from tests.conftest import CORPUS
 from tests.e2e.conftest import stack_env
 from tests.helpers import counts
-
-TERMINAL = {"complete", "failed_parse", "failed_chunking", "failed_embedding"}
 
 pytestmark = [
     pytest.mark.corpus,
@@ -38,33 +37,16 @@ def _ingest(dsn: str, home: Path) -> tuple[int, dict[str, dict[str, Any]]]:
     return proc.returncode, {str(Path(d["path"]).relative_to(CORPUS)): d for d in docs}
 
 
-def _check(expect: str, doc: dict[str, Any]) -> str | None:
-    status, error = doc["status"], doc["error"]
-    if expect == "complete":
-        ok = status == "complete" and doc["chunks"] == doc["vectors"] > 0
-    elif expect.startswith("failed_parse:"):
-        ok = (
-            status == "failed_parse"
-            and error is not None
-            and error["code"] == expect.split(":", 1)[1]
-        )
-    elif expect == "failed_parse":
-        ok = status == "failed_parse" and error is not None and bool(error["code"])
-    elif expect == "rejected:415":
-        ok = status == "rejected" and error is not None and error["code"] == "not_pdf"
-    elif expect in ("any_terminal", "accepted:any_terminal"):
-        ok = status in TERMINAL and (status == "complete" or bool(error and error["code"]))
-    else:
-        return f"unknown expectation {expect}"
-    return None if ok else f"expected {expect}, got {status} {error}"
+def _problem(expect: str, doc: dict[str, Any]) -> str | None:
+    return check_outcome(expect, doc["status"], doc["error"], doc["chunks"], doc["vectors"])
 
 
 def test_corpus_ends_as_manifest_says_and_reingest_is_a_no_op(dsn: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
     code, docs = _ingest(dsn, home)
-    rows = corpus_rows()
+    rows = read_manifest(CORPUS)
     assert len(docs) == len(rows)
-    problems = {r["file"]: p for r in rows if (p := _check(r["expect"], docs[r["file"]]))}
+    problems = {r.name: p for r in rows if (p := _problem(r.expect, docs[r.name]))}
     assert problems == {}
     assert code == 1  # some documents are expected to fail
     before = counts(dsn)

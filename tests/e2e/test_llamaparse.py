@@ -22,12 +22,16 @@ import psycopg
 import pytest
 
 from docingest.api.auth import mint_token
-from docingest.testing.procs import free_port, run_process, stop_process, wait_http_ok
 from tests.conftest import CORPUS, EXAMPLES
-from tests.e2e.conftest import JWT_SECRET, stack_env
+from tests.e2e.conftest import (
+    JWT_SECRET,
+    LLAMAPARSE_API_KEY,
+    WEBHOOK_SECRET,
+    llamaparse_up,
+    stack_env,
+    start_fake_llamaparse,
+)
 
-WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdefghijklmnop"
-API_KEY = "llx-test-key"
 PDFS = sorted(EXAMPLES.glob("*.pdf"))
 T = TypeVar("T")
 
@@ -42,58 +46,21 @@ def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> 
     raise TimeoutError(what)
 
 
-@contextmanager
-def start_fake(*extra_args: str) -> Iterator[str]:
-    port = free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "docingest.testing.fake_llamaparse",
-        "--port",
-        str(port),
-        "--api-key",
-        API_KEY,
-        "--webhook-secret",
-        WEBHOOK_SECRET,
-        *extra_args,
-    ]
-    with run_process(args, ready_url=f"http://127.0.0.1:{port}/healthz"):
-        yield f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
 def fake_llamaparse() -> Iterator[str]:
-    with start_fake() as url:
+    with start_fake_llamaparse() as url:
         yield url
 
 
 @contextmanager
 def stack(dsn: str, home: Path, parser_url: str, **extra: str) -> Iterator[httpx.Client]:
     """`docingest up` with the llamaparse parser; yields a client authenticated as one user."""
-    port = free_port()
-    env = stack_env(
-        dsn,
-        home,
-        DOCINGEST_PARSER="llamaparse",
-        DOCINGEST_LLAMAPARSE_URL=parser_url,
-        DOCINGEST_LLAMAPARSE_API_KEY=API_KEY,
-        DOCINGEST_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        DOCINGEST_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        DOCINGEST_EMBED_DIMENSIONS="256",
-        **extra,
-    )
-    cmd = [sys.executable, "-m", "docingest", "up", "--workers", "1", "--port", str(port)]
-    up = subprocess.Popen(cmd, env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_ok(f"{base}/readyz", 60, proc=up)
+    with llamaparse_up(dsn, home, parser_url, env=extra) as base:
         token = mint_token(JWT_SECRET, uuid.uuid4())
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
         ) as c:
             yield c
-    finally:
-        stop_process(up, grace_s=30, kill_group=True)
 
 
 def submit(client: httpx.Client, pdf: Path) -> str:
@@ -272,13 +239,13 @@ def test_ingest_polls_the_parser_when_no_callback_can_reach_it(dsn: str, tmp_pat
     """`docingest ingest` runs no API, so LlamaParse's callbacks cannot reach it: with the
     callback timeout at its 600 s default it still finishes in seconds, by polling the parser
     (the fake in `--mode none` sends no callback at all)."""
-    with start_fake("--mode", "none") as fake:
+    with start_fake_llamaparse("--mode", "none") as fake:
         env = stack_env(
             dsn,
             tmp_path / "home",
             DOCINGEST_PARSER="llamaparse",
             DOCINGEST_LLAMAPARSE_URL=fake,
-            DOCINGEST_LLAMAPARSE_API_KEY=API_KEY,
+            DOCINGEST_LLAMAPARSE_API_KEY=LLAMAPARSE_API_KEY,
             DOCINGEST_WEBHOOK_SECRET=WEBHOOK_SECRET,
             DOCINGEST_EMBED_DIMENSIONS="256",
         )

@@ -144,6 +144,9 @@ class FakeState:
     api_key: str | None
     webhook_secret: str | None
     faults: Faults
+    # Like the real service's queue: at most this many documents parse at once, the rest
+    # stay PENDING in arrival order (and the fake's CPU use stays bounded on small machines).
+    parse_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     held: list[_Delivery] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -208,7 +211,8 @@ async def _run_job(state: FakeState, job: FakeJob, data: bytes, fail: bool, lose
         job.error_message = "injected failure"
     else:
         try:
-            parsed = await parse_pdf(data, timeout_s=60)
+            async with state.parse_slots:
+                parsed = await parse_pdf(data, timeout_s=60)
         except DocingestError as exc:
             job.status, job.error_code = "ERROR", str(exc.code).upper()
             job.error_message = "the document could not be parsed"
@@ -471,6 +475,12 @@ def _parser() -> argparse.ArgumentParser:
         help="derives the per-job signing keys in relay mode (env DOCINGEST_WEBHOOK_SECRET)",
     )
     p.add_argument(
+        "--parse-concurrency",
+        type=int,
+        default=2,
+        help="documents parsed at once; the rest wait PENDING in arrival order",
+    )
+    p.add_argument(
         "--api-key",
         default=os.environ.get("FAKE_LLAMAPARSE_API_KEY") or None,
         help="require 'Authorization: Bearer KEY' (env FAKE_LLAMAPARSE_API_KEY)",
@@ -480,7 +490,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    state = FakeState(args.api_key, args.webhook_secret, Faults(mode=args.mode))
+    state = FakeState(
+        args.api_key,
+        args.webhook_secret,
+        Faults(mode=args.mode),
+        parse_slots=asyncio.Semaphore(max(1, args.parse_concurrency)),
+    )
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.run(
             create_app(state),

@@ -1,0 +1,1 @@
+"""`docingest validate`: the Phase 4 validation suite (DESIGN.md §9) as software."""

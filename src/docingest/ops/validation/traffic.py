@@ -1,0 +1,90 @@
+"""Client-side traffic for validation: uploads through the real API and a status-read
+sampler that measures `GET /v1/jobs/{id}` latency while ingest runs."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from docingest.testing.pdfgen import make_pdf
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One upload's answer. `job_id` is None when the API refused the file."""
+
+    label: str  # a corpus name or "generated:<seed>"; reports only, never logged
+    status_code: int
+    job_id: str | None
+    document_id: str | None
+    duplicate: bool
+    error: dict[str, Any] | None
+
+
+def upload(client: httpx.Client, label: str, data: bytes) -> Upload:
+    """POST /v1/documents, retrying a 429/503 shed answer after its Retry-After."""
+    for _ in range(20):
+        r = client.post("/v1/documents", files={"file": ("upload.pdf", data, "application/pdf")})
+        if r.status_code not in (429, 503):
+            break
+        time.sleep(float(r.headers.get("retry-after", "1")))  # the server's own back-off hint
+    body: dict[str, Any] = r.json() if r.content else {}
+    if r.status_code == 202:
+        return Upload(
+            label, 202, str(body["job_id"]), str(body["document_id"]), bool(body["duplicate"]), None
+        )
+    return Upload(label, r.status_code, None, None, False, body.get("error"))
+
+
+def upload_generated(
+    client: httpx.Client, seeds: range | list[int], *, pages: int = 2, lines: int = 40
+) -> list[Upload]:
+    """Generated documents, uploaded by 4 concurrent clients (answers in `seeds` order)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(
+            pool.map(lambda s: upload(client, f"generated:{s}", make_pdf(s, pages, lines)), seeds)
+        )
+
+
+@dataclass
+class StatusSampler:
+    """Reads random jobs' status one request at a time on a thread until stopped."""
+
+    client: httpx.Client
+    job_ids: list[str]
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> StatusSampler:
+        self._thread = threading.Thread(target=self._run, name="status-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        rng = random.Random(7)
+        while not self._stop.is_set() and self.job_ids:
+            job_id = rng.choice(self.job_ids)
+            started = time.perf_counter()
+            try:
+                r = self.client.get(f"/v1/jobs/{job_id}")
+            except httpx.HTTPError:
+                self.errors += 1
+                continue
+            if r.status_code == 200:
+                self.latencies_ms.append((time.perf_counter() - started) * 1000)
+            else:
+                self.errors += 1
+            self._stop.wait(0.02)  # pacing: ~40 reads/s, a busy dashboard's worth
