@@ -23,6 +23,7 @@ from locust import FastHttpUser, events, task
 
 from docingest.api.auth import mint_token
 from docingest.domain.states import JobStatus
+from docingest.testing.pdfgen import assemble_pdf, text_stream
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = [p.read_bytes() for p in sorted((REPO / "examples").glob("*.pdf"))]
@@ -52,32 +53,10 @@ window: dict[str, float] = {}
 
 
 def unique_pdf(rng: random.Random) -> bytes:
-    """A one-page text PDF (Helvetica, no external resources) with a unique reference."""
+    """A one-page text PDF with a unique reference (so uploads are not deduplicated)."""
     lines = [f"Summary of Benefits - reference {uuid.uuid4()}"]
     lines += [rng.choice(SENTENCES) for _ in range(rng.randint(15, 40))]
-    text = "".join(f"({s}) '\n" for s in lines)  # sentences hold no ( ) or backslash
-    stream = f"BT /F1 10 Tf 14 TL 54 750 Td\n{text}ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
-        b" /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (i, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return assemble_pdf([text_stream(lines)])
 
 
 def multipart(pdf: bytes) -> bytes:

@@ -25,6 +25,7 @@ from docingest.store.blobs import LocalBlobStore
 from docingest.store.chunks import search
 from docingest.store.db import open_pool
 from docingest.store.keys import MasterKey
+from docingest.testing.procs import wait_for
 from docingest.worker.runner import run_worker
 from tests.conftest import CORPUS, EXAMPLES
 from tests.e2e.conftest import run_cli, stack_env
@@ -49,15 +50,6 @@ def job_row(dsn: str, job_id: uuid.UUID) -> dict[str, Any]:
         ).fetchone()
     assert row is not None
     return row
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)  # poll interval; the condition is the database row
-    raise TimeoutError(what)
 
 
 async def ingest(rt: Runtime, user: uuid.UUID, paths: list[Path]) -> list[Any]:

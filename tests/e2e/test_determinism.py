@@ -14,9 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -31,7 +30,7 @@ from docingest.domain.states import JobStatus
 from docingest.store import jobs
 from docingest.store.chunks import ChunkFingerprint, fingerprint
 from docingest.store.db import open_pool
-from docingest.testing.procs import free_port, run_process, stop_process
+from docingest.testing.procs import free_port, run_process, stop_process, wait_for
 from docingest.worker.context import StageContext
 from docingest.worker.stages import STAGES
 from tests.conftest import EXAMPLES
@@ -90,7 +89,7 @@ class Stack:
             job = self.job(job_id)
             return job if job["status"] == status else None
 
-        return _wait(reached, 60, f"job did not reach {status}")
+        return wait_for(reached, 60, f"job did not reach {status}")
 
     def job(self, job_id: str) -> dict[str, Any]:
         body: dict[str, Any] = self.api.get(f"/v1/jobs/{job_id}").json()
@@ -132,16 +131,6 @@ def stack(dsn: str, tmp_path: Path, fake_openai: str) -> Iterator[Stack]:
         finally:
             for proc in s.procs:
                 stop_process(proc, kill_group=True)
-
-
-def _wait(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)  # poll interval of a real condition
-    raise TimeoutError(what)
 
 
 def _status_commits(dsn: str, job_id: str) -> dict[str, int]:
@@ -217,7 +206,7 @@ async def test_same_document_three_ways_and_from_every_status(stack: Stack) -> N
     stack.delete(doc["document_id"])
     billed = stack.billed_inputs()
     doc = stack.upload()
-    _wait(
+    wait_for(
         lambda: stack.job(doc["job_id"])["progress"].get("embeds_done", 0) > 0,
         60,
         "the job was not embedding",

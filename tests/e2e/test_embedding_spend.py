@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 from docingest.bootstrap import Runtime
 from docingest.store import jobs
 from docingest.store.db import open_pool
-from docingest.testing.procs import run_process
+from docingest.testing.procs import run_process, wait_for
 from docingest.testing.seed import place_parsed
 from docingest.worker.runner import run_worker
 from tests.e2e.conftest import stack_env
@@ -91,14 +91,6 @@ def job_states(dsn: str, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[Any,
 
 def all_terminal(dsn: str, job_ids: list[uuid.UUID]) -> bool:
     return all(s[0] in TERMINAL for s in job_states(dsn, job_ids).values())
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.1)
 
 
 async def work_until(rt: Runtime, done: Callable[[], bool], timeout_s: float) -> None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from docingest.api.auth import mint_token
+from docingest.testing.procs import wait_for
 from tests.conftest import CORPUS, EXAMPLES
 from tests.e2e.conftest import (
     JWT_SECRET,
@@ -34,16 +35,6 @@ from tests.e2e.conftest import (
 
 PDFS = sorted(EXAMPLES.glob("*.pdf"))
 T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)  # poll interval; the condition is the database/HTTP state
-    raise TimeoutError(what)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from docingest.store import migrate
 from docingest.store.chunks import fingerprint
 from docingest.store.db import open_pool
 from docingest.store.embedded_pg import restart_immediate
-from docingest.testing.procs import stop_process
+from docingest.testing.procs import stop_process, wait_for
 from tests.conftest import CORPUS, EXAMPLES
 from tests.e2e.conftest import stack_env
 from tests.helpers import make_runtime, upload
@@ -46,16 +46,6 @@ def own_server(tmp_path: Path) -> Iterator[Any]:
         yield server
     finally:
         server.cleanup()
-
-
-def _wait(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)  # poll interval of a real condition
-    raise TimeoutError(what)
 
 
 def _statuses(dsn: str) -> dict[str, tuple[JobStatus, str | None]]:
@@ -97,7 +87,7 @@ async def test_postgres_immediate_restart_every_job_completes(
             held = {j: st for j, (st, o) in now.items() if o and not st.is_terminal}
             return held if len(owners) >= 2 else None
 
-        affected = _wait(held_after_both_started, 60, "the workers did not both claim jobs")
+        affected = wait_for(held_after_both_started, 60, "the workers did not both claim jobs")
         pid_before = own_server.get_pid()
         restart_immediate(own_server)
         up = time.monotonic()
@@ -107,9 +97,9 @@ async def test_postgres_immediate_restart_every_job_completes(
             now = _statuses(dsn)
             return all(now[j][0] != st for j, st in affected.items())
 
-        _wait(moved, 60, "a job held at the restart did not move again")
+        wait_for(moved, 60, "a job held at the restart did not move again")
         moved_s = time.monotonic() - up
-        _wait(
+        wait_for(
             lambda: all(st.is_terminal for st, _ in _statuses(dsn).values()),
             60,
             "jobs did not finish after the restart",

@@ -24,10 +24,10 @@ import pytest
 from docingest.api.main import create_app
 from docingest.logs import JsonFormatter
 from docingest.store.db import open_pool
+from docingest.testing.pdfgen import assemble_pdf, text_stream
 from docingest.worker.runner import run_worker
 from tests.conftest import CORPUS, EXAMPLES
 from tests.helpers import auth, make_runtime, upload
-from tests.pdf_builder import one_page_pdf, text_stream
 
 DATABASE_DIR = "pg"  # the embedded Postgres data directory under DOCINGEST_HOME
 
@@ -55,14 +55,16 @@ async def test_no_phi_in_logs_metrics_or_files(
     member = _member_name()
     card = tmp_path / f"{member.replace(' ', '_')}_member_card.pdf"
     card.write_bytes(
-        one_page_pdf(
-            text_stream(
-                [
-                    f"Member name: {member}",
-                    "Member id W123456789, group 004321, plan Silver PPO",
-                    "Your deductible is 1500 dollars per calendar year",
-                ]
-            )
+        assemble_pdf(
+            [
+                text_stream(
+                    [
+                        f"Member name: {member}",
+                        "Member id W123456789, group 004321, plan Silver PPO",
+                        "Your deductible is 1500 dollars per calendar year",
+                    ]
+                )
+            ]
         )
     )
     secret_name = tmp_path / "Jane_Doe_SSN_123-45-6789.pdf"

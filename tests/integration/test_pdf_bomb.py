@@ -8,10 +8,10 @@ import zlib
 from pathlib import Path
 
 from docingest.store.db import open_pool
+from docingest.testing.pdfgen import assemble_pdf, text_stream
 from docingest.worker.runner import run_worker
 from tests.conftest import EXAMPLES
 from tests.helpers import make_runtime, upload
-from tests.pdf_builder import one_page_pdf, text_stream
 
 INFLATED_MIB = 320  # past the guard's 256 MiB floor
 
@@ -23,7 +23,7 @@ def bomb_pdf(inflated_mib: int) -> bytes:
     parts = [packer.compress(text_stream(["Summary of benefits"]))]
     blank = b" " * (1 << 20)
     parts += [packer.compress(blank) for _ in range(inflated_mib)]
-    return one_page_pdf(b"".join([*parts, packer.flush()]), flate=True)
+    return assemble_pdf([b"".join([*parts, packer.flush()])], flate=True)
 
 
 async def test_bomb_fails_with_its_code_and_a_normal_pdf_completes(

@@ -64,31 +64,29 @@ def page_lines(seed: int, page: int, lines: int) -> list[str]:
     return out
 
 
-def make_pdf(seed: int, pages: int = 2, lines_per_page: int = 40) -> bytes:
-    """A `pages`-page PDF whose text is unique to `seed`."""
-    objects: list[bytes] = []
+def text_stream(lines: list[str], *, size: int = 9, top: int = 800) -> bytes:
+    """A content stream showing `lines` top-down in Helvetica (/F1)."""
+    shown = "".join(f"({_escape(line)}) Tj T* " for line in lines)
+    return f"BT /F1 {size} Tf 40 {top} Td {size + 4} TL {shown}ET".encode("latin-1")
 
-    def add(body: bytes) -> int:
-        objects.append(body)
-        return len(objects)  # object numbers start at 1
 
-    catalog = add(b"")  # filled in once the page tree's number is known
-    pages_obj = add(b"")
-    font = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+def assemble_pdf(page_streams: list[bytes], *, flate: bool = False) -> bytes:
+    """A PDF 1.4 with one page per content stream (Helvetica as /F1). With `flate`, the
+    streams are declared FlateDecode (the caller deflated them); nothing here inflates."""
+    filters = b" /Filter /FlateDecode" if flate else b""
+    catalog, pages_obj, font = 1, 2, 3
+    objects: list[bytes] = [b"", b"", b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
     kids: list[int] = []
-    for page in range(pages):
-        text = "".join(
-            f"({_escape(line)}) Tj T* " for line in page_lines(seed, page, lines_per_page)
+    for stream in page_streams:
+        objects.append(b"<< /Length %d%s >>\nstream\n" % (len(stream), filters) + stream)
+        objects[-1] += b"\nendstream"
+        content = len(objects)
+        objects.append(
+            b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 842] "
+            b"/Resources << /Font << /F1 %d 0 R >> >> /Contents %d 0 R >>"
+            % (pages_obj, font, content)
         )
-        stream = f"BT /F1 9 Tf 40 800 Td 13 TL {text}ET".encode("latin-1")
-        content = add(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
-        kids.append(
-            add(
-                b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 842] "
-                b"/Resources << /Font << /F1 %d 0 R >> >> /Contents %d 0 R >>"
-                % (pages_obj, font, content)
-            )
-        )
+        kids.append(len(objects))
     objects[catalog - 1] = b"<< /Type /Catalog /Pages %d 0 R >>" % pages_obj
     kid_refs = b" ".join(b"%d 0 R" % k for k in kids)
     objects[pages_obj - 1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kid_refs, len(kids))
@@ -97,7 +95,7 @@ def make_pdf(seed: int, pages: int = 2, lines_per_page: int = 40) -> bytes:
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
@@ -107,3 +105,10 @@ def make_pdf(seed: int, pages: int = 2, lines_per_page: int = 40) -> bytes:
         xref,
     )
     return bytes(out)
+
+
+def make_pdf(seed: int, pages: int = 2, lines_per_page: int = 40) -> bytes:
+    """A `pages`-page PDF whose text is unique to `seed`."""
+    return assemble_pdf(
+        [text_stream(page_lines(seed, page, lines_per_page)) for page in range(pages)]
+    )

@@ -12,12 +12,13 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
-from typing import IO
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, TypeVar
 
 import httpx
 
 POLL_INTERVAL_S = 0.05
+T = TypeVar("T")
 TERM_GRACE_S = 10.0
 
 
@@ -62,6 +63,19 @@ def wait_http_ok(
                 last = f"HTTP {response.status_code}"
             # Poll interval between readiness checks (the condition is the HTTP answer).
             time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
+
+
+def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Poll `predicate` until it returns something truthy (returned); TimeoutError(`what`)
+    after `timeout_s`. For conditions observed from outside: database rows, HTTP answers."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(POLL_INTERVAL_S)  # poll interval; the condition is the predicate
 
 
 def stop_process(

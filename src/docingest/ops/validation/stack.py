@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 
 from docingest.api.auth import mint_token
 from docingest.store import embedded_pg, migrate
-from docingest.testing.procs import free_port, stop_process, wait_http_ok
+from docingest.testing.procs import free_port, stop_process, wait_for, wait_http_ok
 
 TERMINAL = ("complete", "failed_parse", "failed_chunking", "failed_embedding")
 LLAMAPARSE_KEY = "llx-validate"
@@ -206,7 +206,7 @@ class Stack:
 
     def wait_listeners(self, n: int, timeout_s: float) -> None:
         """Until `n` database sessions LISTEN for new jobs: each worker has one."""
-        self._poll(
+        wait_for(
             lambda: (
                 self.query(
                     "SELECT count(*) AS n FROM pg_stat_activity WHERE query ILIKE 'LISTEN %%'"
@@ -219,7 +219,7 @@ class Stack:
 
     def wait_claimed(self, job_ids: list[str], timeout_s: float) -> None:
         """Until a worker holds a lease on one of `job_ids`."""
-        self._poll(
+        wait_for(
             lambda: bool(
                 self.query(
                     "SELECT 1 FROM docingest.upload_jobs WHERE job_id = ANY(%s::uuid[])"
@@ -230,14 +230,6 @@ class Stack:
             timeout_s,
             "no job was claimed",
         )
-
-    @staticmethod
-    def _poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError(what)
-            time.sleep(0.05)  # poll interval; the condition is database state
 
     def kill_worker_holding(self, job_ids: list[str], timeout_s: float = 60) -> str:
         """SIGKILL the worker process that holds a lease on one of `job_ids`; start a
