@@ -25,6 +25,13 @@ def passing() -> dict[str, Any]:
             "in_flight_jobs": 4, "in_flight_jobs_completed": 4,
         },
         "security": {"probes": 38, "passed": 38},
+        "determinism": {
+            "reupload_same_ids": True, "reupload_rows_unchanged": True,
+            "second_user_same_chunk_and_vector_hashes": True, "inputs_billed_for_repeats": 0,
+            "retry_failed_status": "failed_embedding", "retry_chunks": 8,
+            "retry_embedded_before_failure": 7, "retry_inputs_billed": 1,
+            "retry_same_chunks_as_clean_upload": True,
+        },
     }  # fmt: skip
 
 
@@ -45,6 +52,9 @@ def test_each_shortfall_fails_its_target() -> None:
         ("security", "passed", 37),
         ("disaster_recovery", "search_results_match", False),
         ("disaster_recovery", "in_flight_jobs_completed", 3),
+        ("determinism", "inputs_billed_for_repeats", 3),
+        ("determinism", "retry_inputs_billed", 8),  # re-embedded what was stored
+        ("determinism", "reupload_same_ids", False),
     ]
     for section, key, value in breaks:
         report = passing()

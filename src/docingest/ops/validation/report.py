@@ -47,6 +47,7 @@ def _markdown(report: dict[str, Any], verdicts: list[Verdict], plots: list[str])
     for section in (
         "reliability",
         "recovery",
+        "determinism",
         "predictability",
         "scaling",
         "embedding",

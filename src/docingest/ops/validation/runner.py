@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from docingest.ops.validation import drill, report, scenarios, targets
+from docingest.ops.validation import determinism, drill, report, scenarios, targets
 from docingest.ops.validation.plan import Plan
 from docingest.ops.validation.probes import ProbeTarget, run_probes
 from docingest.ops.validation.stack import Stack, StackSettings
@@ -67,6 +67,7 @@ def _phases(
     phases: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("reliability", lambda: scenarios.reliability(stack, plan, corpus)),
         ("security", lambda: _security(stack, corpus, sample_pdf)),
+        ("determinism", lambda: determinism.determinism(stack)),
         ("predictability", lambda: scenarios.predictability(stack, plan)),
         ("recovery", lambda: scenarios.recovery(stack, plan)),
         ("scaling", lambda: scenarios.scaling(stack, plan)),

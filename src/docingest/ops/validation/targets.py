@@ -66,6 +66,30 @@ def evaluate(report: dict[str, Any]) -> list[Verdict]:
             isinstance(last, int | float) and last >= SCALING_MIN_EFFICIENCY,
         )
     )
+    det = report.get("determinism") or {}
+    out.append(
+        Verdict(
+            "same bytes again: same ids, same chunk and vector hashes, nothing billed twice;"
+            " a retry embeds only what is missing",
+            f"{det.get('inputs_billed_for_repeats')} inputs billed for repeats,"
+            f" {det.get('retry_inputs_billed')} on retry",
+            all(
+                det.get(k) is True
+                for k in (
+                    "reupload_same_ids",
+                    "reupload_rows_unchanged",
+                    "second_user_same_chunk_and_vector_hashes",
+                    "retry_same_chunks_as_clean_upload",
+                )
+            )
+            and det.get("inputs_billed_for_repeats") == 0
+            and det.get("retry_failed_status") == "failed_embedding"
+            and isinstance(det.get("retry_inputs_billed"), int)
+            and det.get("retry_inputs_billed", 0)
+            == det.get("retry_chunks", 0) - det.get("retry_embedded_before_failure", 0)
+            > 0,
+        )
+    )
     dr = report.get("disaster_recovery") or {}
     same = ("row_counts_match", "search_results_match", "reingest_recognised_as_duplicates")
     out.append(
