@@ -10,11 +10,45 @@ from pathlib import Path
 
 import pytest
 
+from docingest.ops.validation.corpus_manifest import must_fail, read_manifest
 from tests.conftest import CORPUS
 
 pytestmark = pytest.mark.skipif(
     not (CORPUS / "MANIFEST.tsv").exists(), reason=f"corpus not found at {CORPUS}"
 )
+
+# every probe issue 4 names, plus one per hostile file that must fail (added below)
+NAMED = {
+    "callback.forged",
+    "callback.stale",
+    "callback.altered_body",
+    "callback.replayed",
+    "callback.rotated_key",
+    "callback.mismatched_ids",
+    "callback.artifact_mismatch",
+    "hint.missing_token",
+    "hint.wrong_token",
+    "cross_user.read_document",
+    "cross_user.read_job",
+    "cross_user.read_job_by_document",
+    "cross_user.delete_document",
+    "cross_user.retry_job",
+    "cross_user.retry_by_document",
+    "cross_user.advance_non_admin",
+    "cross_user.search",
+    "cross_user.list",
+    "token.bad_signature",
+    "token.expired",
+    "token.alg_none",
+    "token.missing_exp",
+    "token.missing",
+    "token.malformed_header",
+    "input.not_pdf",
+    "input.empty",
+    "input.oversized_declared",
+    "input.oversized_streamed",
+    "input.hostile_isolation",
+}
 
 
 def test_validate_quick_passes_and_reports_every_field(tmp_path: Path) -> None:
@@ -48,6 +82,13 @@ def test_validate_quick_passes_and_reports_every_field(tmp_path: Path) -> None:
     assert report["status_latency_ms"]["p50"] <= report["status_latency_ms"]["p99"]
     sec = report["security"]
     assert sec["probes"] >= 20 and sec["passed"] == sec["probes"]
+    hostile = {
+        f"input.{Path(f.name).stem}"
+        for f in read_manifest(CORPUS)
+        if f.name.startswith("hostile/") and must_fail(f.expect)
+    }
+    assert len(hostile) >= 5 and NAMED | hostile <= set(sec["names"])
+    assert len(sec["names"]) == len(set(sec["names"]))
     for plot in ("scaling.png", "status_latency.png", "predictability.png", "recovery.png"):
         assert (out / plot).read_bytes().startswith(b"\x89PNG")
     assert "PASS" in (out / "report.md").read_text()
