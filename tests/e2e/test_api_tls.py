@@ -62,7 +62,11 @@ def test_api_serves_https_only_with_the_given_certificate(dsn: str, tmp_path: Pa
     url = f"https://127.0.0.1:{port}/healthz"
     with run_process(args, env=env, ready_url=url, timeout_s=60, verify=trust):
         with httpx.Client(verify=trust) as client:
-            assert client.get(url).status_code == 200
+            served = client.get(url)
+            assert served.status_code == 200
+            assert served.headers["strict-transport-security"] == (
+                "max-age=31536000; includeSubDomains"
+            )
         with httpx.Client() as client, pytest.raises(httpx.TransportError):
             client.get(f"http://127.0.0.1:{port}/healthz")  # no plain HTTP on the TLS port
         with httpx.Client() as client, pytest.raises(httpx.ConnectError):

@@ -11,6 +11,7 @@ import psycopg
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from docingest.api import break_glass
 from docingest.api.auth import Principal
 from docingest.api.errors import ApiError, handle_api_error
 from docingest.api.state import AppState
@@ -41,7 +42,11 @@ def remember(request: Request, principal: Principal) -> None:
 
 
 async def job_read(conn: DictConn, principal: Principal, action: str, job: Job) -> None:
-    """One read of one job or document: the event carries the document's own correlation id."""
+    """One read of one job or document: the event carries the document's own correlation id.
+    A read under a break-glass grant is a `break_glass.read` naming the grant, and counted."""
+    detail: dict[str, str] = {}
+    if principal.grant_id is not None:
+        action, detail = "break_glass.read", {"grant_id": str(principal.grant_id), "read": action}
     await events.record(
         conn,
         actor=principal.actor,
@@ -49,7 +54,10 @@ async def job_read(conn: DictConn, principal: Principal, action: str, job: Job) 
         job_id=job.job_id,
         document_id=job.document_id,
         correlation_id=job.correlation_id,
+        detail=detail,
     )
+    if principal.grant_id is not None:
+        break_glass.READS.inc()
 
 
 async def refused(request: Request, exc: ApiError) -> None:

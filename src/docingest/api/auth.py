@@ -1,4 +1,6 @@
-"""Bearer JWT (HS256, Supabase-compatible): user id in `sub`, `role: admin` for operations.
+"""Bearer JWT (HS256, Supabase-compatible): user id in `sub`, `role: admin` for operations,
+`role: break_glass` with a `grant` id for emergency reads (the grant itself is checked in the
+database on each request, api/break_glass.py).
 
 Tokens must carry `exp`; `alg: none` and any algorithm but HS256 are refused. With an
 issuer or audience configured (DOCINGEST_JWT_ISSUER / DOCINGEST_JWT_AUDIENCE) the token must
@@ -16,19 +18,27 @@ import jwt
 from docingest.api.errors import ApiError
 
 ALGORITHM = "HS256"
+BREAK_GLASS_ROLE = "break_glass"
 
 
 @dataclass(frozen=True)
 class Principal:
     user_id: UUID
     is_admin: bool
+    grant_id: UUID | None = None  # set for break-glass tokens: `user_id` is then the operator
 
     @property
     def actor(self) -> str:
-        return f"user:{self.user_id}"
+        return f"break_glass:{self.user_id}" if self.grant_id else f"user:{self.user_id}"
+
+    @property
+    def owner_scope(self) -> UUID | None:
+        """Whose records reads are limited to: the caller's own, or anyone's (None) under an
+        active break-glass grant."""
+        return None if self.grant_id else self.user_id
 
 
-def _unauthorized(message: str) -> ApiError:
+def unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="docingest"'})
 
 
@@ -40,7 +50,7 @@ def authenticate(
     audience: str | None = None,
 ) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
-        raise _unauthorized("missing bearer token")
+        raise unauthorized("missing bearer token")
     token = authorization[7:].strip()
     required = ["exp", "sub"]
     required += ["iss"] if issuer is not None else []
@@ -55,14 +65,20 @@ def authenticate(
             options={"require": required, "verify_aud": audience is not None},
         )
     except jwt.ExpiredSignatureError:
-        raise _unauthorized("token expired") from None
+        raise unauthorized("token expired") from None
     except jwt.InvalidTokenError:
-        raise _unauthorized("invalid token") from None
+        raise unauthorized("invalid token") from None
     try:
         user_id = UUID(str(claims["sub"]))
     except ValueError:
-        raise _unauthorized("token subject is not a user id") from None
-    return Principal(user_id=user_id, is_admin=claims.get("role") == "admin")
+        raise unauthorized("token subject is not a user id") from None
+    if claims.get("role") != BREAK_GLASS_ROLE:
+        return Principal(user_id=user_id, is_admin=claims.get("role") == "admin")
+    try:
+        grant_id = UUID(str(claims["grant"]))
+    except (KeyError, ValueError):
+        raise unauthorized("break-glass token without a grant id") from None
+    return Principal(user_id=user_id, is_admin=False, grant_id=grant_id)
 
 
 def mint_token(
@@ -75,12 +91,43 @@ def mint_token(
     audience: str | None = None,
 ) -> str:
     now = int(time.time())
+    role = "admin" if admin else "authenticated"
+    return _encode(secret, user_id, role, now + ttl_s, {}, issuer=issuer, audience=audience)
+
+
+def mint_break_glass_token(
+    secret: str,
+    operator_id: UUID,
+    grant_id: UUID,
+    expires_at: int,
+    *,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
+    """A token for one break-glass grant; `expires_at` (epoch s) is the grant's expiry."""
+    extra = {"grant": str(grant_id)}
+    return _encode(
+        secret, operator_id, BREAK_GLASS_ROLE, expires_at, extra, issuer=issuer, audience=audience
+    )
+
+
+def _encode(
+    secret: str,
+    sub: UUID,
+    role: str,
+    exp: int,
+    extra: dict[str, str],
+    *,
+    issuer: str | None,
+    audience: str | None,
+) -> str:
     claims = {
-        "sub": str(user_id),
-        "role": "admin" if admin else "authenticated",
-        "iat": now,
-        "exp": now + ttl_s,
+        "sub": str(sub),
+        "role": role,
+        "iat": int(time.time()),
+        "exp": exp,
         "aud": audience or "authenticated",
         **({"iss": issuer} if issuer is not None else {}),
+        **extra,
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import Depends, Header, Request
 from psycopg_pool import AsyncConnectionPool
 
-from docingest.api import audit
+from docingest.api import audit, break_glass
 from docingest.api.auth import Principal, authenticate
 from docingest.api.errors import ApiError, not_found
 from docingest.api.state import AppState
@@ -24,13 +24,20 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_principal(
+def get_any_principal(
     request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
+    """The token's principal, break-glass tokens included (their grant is not checked yet)."""
     principal = authenticate(
         authorization, state.jwt_secret, issuer=state.jwt_issuer, audience=state.jwt_audience
     )
     audit.remember(request, principal)
+    return principal
+
+
+def get_principal(principal: Annotated[Principal, Depends(get_any_principal)]) -> Principal:
+    """A user's or admin's principal: break-glass tokens are refused (403)."""
+    break_glass.refuse_writes(principal)
     return principal
 
 
@@ -53,6 +60,18 @@ async def get_conn(state: StateDep) -> AsyncIterator[DictConn]:
 
 
 ConnDep = Annotated[DictConn, Depends(get_conn)]
+
+
+async def get_reader(
+    principal: Annotated[Principal, Depends(get_any_principal)], conn: ConnDep
+) -> Principal:
+    """For single document and job reads: a user, or a break-glass operator whose grant is
+    active in the database now (else 401). Use `principal.owner_scope` to scope queries."""
+    await break_glass.require_active_grant(conn, principal)
+    return principal
+
+
+ReaderDep = Annotated[Principal, Depends(get_reader)]
 
 
 def parse_id(raw: str, what: str) -> UUID:

@@ -13,6 +13,7 @@ _STATUS = {
     ErrorCode.NOT_PDF: 415,
     ErrorCode.EMPTY_FILE: 415,
     ErrorCode.MALFORMED_REQUEST: 422,
+    ErrorCode.CHECKSUM_MISMATCH: 400,
 }
 
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter, Histogram
 
-from docingest.api import audit, errors, shedding
+from docingest.api import audit, errors, hsts, shedding
 from docingest.api.routes import dashboard, documents, health, jobs, search, webhooks
 from docingest.api.state import AppState
 from docingest.bootstrap import Runtime
@@ -73,6 +73,9 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
     app.add_exception_handler(psycopg.OperationalError, shedding.handle_database_busy)
     # added before `observe`, so it runs inside it: shed requests are counted and timed too
     app.add_middleware(shedding.InflightLimiter, max_inflight=rt.settings.api_max_inflight)
+    # wraps the limiter, so shed 503s carry the header too
+    behind_tls_proxy = rt.settings.public_url.startswith("https://")
+    app.add_middleware(hsts.StrictTransportSecurity, always=behind_tls_proxy)
 
     @app.middleware("http")
     async def observe(

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from docingest.cli import admin, backup, ingest, keys, migrate, purge, services, validate
+from docingest.cli import (
+    admin,
+    backup,
+    break_glass,
+    ingest,
+    keys,
+    migrate,
+    purge,
+    services,
+    validate,
+)
 
 app = typer.Typer(
     name="docingest",
@@ -23,6 +33,7 @@ app.command("worker")(services.worker)
 app.add_typer(admin.db_app, name="db")
 app.add_typer(backup.backup_app, name="backup")
 app.add_typer(keys.keys_app, name="keys")
+app.add_typer(break_glass.break_glass_app, name="break-glass")
 app.command("purge")(purge.purge_cmd)
 app.add_typer(migrate.migrate_app, name="migrate-001")
 app.command("compare-001")(migrate.compare_cmd)

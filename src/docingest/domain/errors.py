@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     NOT_PDF = "not_pdf"
     EMPTY_FILE = "empty_file"
     MALFORMED_REQUEST = "malformed_request"
+    CHECKSUM_MISMATCH = "checksum_mismatch"  # the client's Content-SHA256 is not the file's
     # parse stage
     ENCRYPTED = "encrypted"
     NO_TEXT = "no_text"

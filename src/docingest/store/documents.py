@@ -70,14 +70,22 @@ async def accept_upload(
     max_bytes: int,
     actor: str,
     correlation_id: UUID | None = None,
+    expected_sha256: str | None = None,
 ) -> UploadResult:
     """Stream an upload into the encrypted blob store, then record document + job atomically.
 
     Same user + same bytes -> the existing document (`duplicate=True`), the new blob removed.
-    `filename_of` is read after the stream ends (multipart headers may arrive with the data)."""
+    `filename_of` is read after the stream ends (multipart headers may arrive with the data).
+    `expected_sha256` (lowercase hex, the client's `Content-SHA256`): the hash is known only
+    once the blob is written, so on a mismatch the blob is removed and nothing is recorded."""
     correlation_id = correlation_id or uuid4()
     key = f"raw/{user_id}/{uuid4()}.pdf.enc"
     info = await blobs.put_stream(key, _sniff_pdf(chunks), max_bytes=max_bytes)
+    if expected_sha256 is not None and info.sha256 != expected_sha256:
+        await blobs.delete(key)
+        raise UploadRefused(
+            ErrorCode.CHECKSUM_MISMATCH, "the file's sha256 does not match Content-SHA256"
+        )
     document_id = document_id_for(user_id, info.sha256)
     job_id = uuid4()
     async with conn.transaction():
@@ -115,7 +123,10 @@ async def accept_upload(
     return UploadResult(document_id, existing.job_id, existing.status, duplicate=not created)
 
 
-async def get(conn: DictConn, document_id: UUID, user_id: UUID) -> Document | None:
+async def get(conn: DictConn, document_id: UUID, user_id: UUID | None) -> Document | None:
+    """A document by id; with `user_id`, only when it belongs to that user."""
+    if user_id is None:
+        return await get_any(conn, document_id)
     cur = await conn.execute(
         "SELECT * FROM docingest.documents WHERE document_id = %s AND user_id = %s",
         (document_id, user_id),

@@ -239,10 +239,12 @@ async def get(conn: DictConn, job_id: UUID, user_id: UUID | None = None) -> Job 
     return Job.from_row(row) if row else None
 
 
-async def get_by_document(conn: DictConn, document_id: UUID, user_id: UUID) -> Job | None:
+async def get_by_document(conn: DictConn, document_id: UUID, user_id: UUID | None) -> Job | None:
+    """A document's job; with `user_id`, only when it belongs to that user."""
     cur = await conn.execute(
-        "SELECT * FROM docingest.upload_jobs WHERE document_id = %s AND user_id = %s",
-        (document_id, user_id),
+        "SELECT * FROM docingest.upload_jobs WHERE document_id = %s"
+        " AND (%s::uuid IS NULL OR user_id = %s)",
+        (document_id, user_id, user_id),
     )
     row = await cur.fetchone()
     return Job.from_row(row) if row else None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from docingest.api import audit
-from docingest.api.deps import ConnDep, PrincipalDep, StateDep, parse_id
+from docingest.api.deps import ConnDep, PrincipalDep, ReaderDep, StateDep, parse_id
 from docingest.api.errors import ApiError, not_found
 from docingest.api.multipart_stream import FilePart, boundary_of, file_part_stream
 from docingest.domain.errors import ErrorCode
@@ -21,6 +22,7 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 # multipart framing around the file: a request body may exceed the file cap by this much
 _MULTIPART_SLACK = 64 * 1024
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @router.post("", status_code=202)
@@ -35,6 +37,7 @@ async def upload(
         and int(declared) > state.max_upload_bytes + _MULTIPART_SLACK
     ):
         raise ApiError(413, ErrorCode.TOO_LARGE, f"upload exceeds {state.max_upload_bytes} bytes")
+    expected_sha256 = _content_sha256(request.headers.get("content-sha256"))
     part = FilePart()
     cid = audit.correlation_id(request)
     result = await documents.accept_upload(
@@ -46,6 +49,7 @@ async def upload(
         max_bytes=state.max_upload_bytes,
         actor=principal.actor,
         correlation_id=cid,
+        expected_sha256=expected_sha256,
     )
     # a new document's job carries `cid`, and every worker line about it does too (a
     # duplicate keeps the job, and the correlation id, of its first upload)
@@ -69,6 +73,16 @@ async def upload(
         status_code=202,
         headers={"X-Correlation-Id": str(cid)},
     )
+
+
+def _content_sha256(raw: str | None) -> str | None:
+    """The optional `Content-SHA256` header (45 CFR 164.312(e)(2)(i)): 64 hex digits, any case."""
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if not _SHA256_HEX.fullmatch(value):
+        raise ApiError(422, ErrorCode.MALFORMED_REQUEST, "Content-SHA256 must be 64 hex digits")
+    return value
 
 
 def _document_body(doc: Document, job: Job) -> dict[str, Any]:
@@ -111,10 +125,10 @@ async def list_documents(
 
 
 @router.get("/{document_id}")
-async def get_document(document_id: str, principal: PrincipalDep, conn: ConnDep) -> dict[str, Any]:
+async def get_document(document_id: str, principal: ReaderDep, conn: ConnDep) -> dict[str, Any]:
     doc_id = parse_id(document_id, "document")
-    doc = await documents.get(conn, doc_id, principal.user_id)
-    job = await jobs.get_by_document(conn, doc_id, principal.user_id) if doc else None
+    doc = await documents.get(conn, doc_id, principal.owner_scope)
+    job = await jobs.get_by_document(conn, doc_id, principal.owner_scope) if doc else None
     if doc is None or job is None:
         raise not_found("document")
     counts = await documents.chunk_count(conn, doc_id)

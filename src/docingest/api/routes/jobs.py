@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from docingest.api import audit
 from docingest.api.auth import Principal
-from docingest.api.deps import AdminDep, ConnDep, PrincipalDep, parse_id
+from docingest.api.deps import AdminDep, ConnDep, PrincipalDep, ReaderDep, parse_id
 from docingest.api.errors import ApiError, not_found
 from docingest.store import events, jobs
 from docingest.store.db import DictConn
@@ -20,8 +20,8 @@ router = APIRouter(tags=["jobs"])
 
 
 @router.get("/v1/jobs/{job_id}")
-async def get_job(job_id: str, principal: PrincipalDep, conn: ConnDep) -> dict[str, Any]:
-    job = await jobs.get(conn, parse_id(job_id, "job"), principal.user_id)
+async def get_job(job_id: str, principal: ReaderDep, conn: ConnDep) -> dict[str, Any]:
+    job = await jobs.get(conn, parse_id(job_id, "job"), principal.owner_scope)
     if job is None:
         raise not_found("job")
     await audit.job_read(conn, principal, "job.read", job)
@@ -30,9 +30,9 @@ async def get_job(job_id: str, principal: PrincipalDep, conn: ConnDep) -> dict[s
 
 @router.get("/jobs/{document_id}")
 async def get_job_by_document(
-    document_id: str, principal: PrincipalDep, conn: ConnDep
+    document_id: str, principal: ReaderDep, conn: ConnDep
 ) -> dict[str, Any]:
-    job = await jobs.get_by_document(conn, parse_id(document_id, "document"), principal.user_id)
+    job = await jobs.get_by_document(conn, parse_id(document_id, "document"), principal.owner_scope)
     if job is None:
         raise not_found("job")
     await audit.job_read(conn, principal, "job.read", job)

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS docingest.break_glass_grants;
