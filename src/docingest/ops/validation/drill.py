@@ -23,11 +23,11 @@ QUERY = "deductible coinsurance for a specialist visit"
 def disaster_recovery(stack: Stack, backup_dir: Path) -> dict[str, Any]:
     stack.restart_workers(2)
     with stack.client() as client:
-        done = upload_generated(client, range(900_000, 900_004))
+        done = upload_generated(client, range(900_000, 900_003))
         stack.wait_terminal([u.job_id for u in done if u.job_id], 120)
         before = _search(client)
         stack.openai_control(latency_ms=1_500)  # keep jobs in flight while the backup runs
-        in_flight = upload_generated(client, range(900_100, 900_104))
+        in_flight = upload_generated(client, range(900_100, 900_102))
         in_flight_ids = [u.job_id for u in in_flight if u.job_id]
         stack.wait_claimed(in_flight_ids, 60)
         made = stack.run_cli("backup", "create", str(backup_dir))
@@ -51,7 +51,7 @@ def disaster_recovery(stack: Stack, backup_dir: Path) -> dict[str, Any]:
 
         counts_match = _row_counts(stack) == manifest["row_counts"]
         after = _search(client)
-        again = upload_generated(client, range(900_000, 900_004))
+        again = upload_generated(client, range(900_000, 900_003))
         stack.openai_control(latency_ms=stack.settings.embed_latency_ms)
         stack.restart_workers(2)
         rows = stack.wait_terminal(in_flight_ids, 180)

@@ -24,12 +24,12 @@ QUICK = Plan(
     name="quick",
     corpus_max_bytes=600_000,
     hostile=True,
-    generated_docs=12,
-    predictability_docs=10,
+    generated_docs=8,
+    predictability_docs=8,
     scaling_workers=(1, 2, 4, 8),
     scaling_docs_per_worker=3,
     scaling_embed_latency_ms=3000.0,
-    outage_s=5.0,
+    outage_s=3.0,
 )
 
 FULL = Plan(

@@ -89,7 +89,9 @@ def _plots(out: Path, report: dict[str, Any]) -> list[str]:
     if scaling and scaling.get("docs_per_min"):
         fig, ax = plt.subplots(figsize=(6, 4))
         workers, tp = scaling["workers"], scaling["docs_per_min"]
-        ax.plot(workers, tp, "o-", label="measured")
+        ax.plot(workers, tp, "o-", label="measured (steady state)")
+        if scaling.get("docs_per_min_whole_run"):
+            ax.plot(workers, scaling["docs_per_min_whole_run"], "s:", label="whole run")
         ax.plot(workers, [tp[0] * n for n in workers], "--", label="linear")
         ax.set_xlabel("worker processes")
         ax.set_ylabel("documents / minute")
