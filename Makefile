@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo test lint typecheck check bench clean browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,14 +14,25 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make demo: ingest the bundled sample PDFs end to end on the embedded default, then search
+## make demo: ingest the bundled sample PDFs end to end on the embedded default, then search.
+## Same home as every later `docingest` command ($DOCINGEST_HOME, default ./.docingest), so
+## `.venv/bin/docingest search "..."` afterwards finds the demo's documents.
 demo: $(STAMP)
-	DOCINGEST_HOME=$${DOCINGEST_HOME:-.docingest/demo} $(BIN)/docingest ingest examples/
-	DOCINGEST_HOME=$${DOCINGEST_HOME:-.docingest/demo} $(BIN)/docingest search "out-of-pocket limit for a specialist visit" -k 3
+	$(BIN)/docingest ingest examples/
+	$(BIN)/docingest search "out-of-pocket limit for a specialist visit" -k 3
 
 ## make test: lint, type-check, and the whole test suite (unit, integration, end to end)
-test: $(STAMP) lint typecheck
+test: $(STAMP) browser lint typecheck
 	$(BIN)/python -m pytest -q
+
+## Debian's headless Chromium for tests/e2e/test_dashboard_browser.py (Playwright drives it; it
+## cannot download browsers here). Installed only when missing, through apt (as root, or with
+## sudo when that works without a password); otherwise the browser test says what to install.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then \
+		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo -n"; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

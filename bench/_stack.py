@@ -17,12 +17,11 @@ CORPUS = Path(os.environ.get("DOCINGEST_CORPUS", REPO.parent / "shared" / "corpu
 @contextmanager
 def scratch_database() -> Iterator[tuple[str, Path]]:
     """(dsn, home) on a fresh embedded server, removed afterwards."""
-    from pgserver.postgres_server import get_server
-
     from docingest.store import migrate
+    from docingest.store.embedded_pg import server_at
 
     root = Path(tempfile.mkdtemp(prefix="docingest-bench-"))
-    server = get_server(root / "pg", cleanup_mode="delete")
+    server = server_at(root / "pg", cleanup_mode="delete")
     try:
         dsn: str = server.get_uri()
         migrate.upgrade(dsn)

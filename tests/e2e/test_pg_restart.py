@@ -21,7 +21,7 @@ from docingest.domain.states import JobStatus
 from docingest.store import migrate
 from docingest.store.chunks import fingerprint
 from docingest.store.db import open_pool
-from docingest.store.embedded_pg import restart_immediate
+from docingest.store.embedded_pg import restart_immediate, server_at
 from docingest.testing.procs import stop_process, wait_for
 from tests.conftest import CORPUS, EXAMPLES
 from tests.e2e.conftest import stack_env
@@ -39,9 +39,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[Any]:
-    from pgserver.postgres_server import get_server
-
-    server = get_server(tmp_path / "pg", cleanup_mode="delete")
+    server = server_at(tmp_path / "pg", cleanup_mode="delete")
     try:
         yield server
     finally:

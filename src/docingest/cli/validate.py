@@ -36,7 +36,9 @@ def validate(
     if not (corpus / "MANIFEST.tsv").is_file():
         err_console.print(f"[red]corpus not found:[/red] {corpus}/MANIFEST.tsv (set --corpus)")
         raise typer.Exit(2)
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # pgserver's runtime dir on bare machines
+    os.environ.setdefault(
+        "XDG_RUNTIME_DIR", "/tmp"
+    )  # the embedded server's runtime dir on bare machines
     from docingest.ops.validation import runner  # starts nothing until called
 
     plan = QUICK if quick else FULL

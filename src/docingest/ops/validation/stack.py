@@ -67,10 +67,8 @@ class Stack:
     # -- start and stop -------------------------------------------------------------------
 
     def start(self, workers: int) -> None:
-        from pgserver.postgres_server import get_server  # the embedded default's server
-
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
-        self._server = get_server(self.root / "pg", cleanup_mode="delete")
+        self._server = embedded_pg.server_at(self.root / "pg", cleanup_mode="delete")
         self.dsn = self._server.get_uri()
         migrate.upgrade(self.dsn)
         lp_port, oa_port, api_port = free_port(), free_port(), free_port()
