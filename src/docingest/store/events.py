@@ -27,12 +27,3 @@ async def record(
         " correlation_id, detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (actor, action, outcome, job_id, document_id, correlation_id, Jsonb(dict(detail or {}))),
     )
-
-
-async def for_document(conn: DictConn, document_id: UUID) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        "SELECT event_id, at, actor, action, outcome, job_id, detail FROM docingest.events"
-        " WHERE document_id = %s ORDER BY event_id",
-        (document_id,),
-    )
-    return list(await cur.fetchall())
