@@ -169,6 +169,8 @@ def parser(settings: Settings) -> LocalParser | LlamaParseClient:
         max_pages=settings.max_pages,
         timeout_s=float(settings.parse_timeout_s),
         memory_mb=settings.parse_memory_mb,
+        max_page_chars=settings.work.max_page_chars,
+        max_document_chars=settings.work.max_document_chars,
     )
 
 

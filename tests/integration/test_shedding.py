@@ -96,8 +96,9 @@ async def test_over_the_inflight_cap_requests_are_shed_and_health_is_not(
         assert_shed(
             await c.post("/v1/documents", content=b"".join(other), headers=headers), "overloaded"
         )
-        assert (await c.get("/healthz")).status_code == 200
-        assert (await c.get("/readyz")).status_code == 200
+        assert (await c.get("/healthz")).status_code == 200  # alive ...
+        ready = await c.get("/readyz")  # ... but not ready: every slot is taken
+        assert (ready.status_code, ready.json()["reason"]) == (503, "overloaded")
         assert await scrape(c, "docingest_api_shed_total", reason="overloaded") == shed_before + 2
 
         release.set()
@@ -105,6 +106,7 @@ async def test_over_the_inflight_cap_requests_are_shed_and_health_is_not(
         assert accepted.status_code == 202, accepted.text
         job = await c.get(f"/v1/jobs/{accepted.json()['job_id']}", headers=auth(rt, user))
         assert job.status_code == 200  # the slot is free again
+        assert (await c.get("/readyz")).status_code == 200
         assert await scrape(c, "docingest_api_inflight_requests") == 0
     assert counts(dsn)["documents"] == 1  # the shed upload created nothing
 

@@ -29,7 +29,11 @@ def get_any_principal(
 ) -> Principal:
     """The token's principal, break-glass tokens included (their grant is not checked yet)."""
     principal = authenticate(
-        authorization, state.jwt_secret, issuer=state.jwt_issuer, audience=state.jwt_audience
+        authorization,
+        state.jwt_secret,
+        issuer=state.jwt_issuer,
+        audience=state.jwt_audience,
+        max_ttl_s=state.jwt_max_ttl_s,
     )
     audit.remember(request, principal)
     return principal

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
+from docingest.api.admission import Lanes
+from docingest.api.recent import Recent
+from docingest.api.refusals import RefusalLog
 from docingest.clients.embedders import Embedder
 from docingest.store.blobs import BlobStore
 from docingest.store.db import DictConn
@@ -19,5 +22,12 @@ class AppState:
     jwt_secret: str
     max_upload_bytes: int
     webhook_secret: str = field(repr=False)
+    refusals: RefusalLog  # anonymous refusals, aggregated per address and minute
+    lanes: Lanes  # admission counters (/readyz reports saturation)
+    max_document_chars: int  # bounds the markdown a signed callback may carry
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_max_ttl_s: int | None = None
+    # /readyz's database answer and /metrics' queue gauges, recomputed at most once a second
+    readiness: Recent[tuple[int, str | None]] = field(default_factory=Recent)
+    queue_gauges: Recent[bytes] = field(default_factory=Recent)

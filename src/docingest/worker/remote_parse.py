@@ -110,7 +110,9 @@ async def reconcile(ctx: StageContext, job: Job, remote: RemoteParser) -> Job:
             f"{remote.name} job ended {status.status} (error_code={status.error_code or 'none'})",
         )
     markdown = await breaker.call(lambda: remote.markdown(external_id), operation="result")
-    artifact = parsed_markdown.prepare(job.document_id, markdown)
+    artifact = parsed_markdown.prepare(
+        job.document_id, job.job_id, markdown, ctx.work.max_document_chars
+    )
     del markdown
     return await store_parsed(
         ctx,

@@ -33,7 +33,11 @@ async def run_worker(
     DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS (how long a remote parse waits for its callback
     before the worker polls the parser)."""
     pool = await open_pool(
-        rt.dsn, min_size=1, max_size=concurrency * 2 + 2, name="docingest-worker"
+        rt.dsn,
+        min_size=1,
+        max_size=concurrency * 2 + 2,
+        name="docingest-worker",
+        statement_timeout_s=rt.settings.work.statement_timeout_s,
     )
     try:
         e = rt.embedder
@@ -62,6 +66,7 @@ async def run_worker(
                 policy_from_settings(rt.settings),
                 actor=f"worker:{worker_id}",
             ),
+            work=rt.settings.work,
         )
         options = WorkerOptions(
             concurrency=concurrency,

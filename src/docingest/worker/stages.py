@@ -63,7 +63,7 @@ async def run_parse(ctx: StageContext, job: Job) -> Job:
     return await store_parsed(
         ctx,
         job,
-        prepare(job.document_id, parsed.markdown),
+        prepare(job.document_id, job.job_id, parsed.markdown, ctx.work.max_document_chars),
         parser_name=ctx.parser.name,
         parser_version=ctx.parser.version,
         also=("parse.repaired",) if parsed.repaired else (),
