@@ -65,6 +65,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
             jwt_max_ttl_s=settings.jwt_max_ttl_s,
             refusals=refusals,
             max_document_chars=settings.work.max_document_chars,
+            max_user_retries=settings.work.max_user_retries,
             lanes=lanes,
         )
         flusher = asyncio.create_task(refusals.run(pool), name="docingest-refusals")

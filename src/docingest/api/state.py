@@ -25,6 +25,7 @@ class AppState:
     refusals: RefusalLog  # anonymous refusals, aggregated per address and minute
     lanes: Lanes  # admission counters (/readyz reports saturation)
     max_document_chars: int  # bounds the markdown a signed callback may carry
+    max_user_retries: int  # retries a user may ask for per job, over its whole life
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_max_ttl_s: int | None = None

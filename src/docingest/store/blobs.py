@@ -67,6 +67,7 @@ __all__ = [
     "BlobStore",
     "BlobTooLarge",
     "LocalBlobStore",
+    "delete_prefix",
     "validate_key",
 ]
 
@@ -95,6 +96,14 @@ class BlobStore(Protocol):
     def key_id_of(self, key: str) -> str: ...
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]: ...
+
+
+async def delete_prefix(blobs: BlobStore, prefix: str) -> int:
+    """Delete every object whose key starts with `prefix`; how many there were."""
+    keys = await asyncio.to_thread(lambda: list(blobs.iter_keys(prefix)))
+    for key in keys:
+        await blobs.delete(key)
+    return len(keys)
 
 
 # --------------------------------------------------------------------------- files

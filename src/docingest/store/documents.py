@@ -13,8 +13,9 @@ from uuid import UUID, uuid4
 from docingest.domain.errors import DocingestError, ErrorCode
 from docingest.domain.states import JobStatus
 from docingest.pipeline.ids import document_id_for
+from docingest.pipeline.parsed_markdown import job_prefix
 from docingest.store import events, jobs
-from docingest.store.blobs import BlobStore
+from docingest.store.blobs import BlobStore, delete_prefix
 from docingest.store.db import DictConn
 from docingest.store.records import Document, Job
 
@@ -293,6 +294,9 @@ async def delete(
             correlation_id=job_row["correlation_id"] if job_row else None,
         )
     await blobs.delete(row["raw_path"])
-    if job_row and job_row["parsed_path"]:
-        await blobs.delete(job_row["parsed_path"])
+    if job_row:
+        if job_row["parsed_path"]:
+            await blobs.delete(job_row["parsed_path"])
+        # every artifact of the job, recorded or not (a stage may have written one last)
+        await delete_prefix(blobs, job_prefix(document_id, job_row["job_id"]))
     return True

@@ -84,7 +84,9 @@ async def submit(ctx: StageContext, job: Job, remote: RemoteParser) -> NoReturn:
         else:
             sets["parse_resubmits"] = job.parse_resubmits + int(resubmit)
             moved = await jobs.update_fields(conn, job, ctx.worker_id, sets)
-        await event(conn, moved, "parse.submitted", parser=remote.name, resubmit=resubmit)
+        await event(
+            conn, ctx.worker_id, moved, "parse.submitted", parser=remote.name, resubmit=resubmit
+        )
     raise Deferred(cb.wait_s, "waiting for the parse callback")
 
 
