@@ -16,7 +16,7 @@ from docingest.clients.embedders import Embedder, HashEmbedder, OpenAIEmbedder
 from docingest.clients.llamaparse import LlamaParseClient
 from docingest.clients.local_parser import LocalParser
 from docingest.config import ConfigError, S3Settings, Settings
-from docingest.store import migrate
+from docingest.store import at_rest, migrate
 from docingest.store.blobs import BlobStore, LocalBlobStore
 from docingest.store.embedded_pg import start_embedded
 from docingest.store.keys import KeyFiles, MasterKey, load_master_key, load_previous_keys
@@ -185,9 +185,11 @@ class Runtime:
 
 
 def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
+    """The parts, then the at-rest policy (store/at_rest.py): under `require`, a database whose
+    storage is not shown or declared encrypted stops start-up with one line."""
     # Arguments are evaluated in order: a bad client setting stops start-up before any file is
     # created, a bad key before an embedded server starts or a migration is applied.
-    return Runtime(
+    built = Runtime(
         settings=settings,
         embedder=embedder(settings),
         blobs=blob_store(settings),
@@ -195,3 +197,5 @@ def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
         webhook_secret=webhook_secret(settings),
         dsn=database_url(settings, migrate_schema=migrate_schema),
     )
+    at_rest.enforce(settings)
+    return built

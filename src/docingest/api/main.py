@@ -29,6 +29,7 @@ from docingest.api.state import AppState
 from docingest.bootstrap import Runtime
 from docingest.domain.errors import DocingestError
 from docingest.store.db import open_pool
+from docingest.store.vacuum import VacuumAfterDeletes
 from docingest.store.vector_index import ensure_vector_index
 
 
@@ -38,6 +39,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
     settings = rt.settings
     refusals = RefusalLog()
     lanes = Lanes(max_inflight=settings.api_max_inflight, limits=settings.edge)
+    vacuum = VacuumAfterDeletes(rt.dsn)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,15 +68,21 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
             refusals=refusals,
             max_document_chars=settings.work.max_document_chars,
             max_user_retries=settings.work.max_user_retries,
+            vacuum=vacuum,
             lanes=lanes,
         )
-        flusher = asyncio.create_task(refusals.run(pool), name="docingest-refusals")
+        background = [
+            asyncio.create_task(refusals.run(pool), name="docingest-refusals"),
+            asyncio.create_task(vacuum.run(), name="docingest-vacuum"),
+        ]
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await rt.embedder.aclose()
             await pool.close()
 

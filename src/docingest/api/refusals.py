@@ -34,7 +34,7 @@ from docingest.store.db import DictConn
 
 log = logging.getLogger(__name__)
 
-ACTION = "auth.refused.anonymous"
+ACTION = events.ANONYMOUS_REFUSALS
 ACTOR = "anonymous"
 MAX_SOURCES_PER_MINUTE = 10_000
 FLUSH_INTERVAL_S = 10.0

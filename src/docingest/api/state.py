@@ -12,6 +12,7 @@ from docingest.api.refusals import RefusalLog
 from docingest.clients.embedders import Embedder
 from docingest.store.blobs import BlobStore
 from docingest.store.db import DictConn
+from docingest.store.vacuum import VacuumAfterDeletes
 
 
 @dataclass
@@ -26,6 +27,7 @@ class AppState:
     lanes: Lanes  # admission counters (/readyz reports saturation)
     max_document_chars: int  # bounds the markdown a signed callback may carry
     max_user_retries: int  # retries a user may ask for per job, over its whole life
+    vacuum: VacuumAfterDeletes  # deletes ask for a VACUUM of the document tables
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_max_ttl_s: int | None = None

@@ -11,6 +11,7 @@ import typer
 from docingest.cli.common import build_runtime, load_settings
 from docingest.ops.purge import PurgeResult, purge
 from docingest.store.db import open_pool
+from docingest.store.vacuum import vacuum
 
 
 def purge_cmd(
@@ -21,7 +22,8 @@ def purge_cmd(
         bool, typer.Option("--dry-run", help="List what would be removed; change nothing.")
     ] = False,
 ) -> None:
-    """Remove old documents with their jobs, chunks, vectors and blobs; the audit trail stays."""
+    """Remove old documents with their jobs, chunks, vectors and blobs (the audit trail stays),
+    then blobs no row references; then VACUUM the document tables."""
     settings = load_settings(log_format="console", quiet=True)
     rt = build_runtime(settings)
 
@@ -29,12 +31,16 @@ def purge_cmd(
         pool = await open_pool(rt.dsn, max_size=1, name="docingest-purge")
         try:
             async with pool.connection() as conn:
-                return await purge(conn, rt.blobs, timedelta(days=older_than), dry_run=dry_run)
+                result = await purge(conn, rt.blobs, timedelta(days=older_than), dry_run=dry_run)
         finally:
             await pool.close()
+        if not dry_run:
+            await vacuum(rt.dsn)
+        return result
 
     result = asyncio.run(run())
     verb = "would purge" if result.dry_run else "purged"
     for document_id in result.document_ids:
         typer.echo(f"{verb} {document_id}")
     typer.echo(f"{verb} {len(result.document_ids)} documents older than {older_than} days")
+    typer.echo(f"{verb} {len(result.orphan_blobs)} blobs no row references")

@@ -145,4 +145,5 @@ async def delete_document(
         conn, state.blobs, doc_id, principal.user_id, actor=principal.actor
     ):
         raise not_found("document")
+    state.vacuum.request()  # the dead rows' bytes: store/vacuum.py
     return Response(status_code=204)
