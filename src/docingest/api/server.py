@@ -10,6 +10,9 @@ everyone). `GuardedH11Protocol` adds both:
   (api/edge.py); idle kept-alive connections uvicorn's `timeout_keep_alive` (5 s).
 - **Connections per address:** a client address may hold at most `connections_per_address`
   open connections; more are closed at once.
+- **An answer before the body ends the connection:** a request refused (or answered) before
+  its body was read leaves the rest of that body unread; the connection is closed, instead of
+  h11 swallowing whatever the client keeps trickling in.
 
 Proxy headers (`X-Forwarded-For`) are believed only from `DOCINGEST_API_TRUSTED_PROXIES`
 (unset: from nobody), so the per-address limits key on an address a client cannot choose.
@@ -65,6 +68,12 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._disarm_header_deadline()  # its headers are complete
+
+    def on_response_complete(self) -> None:
+        unread_body = self.conn.their_state is h11.SEND_BODY
+        super().on_response_complete()
+        if unread_body and not self.transport.is_closing():
+            self.transport.close()
 
     def _arm_header_deadline(self) -> None:
         self._disarm_header_deadline()
