@@ -10,9 +10,9 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
