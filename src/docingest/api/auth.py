@@ -12,7 +12,7 @@ DOCINGEST_JWT_MAX_TTL_SECONDS (default one day): both `exp - iat` (when `iat` is
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import jwt
@@ -84,6 +84,26 @@ def authenticate(
     except (KeyError, ValueError):
         raise unauthorized("break-glass token without a grant id") from None
     return Principal(user_id=user_id, is_admin=False, grant_id=grant_id)
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """How this API verifies bearer tokens (one instance per app, shared by the admission
+    lanes and the route dependencies, so both decide alike)."""
+
+    secret: str = field(repr=False)
+    issuer: str | None = None
+    audience: str | None = None
+    max_ttl_s: int | None = None
+
+    def principal(self, authorization: str | None) -> Principal:
+        return authenticate(
+            authorization,
+            self.secret,
+            issuer=self.issuer,
+            audience=self.audience,
+            max_ttl_s=self.max_ttl_s,
+        )
 
 
 def _lives_too_long(claims: dict[str, object], max_ttl_s: int) -> bool:

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from docingest.api import audit, edge, errors, hsts, shedding
 from docingest.api.admission import Admission, Lanes
-from docingest.api.auth import authenticate
+from docingest.api.auth import TokenPolicy
 from docingest.api.errors import ApiError
 from docingest.api.observe import RequestMetrics
 from docingest.api.refusals import RefusalLog
@@ -40,6 +40,12 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
     refusals = RefusalLog()
     lanes = Lanes(max_inflight=settings.api_max_inflight, limits=settings.edge)
     vacuum = VacuumAfterDeletes(rt.dsn)
+    tokens = TokenPolicy(
+        rt.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        max_ttl_s=settings.jwt_max_ttl_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,12 +65,9 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
             pool=pool,
             blobs=rt.blobs,
             embedder=rt.embedder,
-            jwt_secret=rt.jwt_secret,
+            tokens=tokens,
             max_upload_bytes=settings.max_upload_bytes,
             webhook_secret=rt.webhook_secret,
-            jwt_issuer=settings.jwt_issuer,
-            jwt_audience=settings.jwt_audience,
-            jwt_max_ttl_s=settings.jwt_max_ttl_s,
             refusals=refusals,
             max_document_chars=settings.work.max_document_chars,
             max_user_retries=settings.work.max_user_retries,
@@ -88,13 +91,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
 
     def identify(authorization: str | None) -> str | None:
         try:
-            principal = authenticate(
-                authorization,
-                rt.jwt_secret,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                max_ttl_s=settings.jwt_max_ttl_s,
-            )
+            principal = tokens.principal(authorization)
         except ApiError:
             return None
         return str(principal.user_id)

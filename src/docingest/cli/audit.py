@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from docingest.cli.common import build_runtime, load_settings
+from docingest.cli.common import build_runtime, load_settings, then_vacuum
 from docingest.ops.audit_retention import PruneResult, prune
-from docingest.store.db import open_pool
-from docingest.store.vacuum import vacuum
+from docingest.store.db import DictConn
 
 audit_app = typer.Typer(help="The audit trail (docingest.events).", no_args_is_help=True)
 
@@ -27,23 +26,16 @@ def prune_cmd(
     settings = load_settings(log_format="console", quiet=True)
     rt = build_runtime(settings)
 
-    async def run() -> PruneResult:
-        pool = await open_pool(rt.dsn, max_size=1, name="docingest-audit")
-        try:
-            async with pool.connection() as conn:
-                result = await prune(
-                    conn,
-                    retention=timedelta(days=settings.audit_retention_days),
-                    noise_retention=timedelta(days=settings.audit_noise_retention_days),
-                    dry_run=dry_run,
-                )
-        finally:
-            await pool.close()
-        if not dry_run:
-            await vacuum(rt.dsn, ("events",))
-        return result
+    async def work(conn: DictConn) -> PruneResult:
+        return await prune(
+            conn,
+            retention=timedelta(days=settings.audit_retention_days),
+            noise_retention=timedelta(days=settings.audit_noise_retention_days),
+            dry_run=dry_run,
+        )
 
-    result = asyncio.run(run())
+    tables = () if dry_run else ("events",)
+    result = asyncio.run(then_vacuum(rt.dsn, "docingest-audit", work, tables))
     verb = "would remove" if result.dry_run else "removed"
     typer.echo(
         f"{verb} {result.noise} anonymous-refusal rows older than"
