@@ -3,6 +3,7 @@ database of its own, and an innocent user who measures what the attackers cost t
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,17 @@ class Stack:
 
     def token(self, user: uuid.UUID) -> dict[str, str]:
         return {"Authorization": f"Bearer {mint_token(JWT_SECRET, user)}"}
+
+    def api_memory_mb(self) -> tuple[float, float]:
+        """(resident now, peak resident) of the API process, from /proc (Linux)."""
+        pid = json.loads((self.home / "up.json").read_text())["api"]
+        fields = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+        return (
+            int(fields["VmRSS"].split()[0]) / 1024,
+            int(fields["VmHWM"].split()[0]) / 1024,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -110,6 +110,7 @@ def test_anonymous_attackers_cost_only_themselves(stack: Stack) -> None:
     with httpx.Client(base_url=stack.url) as c:
         c.get("/healthz")
         metrics_before = len(c.get("/metrics").content)
+    rss_before, _ = stack.api_memory_mb()
     outcome: dict[str, object] = {}
 
     def attack(stop: threading.Event) -> None:
@@ -147,8 +148,12 @@ def test_anonymous_attackers_cost_only_themselves(stack: Stack) -> None:
     with httpx.Client(base_url=stack.url) as c:
         assert c.get("/readyz").status_code == 200
         metrics_after = len(c.get("/metrics").content)
+    _, peak = stack.api_memory_mb()
     print(f"\n[hostile] /metrics {metrics_before} -> {metrics_after} bytes")
+    print(f"[hostile] API resident memory {rss_before:.0f} MB before, peak {peak:.0f} MB")
     assert metrics_after < metrics_before + 16 * 1024
+    # 15 MB forged bodies are refused unparsed, at most 4 at a time from one address
+    assert peak < rss_before + 400, (rss_before, peak)
 
 
 def test_signed_in_attacker_costs_only_themselves(stack: Stack) -> None:

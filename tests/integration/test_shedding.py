@@ -8,42 +8,20 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from docingest.api.main import create_app
 from docingest.config import ConfigError, Settings
-from docingest.testing.procs import free_port
 from tests.conftest import EXAMPLES
-from tests.helpers import auth, counts, make_runtime
+from tests.helpers import auth, counts, make_runtime, serving
 from tests.metrics_scrape import sample
 
 PDF = EXAMPLES / "sbc_uhc_bronze_2026.pdf"
 BOUNDARY = "shedding-test-boundary"
 DEADLINE_S = 15.0
-
-
-@asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """The app under uvicorn on a loopback port in this event loop; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + DEADLINE_S
-    while not server.started:
-        assert not task.done() and time.monotonic() < deadline, "uvicorn did not start"
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def multipart(pdf: bytes) -> tuple[bytes, bytes]:
