@@ -182,6 +182,7 @@ class Runtime:
     embedder: Embedder
     jwt_secret: str
     webhook_secret: str
+    at_rest: at_rest.AtRest
 
 
 def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
@@ -189,13 +190,12 @@ def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
     storage is not shown or declared encrypted stops start-up with one line."""
     # Arguments are evaluated in order: a bad client setting stops start-up before any file is
     # created, a bad key before an embedded server starts or a migration is applied.
-    built = Runtime(
+    return Runtime(
         settings=settings,
         embedder=embedder(settings),
         blobs=blob_store(settings),
         jwt_secret=jwt_secret(settings),
         webhook_secret=webhook_secret(settings),
         dsn=database_url(settings, migrate_schema=migrate_schema),
+        at_rest=at_rest.enforce(settings),
     )
-    at_rest.enforce(settings)
-    return built

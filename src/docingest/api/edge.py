@@ -3,7 +3,9 @@
 `BodyLimits` wraps every HTTP request (pure ASGI, below the admission lanes):
 
 - **Cap.** Each route has a body cap: the upload cap plus multipart framing for
-  `POST /v1/documents`, the signed-callback cap for `POST /webhooks/llamaparse`, and
+  `POST /v1/documents`, the signed-callback cap for `POST /webhooks/llamaparse` and for
+  LlamaParse's own callback `POST /webhooks/llamaparse/{job_id}` (whose body, the whole parse
+  result, is never read: it is answered, and its connection closed, without reading it), and
   `SMALL_BODY_CAP` (64 KiB) everywhere else. A declared `Content-Length` over it is refused
   before a byte is read; a streamed body is refused the moment it passes it (413 `too_large`).
 - **Deadlines.** A body must keep arriving: no gap longer than `body_timeout_s` between two
@@ -35,6 +37,7 @@ SMALL_BODY_CAP = 64 * 1024
 MULTIPART_SLACK = 64 * 1024
 UPLOAD_PATH = "/v1/documents"
 SIGNED_WEBHOOK_PATH = "/webhooks/llamaparse"
+HINT_PREFIX = SIGNED_WEBHOOK_PATH + "/"
 _CLOSE = {"Connection": "close"}
 
 
@@ -91,7 +94,7 @@ class BodyLimits:
         """(cap, streamed by the route itself)."""
         if method == "POST" and path == UPLOAD_PATH:
             return self.upload_cap, True
-        if method == "POST" and path == SIGNED_WEBHOOK_PATH:
+        if method == "POST" and (path == SIGNED_WEBHOOK_PATH or path.startswith(HINT_PREFIX)):
             return self.webhook_cap, True
         return SMALL_BODY_CAP, False
 

@@ -28,6 +28,7 @@ from docingest.api.routes import dashboard, documents, health, jobs, search, web
 from docingest.api.state import AppState
 from docingest.bootstrap import Runtime
 from docingest.domain.errors import DocingestError
+from docingest.store import at_rest
 from docingest.store.db import open_pool
 from docingest.store.vacuum import VacuumAfterDeletes
 from docingest.store.vector_index import ensure_vector_index
@@ -61,6 +62,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
             await ensure_vector_index(
                 conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
             )
+        at_rest.report(rt.at_rest)
         app.state.docingest = AppState(
             pool=pool,
             blobs=rt.blobs,

@@ -109,18 +109,22 @@ def check(settings: Settings) -> AtRest:
 
 
 def enforce(settings: Settings) -> AtRest:
-    """Apply DOCINGEST_DB_ENCRYPTION_POLICY: ConfigError under `require` when not encrypted."""
+    """Apply DOCINGEST_DB_ENCRYPTION_POLICY: ConfigError under `require` when not encrypted
+    (start-up stops with one line); the answer otherwise, for `report` once serving."""
     state = check(settings)
     ENCRYPTED.set(1 if state.encrypted else 0)
-    if state.encrypted:
-        return state
-    if settings.db_encryption_policy == "require":
+    if not state.encrypted and settings.db_encryption_policy == "require":
         raise ConfigError(
             "DOCINGEST_DB_ENCRYPTION_POLICY=require: database storage is not shown encrypted"
             f" at rest ({state.how})"
         )
-    log.warning(
-        "database storage not shown encrypted at rest",
-        extra={"action": "at_rest_unencrypted", "reason": state.how},
-    )
     return state
+
+
+def report(state: AtRest) -> None:
+    """One warning line when a service starts on storage not shown encrypted (policy warn)."""
+    if not state.encrypted:
+        log.warning(
+            "database storage not shown encrypted at rest",
+            extra={"action": "at_rest_unencrypted", "reason": state.how},
+        )

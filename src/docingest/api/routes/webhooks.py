@@ -7,7 +7,8 @@ fails closed. Every decision is an `events` row; every refusal also increments
   `webhook_log` insert, the fenced status change and the events commit together.
 * `POST /webhooks/llamaparse/{job_id}?token=...` — LlamaParse's own callback, a hint only:
   with the job's token it makes the waiting job claimable now, and a worker fetches status
-  and result from LlamaParse with our key. Its body is never read.
+  and result from LlamaParse with our key. Its body is never parsed: a genuine sender's is
+  read and dropped (capped and with deadlines at the edge), a refused one is not read at all.
 
 A job a worker holds (it may be polling the parser for the same job) is not touched: 409
 with `Retry-After`, and the sender's retry or the reconciler finishes it.
@@ -89,9 +90,12 @@ async def hint_callback(
     x_docingest_callback_token: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     try:
-        return await _hint(job_id, token or x_docingest_callback_token, state)
-    except _Refused as refusal:
+        response = await _hint(job_id, token or x_docingest_callback_token, state)
+    except _Refused as refusal:  # answered unread: the connection closes after the answer
         return await _refuse(state, HINT_ACTOR, refusal, audit.client_address(request))
+    async for _ in request.stream():  # a genuine sender's body (the result): read, dropped
+        pass
+    return response
 
 
 async def _signed(request: Request, state: AppState) -> JSONResponse:
