@@ -31,6 +31,7 @@ from tests.hostile.conftest import Innocent, Stack
 
 HOLD_S = 8.0  # how long each attack runs while the innocent measures
 CLOSE_DEADLINE_S = 30.0  # stalled sockets must be closed by the server within this
+BACKLOG = 40  # documents another user queues just before the innocent uploads
 
 
 def open_socket(stack: Stack) -> socket.socket:
@@ -157,7 +158,8 @@ def test_anonymous_attackers_cost_only_themselves(stack: Stack) -> None:
 
 
 def test_signed_in_attacker_costs_only_themselves(stack: Stack) -> None:
-    mallory, trudy = uuid.uuid4(), uuid.uuid4()  # one stalls uploads, one sends poison
+    # one stalls uploads, one sends poison and retries it, one queues a backlog of real work
+    mallory, trudy, victor = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     auth = stack.token(mallory)
     outcome: dict[str, object] = {}
 
@@ -183,6 +185,7 @@ def test_signed_in_attacker_costs_only_themselves(stack: Stack) -> None:
         return sock
 
     def attack(stop: threading.Event) -> None:
+        backlog = queue_backlog(stack, victor, BACKLOG)
         sockets = [stalled_upload(False, stop) for _ in range(12)]
         sockets += [stalled_upload(True, stop) for _ in range(4)]
         with httpx.Client(base_url=stack.url, headers=stack.token(trudy), timeout=60) as c:
@@ -197,18 +200,43 @@ def test_signed_in_attacker_costs_only_themselves(stack: Stack) -> None:
             deleted = delete_while_processing(c)
             outcome.update(statuses=statuses, retries=retries, deleted=deleted)
             stop.wait()
+        outcome["backlog_waiting"] = waiting(stack, victor, backlog)
         deadline = time.monotonic() + CLOSE_DEADLINE_S
         outcome["closed"] = sum(closed_by_server(s, deadline) for s in sockets)
         for s in sockets:
             s.close()
 
     run_phase(stack, "signed-in", attack)
+    waiting_after = outcome["backlog_waiting"]
+    print(f"[hostile] another user's older backlog still waiting: {waiting_after} of {BACKLOG}")
+    # the innocent's upload finished within its deadline while that backlog still waited:
+    # the claim served them first (first in, first out would have made them wait it out)
+    assert isinstance(waiting_after, int) and waiting_after > 0
     assert outcome["statuses"] == [("failed_parse", "decompression_bomb")] * 2, outcome
     retries = outcome["retries"]
     assert retries.count(202) <= 3 and retries.count(409) >= 12, retries  # type: ignore[attr-defined]
     assert outcome["deleted"] == 4
     assert outcome["closed"] == 16, outcome["closed"]
     assert_no_orphan_blobs(stack)
+
+
+def queue_backlog(stack: Stack, user: uuid.UUID, n: int) -> list[str]:
+    """`n` real 40-page documents queued at once: tens of seconds of work for the worker,
+    which the fair claim must interleave with everyone else's."""
+    with httpx.Client(base_url=stack.url, headers=stack.token(user), timeout=60) as c:
+        return [
+            c.post(
+                "/v1/documents",
+                files={"file": (f"b{i}.pdf", make_pdf(40_000 + i, pages=40), "application/pdf")},
+            ).json()["job_id"]
+            for i in range(n)
+        ]
+
+
+def waiting(stack: Stack, user: uuid.UUID, jobs: list[str]) -> int:
+    with httpx.Client(base_url=stack.url, headers=stack.token(user), timeout=60) as c:
+        statuses = [c.get(f"/v1/jobs/{j}").json()["status"] for j in jobs]
+    return sum(s not in ("complete", "failed_parse", "failed_chunking") for s in statuses)
 
 
 def wait_failed(c: httpx.Client, jobs: list[str]) -> list[tuple[str, str]]:
