@@ -215,7 +215,7 @@ def test_signed_in_attacker_costs_only_themselves(stack: Stack) -> None:
     assert outcome["statuses"] == [("failed_parse", "decompression_bomb")] * 2, outcome
     retries = outcome["retries"]
     assert retries.count(202) <= 3 and retries.count(409) >= 12, retries  # type: ignore[attr-defined]
-    assert outcome["deleted"] == 4
+    assert [status for status, _ in outcome["deleted"]] == [204] * 4, outcome["deleted"]  # type: ignore[attr-defined]
     assert outcome["closed"] == 16, outcome["closed"]
     assert_no_orphan_blobs(stack)
 
@@ -249,15 +249,20 @@ def wait_failed(c: httpx.Client, jobs: list[str]) -> list[tuple[str, str]]:
     raise AssertionError("the amplified PDFs did not fail in time")
 
 
-def delete_while_processing(c: httpx.Client) -> int:
+def delete_while_processing(c: httpx.Client) -> list[tuple[int, str]]:
     """Upload four documents and delete each a little later than the one before."""
-    deleted = 0
+    answers = []
     for i in range(4):
         files = {"file": (f"d{i}.pdf", make_pdf(30_000 + i, pages=3), "application/pdf")}
         doc = c.post("/v1/documents", files=files).json()["document_id"]
         time.sleep(0.15 * i)
-        deleted += c.delete(f"/v1/documents/{doc}").status_code == 204
-    return deleted
+        r = c.delete(f"/v1/documents/{doc}")
+        if r.status_code in (429, 503):  # shed: retryable by contract, as a client would
+            print(f"[hostile] delete shed once: {r.status_code} {r.text[:120]}")
+            time.sleep(float(r.headers.get("retry-after", "1")))
+            r = c.delete(f"/v1/documents/{doc}")
+        answers.append((r.status_code, r.text[:120]))
+    return answers
 
 
 def assert_no_orphan_blobs(stack: Stack) -> None:
