@@ -83,10 +83,18 @@ def db_current() -> None:
 def token_cmd(
     user: Annotated[str, typer.Option(help="User id (UUID) for the token's sub.")],
     admin: Annotated[bool, typer.Option("--admin", help="Grant the admin role.")] = False,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[
+        int, typer.Option(help="Lifetime in seconds (1 to DOCINGEST_JWT_MAX_TTL_SECONDS).")
+    ] = 3600,
 ) -> None:
     """Mint a JWT for local use."""
     settings = load_settings(log_format="console", quiet=True)
+    if not 0 < ttl <= settings.jwt_max_ttl_s:
+        err_console.print(
+            f"[red]--ttl must be between 1 and {settings.jwt_max_ttl_s} seconds"
+            " (DOCINGEST_JWT_MAX_TTL_SECONDS)[/red]"
+        )
+        raise typer.Exit(2)
     try:
         user_id = UUID(user)
     except ValueError:

@@ -10,6 +10,10 @@ from psycopg.types.json import Jsonb
 
 from docingest.store.db import DictConn
 
+#: one row per source address and minute of refused anonymous requests (api/refusals.py);
+#: noise by the retention policy (ops/audit_retention.py)
+ANONYMOUS_REFUSALS = "auth.refused.anonymous"
+
 
 async def record(
     conn: DictConn,
