@@ -13,9 +13,8 @@ import pytest
 from docingest.domain.errors import ErrorCode, TransientError
 from docingest.domain.states import JobStatus
 from docingest.store import jobs
-from docingest.store.chunks import search
 from docingest.store.db import open_pool
-from docingest.store.vector_index import ensure_vector_index
+from docingest.store.vector_search import search
 from docingest.worker.base import BaseWorker, WorkerOptions
 from docingest.worker.context import StageContext
 from docingest.worker.runner import run_worker
@@ -59,12 +58,8 @@ async def test_examples_complete_with_one_vector_per_chunk_and_are_searchable(
             assert target is not None
             e = rt.embedder
             [q] = await e.embed([target["text"]])
-            mine = await search(
-                conn, user, q, model=e.model, version=e.version, dimensions=e.dimensions, k=5
-            )
-            theirs = await search(
-                conn, other, q, model=e.model, version=e.version, dimensions=e.dimensions, k=5
-            )
+            mine = await search(conn, user, q, model=e.model, version=e.version, k=5)
+            theirs = await search(conn, other, q, model=e.model, version=e.version, k=5)
         assert len(mine) == 5
         assert mine[0]["chunk_id"] == target["id"] and mine[0]["score"] > 0.999
         assert [r["score"] for r in mine] == sorted((r["score"] for r in mine), reverse=True)
@@ -93,9 +88,6 @@ async def test_every_stage_rerun_writes_nothing_new(dsn: str, tmp_path: Path) ->
     try:
         async with pool.connection() as conn:
             res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
-            await ensure_vector_index(
-                conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
-            )
         from docingest.bootstrap import parser
 
         ctx = StageContext(

@@ -17,7 +17,7 @@ from docingest.api.state import AppState
 from docingest.bootstrap import Runtime
 from docingest.domain.errors import DocingestError
 from docingest.store.db import open_pool
-from docingest.store.vector_index import ensure_vector_index
+from docingest.store.vector_search import Strategy
 
 REQUESTS = Counter("docingest_api_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram(
@@ -37,10 +37,6 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
         pool = await open_pool(
             rt.dsn, min_size=1, max_size=pool_size, name="docingest-api", timeout=pool_timeout_s
         )
-        async with pool.connection() as conn:
-            await ensure_vector_index(
-                conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
-            )
         app.state.docingest = AppState(
             pool=pool,
             blobs=rt.blobs,
@@ -50,6 +46,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
             webhook_secret=rt.webhook_secret,
             jwt_issuer=rt.settings.jwt_issuer,
             jwt_audience=rt.settings.jwt_audience,
+            vector_search=Strategy(rt.settings.vector_search),
         )
         try:
             yield

@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 from docingest.clients.embedders import Embedder
 from docingest.store.blobs import BlobStore
 from docingest.store.db import DictConn
+from docingest.store.vector_search import Strategy
 
 
 @dataclass
@@ -21,3 +22,4 @@ class AppState:
     webhook_secret: str = field(repr=False)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    vector_search: Strategy = Strategy.EXACT

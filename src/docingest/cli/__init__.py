@@ -14,6 +14,7 @@ from docingest.cli import (
     purge,
     services,
     validate,
+    vector_index,
 )
 
 app = typer.Typer(
@@ -38,3 +39,4 @@ app.command("purge")(purge.purge_cmd)
 app.add_typer(migrate.migrate_app, name="migrate-001")
 app.command("compare-001")(migrate.compare_cmd)
 app.command("validate")(validate.validate)
+app.add_typer(vector_index.vector_index_app, name="vector-index")

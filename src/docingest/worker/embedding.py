@@ -21,11 +21,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from uuid import uuid4
 
+from docingest.clients.embedders import Vector
 from docingest.domain.errors import ErrorCode, PermanentError
 from docingest.domain.pricing import cost_usd
 from docingest.domain.states import JobStatus
 from docingest.pipeline import chunker, hashing
 from docingest.pipeline.batching import plan_batches
+from docingest.pipeline.stored_vector import NotStorable, as_stored
 from docingest.pipeline.tokens import count_tokens
 from docingest.store import chunks as chunk_store
 from docingest.store import jobs
@@ -80,6 +82,15 @@ class Spend:
 
 def _tokens(row: ChunkRow) -> int:
     return int(str(row.meta.get("tokens", 0))) or count_tokens(row.text)
+
+
+def _storable(vector: Vector) -> Vector:
+    try:
+        return as_stored(vector)
+    except NotStorable:
+        raise PermanentError(
+            ErrorCode.EMBEDDING_REJECTED, "provider returned a vector outside the halfvec range"
+        ) from None
 
 
 def describe_ords(ords: Sequence[int]) -> str:
@@ -180,9 +191,10 @@ class DocumentEmbedding:
             raise PermanentError(
                 ErrorCode.EMBEDDING_REJECTED, "provider returned a wrong vector count"
             )
+        stored = [_storable(v) for v in sent.vectors]
         rows = [
-            VectorRow(row.chunk_id, vector, hashing.vector_sha(vector))
-            for text, vector in zip(done, sent.vectors, strict=True)
+            VectorRow(row.chunk_id, text.sha, vector, hashing.vector_sha(vector))
+            for text, vector in zip(done, stored, strict=True)
             for row in by_sha[text.sha]
         ]
         self.spend.requests += 1

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from docingest.bootstrap import Runtime, parser
 from docingest.domain.retry import RetryPolicy
 from docingest.store.db import open_pool
-from docingest.store.vector_index import ensure_vector_index
 from docingest.worker import remote_parse
 from docingest.worker.base import BaseWorker, WorkerOptions, new_worker_id
 from docingest.worker.breaker import Breaker, policy_from_settings
@@ -37,8 +36,6 @@ async def run_worker(
     )
     try:
         e = rt.embedder
-        async with pool.connection() as conn:
-            await ensure_vector_index(conn, e.model, e.version, e.dimensions)
         worker_id = new_worker_id()
         ctx = StageContext(
             pool=pool,
