@@ -17,10 +17,11 @@ from docingest.cli.common import (
     build_runtime,
     config_errors_exit,
     err_console,
+    fail,
     load_settings,
     local_user,
 )
-from docingest.store import migrate
+from docingest.store import embedded_upgrade, migrate
 from docingest.store.db import open_pool
 from docingest.store.vector_search import Strategy, search
 
@@ -41,6 +42,18 @@ def db_upgrade(
     dsn = _dsn(migrate_schema=False)
     applied = migrate.upgrade(dsn, to)
     typer.echo(f"applied: {applied or 'nothing'}; current: {migrate.current_version(dsn)}")
+
+
+@db_app.command("upgrade-embedded")
+def db_upgrade_embedded() -> None:
+    """Upgrade an embedded home made by the older pgserver wheel (PostgreSQL 16) to
+    PostgreSQL 18 in place (pg_upgrade; the old data directory is kept as pg.old). Stop every
+    docingest process using $DOCINGEST_HOME first."""
+    settings = load_settings(log_format="console", quiet=True)
+    if settings.database_url:
+        fail("DOCINGEST_DATABASE_URL is set: upgrade-embedded only upgrades the embedded home", 2)
+    with config_errors_exit():
+        typer.echo(embedded_upgrade.upgrade_home(settings.home))
 
 
 @db_app.command("downgrade")
