@@ -14,6 +14,7 @@ from docingest.worker import remote_parse
 from docingest.worker.base import BaseWorker, WorkerOptions, new_worker_id
 from docingest.worker.breaker import Breaker, policy_from_settings
 from docingest.worker.context import CallbackSettings, StageContext
+from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embed_gate import gate_from_settings
 
 
@@ -37,6 +38,7 @@ async def run_worker(
     try:
         e = rt.embedder
         worker_id = new_worker_id()
+        gate = gate_from_settings(pool, e, rt.settings, actor=f"worker:{worker_id}")
         ctx = StageContext(
             pool=pool,
             blobs=rt.blobs,
@@ -52,7 +54,8 @@ async def run_worker(
                     else callback_wait_s
                 ),
             ),
-            embed_gate=gate_from_settings(pool, e, rt.settings, actor=f"worker:{worker_id}"),
+            embed_gate=gate,
+            embed_batcher=EmbeddingBatcher(gate, max_inputs=e.max_batch_inputs),
             parser_breaker=Breaker(
                 pool,
                 remote_parse.SERVICE,
@@ -72,7 +75,11 @@ async def run_worker(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.request_stop)
-        await worker.run(once=once, until=until)
+        try:
+            await worker.run(once=once, until=until)
+        finally:
+            assert ctx.embed_batcher is not None
+            await ctx.embed_batcher.aclose()
         return worker.processed
     finally:
         await pool.close()
