@@ -15,6 +15,9 @@ ALTER TABLE docingest.vector_indexes
     ADD CONSTRAINT vector_indexes_dimensions_check CHECK (dimensions BETWEEN 1 AND 2000);
 
 DROP INDEX IF EXISTS docingest.vector_buffer_reuse;
+DROP INDEX docingest.document_chunks_user;
+CREATE INDEX document_chunks_user
+    ON docingest.document_chunks (user_id, embed_model, embed_version);
 ALTER TABLE docingest.document_vector_buffer
     DROP COLUMN chunk_sha,
     ALTER COLUMN vector TYPE vector USING vector::vector,

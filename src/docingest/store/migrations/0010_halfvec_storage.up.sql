@@ -56,6 +56,12 @@ CREATE INDEX vector_buffer_reuse
 -- The registry now lists bulk-built approximate indexes: each covers the model's rows promoted
 -- up to `covers_until` (a partial index, so later rows never enter it row by row); search ranks
 -- newer rows exactly and merges.
+-- The user's rows by model in promotion order: exact search reads the prefix, and with an
+-- approximate index the rows promoted after its build are a range of it.
+DROP INDEX docingest.document_chunks_user;
+CREATE INDEX document_chunks_user
+    ON docingest.document_chunks (user_id, embed_model, embed_version, created_at);
+
 ALTER TABLE docingest.vector_indexes
     DROP CONSTRAINT vector_indexes_dimensions_check,
     ADD CONSTRAINT vector_indexes_dimensions_check CHECK (dimensions BETWEEN 1 AND 4000),
