@@ -1,5 +1,5 @@
 """The API in-process for integration tests: a runtime on the test database and an HTTP client
-on the real app (lifespan run, so the pool and vector index exist). A module that needs other
+on the real app (lifespan run, so the pool exists). A module that needs other
 settings overrides `rt`."""
 
 from __future__ import annotations
