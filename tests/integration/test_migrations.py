@@ -60,6 +60,16 @@ def test_events_are_append_only(dsn: str) -> None:
         assert conn.execute("SELECT outcome FROM docingest.events").fetchone() == ("ok",)
 
 
+def _vector_columns(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(type, storage) of the two vector columns."""
+    rows = conn.execute(
+        "SELECT format_type(atttypid, atttypmod), attstorage FROM pg_attribute"
+        " WHERE (attrelid, attname) IN (('docingest.document_chunks'::regclass, 'embedding'),"
+        " ('docingest.document_vector_buffer'::regclass, 'vector'))"
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
 def test_halfvec_migration_converts_rehashes_and_reverts_existing_rows(fresh_dsn: str) -> None:
     """0010 on a database holding `vector` rows (one promoted, one buffered): both become
     `halfvec` with a vector_sha of the stored value and the buffer row gets its chunk_sha;
@@ -97,11 +107,7 @@ def test_halfvec_migration_converts_rehashes_and_reverts_existing_rows(fresh_dsn
     assert 10 in migrate.upgrade(fresh_dsn, 10)
     with psycopg.connect(fresh_dsn) as conn:
         register_vector(conn)
-        kinds = conn.execute(
-            "SELECT format_type(atttypid, atttypmod), attstorage FROM pg_attribute"
-            " WHERE (attrelid, attname) IN (('docingest.document_chunks'::regclass, 'embedding'),"
-            " ('docingest.document_vector_buffer'::regclass, 'vector'))"
-        ).fetchall()
+        kinds = _vector_columns(conn)
         assert kinds == [("halfvec", "m"), ("halfvec", "m")]
         vec, sha = conn.execute(
             "SELECT embedding, vector_sha FROM docingest.document_chunks"
@@ -114,11 +120,7 @@ def test_halfvec_migration_converts_rehashes_and_reverts_existing_rows(fresh_dsn
     assert migrate.downgrade(fresh_dsn, 6) == [10]
     with psycopg.connect(fresh_dsn) as conn:
         register_vector(conn)
-        kinds = conn.execute(
-            "SELECT format_type(atttypid, atttypmod), attstorage FROM pg_attribute"
-            " WHERE (attrelid, attname) IN (('docingest.document_chunks'::regclass, 'embedding'),"
-            " ('docingest.document_vector_buffer'::regclass, 'vector'))"
-        ).fetchall()
+        kinds = _vector_columns(conn)
         assert kinds == [("vector", "e"), ("vector", "e")]
         for table, column in (
             ("document_chunks", "embedding"),

@@ -201,14 +201,17 @@ class EmbeddingBatcher:
         delay = max(0.0, oldest + self.max_wait_s - now)
         self._timer = asyncio.get_running_loop().call_later(delay, self.poke)
 
-    def _take(self) -> list[_Item]:
-        items = list(self._queue.values())
+    def _first_request(self, items: list[_Item]) -> list[_Item]:
+        """The leading items one request can carry (inputs and token cap)."""
         first = plan_batches(
             [i.text.tokens for i in items],
             max_inputs=self.max_inputs,
             max_tokens=self.gate.max_request_tokens,
         )[0]
-        batch = items[: len(first)]
+        return items[: len(first)]
+
+    def _take(self) -> list[_Item]:
+        batch = self._first_request(list(self._queue.values()))
         for item in batch:
             del self._queue[item.text.sha]
             self._in_flight[item.text.sha] = item
@@ -233,12 +236,7 @@ class EmbeddingBatcher:
     async def _send_items(self, items: list[_Item]) -> None:
         """Send `items` in as few requests as the limits allow; split refused requests."""
         while items:
-            first = plan_batches(
-                [i.text.tokens for i in items],
-                max_inputs=self.max_inputs,
-                max_tokens=self.gate.max_request_tokens,
-            )[0]
-            chunk = items[: len(first)]
+            chunk = self._first_request(items)
             sent = await self.gate.send(
                 [i.text.text for i in chunk], [i.text.tokens for i in chunk]
             )
