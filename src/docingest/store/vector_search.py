@@ -81,6 +81,10 @@ async def rank(
             await conn.execute(
                 sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(MAX_SCAN_TUPLES)
             )
+            # A user owning a large share of the rows makes the planner prefer reading all of
+            # them through the btree (exact, and slower at that size); INDEX means the index.
+            await conn.execute("SET LOCAL enable_bitmapscan = off")
+            await conn.execute("SET LOCAL enable_seqscan = off")
             query = _with_index(index, exact)
         cur = await conn.execute(query, params)
         rows = await cur.fetchall()
