@@ -162,18 +162,20 @@ async def test_transient_embedding_failure_keeps_finished_batches(dsn: str, tmp_
         async with pool.connection() as conn:
             res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
         await run_worker(rt, concurrency=1, once=True, handle_signals=False)
-        # the failed request is timed and counted per service; the job is scheduled to retry
+        # the failed request is timed and counted per service; the job is scheduled to retry.
+        # Two requests may be in flight: the one beside the failure may have been answered.
         assert local("docingest_worker_retries_total", code="embedding_unavailable") == retries + 1
-        for outcome, calls in (("ok", 1), ("failed", 1)):
-            assert (
-                local(
-                    "docingest_external_call_seconds_count",
-                    service="embedder",
-                    operation="embed",
-                    outcome=outcome,
-                )
-                == embed_calls[outcome] + calls
+        calls = {
+            outcome: local(
+                "docingest_external_call_seconds_count",
+                service="embedder",
+                operation="embed",
+                outcome=outcome,
             )
+            - embed_calls[outcome]
+            for outcome in ("ok", "failed")
+        }
+        assert calls["failed"] == 1 and 1 <= calls["ok"] <= 2
         async with pool.connection() as conn:
             job = await jobs.get(conn, res.job_id)
             assert job is not None
@@ -183,16 +185,19 @@ async def test_transient_embedding_failure_keeps_finished_batches(dsn: str, tmp_
                 and job.last_error
                 and job.last_error["code"] == "embedding_unavailable"
             )
-            assert job.progress["embeds_done"] == 4  # the first batch was persisted
+            # the first batch was persisted (and the other one in flight, if it was answered
+            # before the job gave up)
+            assert job.progress["embeds_done"] in (4, 8)
             first_inputs = flaky.inputs
             await conn.execute("UPDATE docingest.upload_jobs SET next_attempt_at = now()")
         await run_worker(rt, concurrency=1, once=True, handle_signals=False)
         async with pool.connection() as conn:
             job = await jobs.get(conn, res.job_id)
         assert job is not None and job.status == JobStatus.COMPLETE
-        # nothing embedded twice: total inputs == chunks
-        assert flaky.inputs == job.progress["chunks_total"]
-        assert first_inputs == 4
+        # nothing stored was embedded twice; at most the request that was in flight beside
+        # the failure, answered after the job gave up, is paid again (4 inputs here)
+        assert first_inputs in (4, 8)
+        assert job.progress["chunks_total"] <= flaky.inputs <= job.progress["chunks_total"] + 4
     finally:
         await pool.close()
 

@@ -76,8 +76,15 @@ async def test_a_full_request_goes_at_once_and_a_shared_text_is_sent_once() -> N
     assert answers_a[2].vector is answers_b[0].vector
     c = batcher.join()
     c.more = False
-    again = await batcher.wait(c, batcher.submit(c, _texts("z")))  # answered recently
+    # answered but not yet stored by a and b: c gets it without paying (its reuse lookup
+    # cannot see vectors that are not committed yet)
+    again = await batcher.wait(c, batcher.submit(c, _texts("z")))
     assert again[0].paid is False and len(gate.requests) == 1
+    for owner in (a, b, c):
+        batcher.stored(owner, _texts("z"))
+    # stored by everyone: the database answers from now on, the batcher keeps nothing
+    await batcher.wait(c, batcher.submit(c, _texts("z")))
+    assert gate.requests[-1] == ["z"] and len(gate.requests) == 2
 
 
 async def test_a_refused_text_is_found_by_splitting_and_refused_only_to_its_waiter() -> None:

@@ -114,11 +114,13 @@ class BaseWorker:
 
     async def _loop(self, *, once: bool, until: Callable[[], Awaitable[bool]] | None) -> None:
         while not self._stopping.is_set():
+            # cleared before claiming: a wake-up that arrives meanwhile (a job leaving its slot
+            # for embedding, a NOTIFY) must start the next round, not wait for the poll
+            self._wake.clear()
             claimed = await self._fill_slots()
             idle = not self._tasks and not claimed
             if idle and (once or (until is not None and await until())):
                 return
-            self._wake.clear()
             waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
             waiters |= set(self._tasks)  # type: ignore[arg-type]
             done, pending = await asyncio.wait(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID, uuid4
@@ -41,9 +40,6 @@ from docingest.worker.embed_gate import EmbeddingGate
 MAX_IN_FLIGHT = 2
 #: the longest a text waits for a request to fill before it is sent anyway
 MAX_WAIT_S = 2.0
-#: answered texts remembered, so a job whose reuse lookup ran just before another job's
-#: vectors were committed gets the vector instead of paying for it again (~6 KB each)
-RECENT_ANSWERS = 1024
 
 
 @dataclass(frozen=True)
@@ -99,7 +95,9 @@ class EmbeddingBatcher:
         self._owners: set[Owner] = set()
         self._queue: dict[str, _Item] = {}  # insertion order = age
         self._in_flight: dict[str, _Item] = {}
-        self._recent: OrderedDict[str, Answer] = OrderedDict()
+        # answered texts whose jobs have not all stored them yet: a job whose reuse lookup
+        # ran before those vectors were committed gets the answer instead of paying again
+        self._answered: dict[str, tuple[Answer, set[Owner]]] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self.requests_sent = 0
@@ -114,6 +112,7 @@ class EmbeddingBatcher:
         """The job is done embedding (or gave up): its queued texts are withdrawn and its
         answers still to come are dropped."""
         self._owners.discard(owner)
+        self._release(owner, list(self._answered))
         for table in (self._queue, self._in_flight):
             for item in table.values():
                 for o, future in item.waiters:
@@ -132,15 +131,28 @@ class EmbeddingBatcher:
         for text in texts:
             future: asyncio.Future[Answer] = loop.create_future()
             futures.append(future)
-            recent = self._recent.get(text.sha)
-            if recent is not None:
-                future.set_result(dataclasses.replace(recent, paid=False))
+            answered = self._answered.get(text.sha)
+            if answered is not None:
+                answered[1].add(owner)
+                future.set_result(dataclasses.replace(answered[0], paid=False))
                 continue
             item = self._in_flight.get(text.sha) or self._queue.get(text.sha)
             if item is None:
                 item = self._queue[text.sha] = _Item(text, now)
             item.waiters.append((owner, future))
         return futures
+
+    def stored(self, owner: Owner, texts: Sequence[Text]) -> None:
+        """The job committed these texts' vectors: other jobs will find them in the database."""
+        self._release(owner, [t.sha for t in texts])
+
+    def _release(self, owner: Owner, shas: Sequence[str]) -> None:
+        for sha in shas:
+            entry = self._answered.get(sha)
+            if entry is not None:
+                entry[1].discard(owner)
+                if not entry[1]:
+                    del self._answered[sha]
 
     async def wait(self, owner: Owner, futures: Sequence[asyncio.Future[Answer]]) -> list[Answer]:
         """Block until every future is answered (the job counts as waiting meanwhile)."""
@@ -256,10 +268,9 @@ class EmbeddingBatcher:
     def _answer(self, item: _Item, vector: Vector | None, batch_id: UUID) -> None:
         self._in_flight.pop(item.text.sha, None)
         answer = Answer(vector, batch_id, True)
-        if vector is not None:
-            self._recent[item.text.sha] = answer
-            while len(self._recent) > RECENT_ANSWERS:
-                self._recent.popitem(last=False)
+        holders = {o for o, f in item.waiters if not f.done()}
+        if vector is not None and holders:
+            self._answered[item.text.sha] = (answer, holders)
         for n, (_, future) in enumerate(item.waiters):
             if not future.done():
                 future.set_result(answer if n == 0 else dataclasses.replace(answer, paid=False))

@@ -99,8 +99,10 @@ def describe_ords(ords: Sequence[int]) -> str:
 
 @dataclass
 class _Window:
-    """One window handed to the batcher: its chunks by text, and the texts' futures."""
+    """One window handed to the batcher: its job's membership, its chunks by text, and the
+    texts' futures."""
 
+    owner: Owner
     by_sha: dict[str, list[ChunkRow]]
     texts: list[Text]
     futures: list[asyncio.Future[Answer]]
@@ -205,7 +207,7 @@ class DocumentEmbedding:
                 continue
             by_sha.setdefault(row.chunk_sha, []).append(row)
         texts = [Text(sha, group[0].text, _tokens(group[0])) for sha, group in by_sha.items()]
-        return _Window(by_sha, texts, self.batcher.submit(owner, texts))
+        return _Window(owner, by_sha, texts, self.batcher.submit(owner, texts))
 
     def _count_reused(self, n: int) -> None:
         self.spend.reused += n
@@ -251,6 +253,7 @@ class DocumentEmbedding:
                     cost_usd=round(cost_usd(paid, self.spend.price_per_mtok), 8),
                 )
             await self._progress(conn)
+        self.batcher.stored(window.owner, window.texts)
 
     async def _progress(self, conn: DictConn) -> None:
         done = await chunk_store.count_vectors(conn, self.job.document_id, self.model, self.version)
