@@ -22,6 +22,7 @@ async def run_worker(
     rt: Runtime,
     *,
     concurrency: int = 1,
+    max_embedding_jobs: int = WorkerOptions.max_embedding_jobs,
     once: bool = False,
     until: Callable[[], Awaitable[bool]] | None = None,
     handle_signals: bool = True,
@@ -65,6 +66,7 @@ async def run_worker(
         )
         options = WorkerOptions(
             concurrency=concurrency,
+            max_embedding_jobs=max_embedding_jobs,
             lease_seconds=float(rt.settings.lease_seconds),
             poll_interval_s=poll_interval_s,
             shutdown_grace_s=max(1.0, rt.settings.lease_seconds / 2),
