@@ -103,12 +103,10 @@ async def reuse_vectors(
     cur = await conn.execute(
         """
         WITH wanted AS MATERIALIZED (
+            -- chunks that already have a vector are skipped by ON CONFLICT (and not
+            -- returned); an anti-join here would read the whole vector buffer
             SELECT cb.chunk_id, cb.chunk_sha FROM docingest.document_chunk_buffer cb
             WHERE cb.chunk_id = ANY(%(ids)s::uuid[]) AND cb.document_id = %(doc)s
-              AND NOT EXISTS (
-                SELECT 1 FROM docingest.document_vector_buffer x
-                WHERE x.chunk_id = cb.chunk_id AND x.embed_model = %(m)s
-                  AND x.embed_version = %(v)s)
         ), found AS MATERIALIZED (
             SELECT t.chunk_sha, src.vector, src.vector_sha
             FROM (SELECT DISTINCT chunk_sha FROM wanted) t
