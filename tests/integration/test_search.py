@@ -9,11 +9,12 @@ import uuid
 
 import numpy as np
 import psycopg
+import pytest
 from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 
 from docingest.pipeline.stored_vector import as_stored
-from docingest.store import vector_index
+from docingest.store import vector_index, vector_search
 from docingest.store.db import open_pool
 from docingest.store.vector_search import Strategy, brute_force, rank, search
 
@@ -85,9 +86,12 @@ async def test_exact_ranking_is_brute_force_over_the_stored_vectors(dsn: str) ->
             assert [r.chunk_id for r in got] == [ids[i] for i in brute_force(stored, query, 10)]
 
 
-async def test_3072_dimensions_store_search_and_index_as_halfvec(dsn: str) -> None:
+async def test_3072_dimensions_store_search_and_index_as_halfvec(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """text-embedding-3-large's 3,072 dimensions: over `vector`'s 2,000-dim index limit,
     within `halfvec`'s 4,000."""
+    monkeypatch.setattr(vector_search, "INDEX_MIN_ROWS", 0)  # a small user takes the index
     rng = np.random.default_rng(5)
     user, version = uuid.uuid4(), "d3072"
     vectors = rng.standard_normal((30, 3072)).astype(np.float32)
@@ -122,8 +126,9 @@ def _index_pages(dsn: str, name: str) -> int:
 
 
 async def test_bulk_built_index_is_never_maintained_and_newer_rows_are_still_found(
-    dsn: str,
+    dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(vector_search, "INDEX_MIN_ROWS", 0)  # a small user takes the index
     rng = np.random.default_rng(21)
     user = uuid.uuid4()
     before = rng.standard_normal((300, DIMS)).astype(np.float32)
@@ -170,3 +175,20 @@ async def test_bulk_built_index_is_never_maintained_and_newer_rows_are_still_fou
         assert await vector_index.current(conn, MODEL, VERSION) is None
         exact = await rank(conn, user, after[0], model=MODEL, version=VERSION, k=1)
     assert exact[0].chunk_id == ids_after[0]
+
+
+async def test_index_mode_ranks_a_user_below_the_crossover_exactly(dsn: str) -> None:
+    rng = np.random.default_rng(8)
+    user = uuid.uuid4()
+    vectors = rng.standard_normal((200, DIMS)).astype(np.float32)
+    ids = _insert(dsn, user, vectors)
+    _insert(dsn, uuid.uuid4(), rng.standard_normal((800, DIMS)).astype(np.float32))
+    vector_index.build(dsn, MODEL, VERSION, DIMS)
+    stored = as_stored_rows(vectors)
+    async with await open_pool(dsn) as pool, pool.connection() as conn:
+        for _ in range(5):
+            query = rng.standard_normal(DIMS).astype(np.float32)
+            got = await rank(
+                conn, user, query, model=MODEL, version=VERSION, k=10, strategy=Strategy.INDEX
+            )
+            assert [r.chunk_id for r in got] == [ids[i] for i in brute_force(stored, query, 10)]

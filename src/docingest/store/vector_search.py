@@ -2,10 +2,11 @@
 
 Exact by default: the user's rows of the model (btree on user, model, version) are all ranked
 by cosine distance, so recall is 1.0 and a user with few rows among many never gets fewer than
-k results. With `Strategy.INDEX` and an approximate index built (store/vector_index.py), the
-rows it covers are searched through HNSW with pgvector 0.8's iterative scan (it keeps scanning
-until k rows pass the user filter) and the rows promoted since its build are ranked exactly;
-the two lists are merged. Without a built index, INDEX ranks exactly.
+k results. With `Strategy.INDEX`, an approximate index built (store/vector_index.py) and a user
+holding at least `INDEX_MIN_ROWS` chunks, the rows it covers are searched through HNSW with
+pgvector 0.8's iterative scan (it keeps scanning until k rows pass the user filter) and the
+rows promoted since its build are ranked exactly; the two lists are merged. Otherwise INDEX
+ranks exactly too.
 
 `rank` returns chunk ids and scores only, so other rankings (full text, fusion) can combine it;
 `search` adds the fields of the API's answer.
@@ -31,6 +32,10 @@ from docingest.store.db import DictConn
 EF_SEARCH = 100
 #: how many index tuples one iterative scan may visit before giving up (pgvector's default)
 MAX_SCAN_TUPLES = 20_000
+#: below this many chunks a user's rows are ranked exactly even in INDEX mode: exact costs
+#: ~2 us per chunk, an HNSW scan with a per-user filter 9-15 ms and, for a user holding a small
+#: share of the rows, lower recall (bench/search_latency.py; docs/decisions.md "Crossover")
+INDEX_MIN_ROWS = 10_000
 
 
 class Strategy(StrEnum):
@@ -73,6 +78,8 @@ async def rank(
         index = (
             await vector_index.current(conn, model, version) if strategy is Strategy.INDEX else None
         )
+        if index is not None and await _rows_below(conn, params, INDEX_MIN_ROWS):
+            index = None
         if index is None:
             query: sql.Composed = exact.format(newer=sql.SQL(""))
         else:
@@ -81,14 +88,28 @@ async def rank(
             await conn.execute(
                 sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(MAX_SCAN_TUPLES)
             )
-            # A user owning a large share of the rows makes the planner prefer reading all of
-            # them through the btree (exact, and slower at that size); INDEX means the index.
+            # INDEX means the index: for a user owning a large share of the rows the planner
+            # would rather read all of them (exact, and slow at that size). The user filter of
+            # the approximate part is written so no btree can serve it (`_with_index`), and
+            # scans that read every row are off.
             await conn.execute("SET LOCAL enable_bitmapscan = off")
             await conn.execute("SET LOCAL enable_seqscan = off")
             query = _with_index(index, exact)
         cur = await conn.execute(query, params)
         rows = await cur.fetchall()
     return [Ranked(r["chunk_id"], 1.0 - float(r["distance"])) for r in rows]
+
+
+async def _rows_below(conn: DictConn, params: dict[str, object], limit: int) -> bool:
+    """Whether the user has fewer than `limit` rows of the model (counts at most `limit`)."""
+    cur = await conn.execute(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM docingest.document_chunks WHERE "
+        + _USER_ROWS
+        + " LIMIT %(limit)s) AS capped",
+        {**params, "limit": limit},
+    )
+    row = await cur.fetchone()
+    return row is not None and int(row["n"]) < limit
 
 
 def _with_index(index: vector_index.VectorIndex, exact: sql.SQL) -> sql.Composed:
@@ -104,7 +125,7 @@ def _with_index(index: vector_index.VectorIndex, exact: sql.SQL) -> sql.Composed
     )
     approximate = sql.SQL(
         "SELECT chunk_id, embedding::halfvec({d}) <=> %(q)s::halfvec({d}) AS distance"
-        " FROM docingest.document_chunks WHERE {covered} AND user_id = %(user)s"
+        " FROM docingest.document_chunks WHERE {covered} AND (user_id = %(user)s) IS TRUE"
         " ORDER BY embedding::halfvec({d}) <=> %(q)s::halfvec({d}) LIMIT %(k)s"
     ).format(d=dims, covered=covered)
     newer = exact.format(
