@@ -16,6 +16,7 @@ from docingest.clients.embedders import Embedder, HashEmbedder, OpenAIEmbedder
 from docingest.clients.llamaparse import LlamaParseClient
 from docingest.clients.local_parser import LocalParser
 from docingest.config import ConfigError, S3Settings, Settings
+from docingest.domain import server_support
 from docingest.store import at_rest, migrate
 from docingest.store.blobs import BlobStore, LocalBlobStore
 from docingest.store.embedded_pg import start_embedded
@@ -66,10 +67,9 @@ def database_url(settings: Settings, *, migrate_schema: bool = True) -> str:
     deadline = time.monotonic() + DB_RESTART_GRACE_S
     while True:
         try:
+            check_server(url)
             if migrate_schema:
                 migrate.upgrade(url)
-            else:
-                psycopg.connect(url).close()
             return url
         except psycopg.OperationalError as exc:
             if _restarting(exc) and time.monotonic() < deadline:
@@ -77,6 +77,21 @@ def database_url(settings: Settings, *, migrate_schema: bool = True) -> str:
                 continue
             reason = _without_password(exc, url)
             raise ConfigError(f"DOCINGEST_DATABASE_URL: cannot connect: {reason}") from None
+
+
+def check_server(url: str) -> None:
+    """Stop start-up with one line when the server is older than docingest supports
+    (`domain/server_support.py`), before any migration touches it."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version_num')::int,"
+            " (SELECT extversion FROM pg_extension WHERE extname = 'vector'),"
+            " (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')"
+        ).fetchone()
+    assert row is not None
+    reason = server_support.problem(int(row[0]), row[1], row[2])
+    if reason is not None:
+        raise ConfigError(f"DOCINGEST_DATABASE_URL: {reason}")
 
 
 def _restarting(exc: psycopg.OperationalError) -> bool:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from docingest.pipeline.stored_vector import MAX_DIMENSIONS
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable, never its value."""
@@ -21,6 +23,7 @@ class ConfigError(ValueError):
 _PARSERS = ("local", "llamaparse")
 _EMBEDDERS = ("hash", "openai")
 _LOG_FORMATS = ("json", "console")
+_VECTOR_SEARCH = ("exact", "index")
 MIN_EMBED_TPM = 1000
 
 
@@ -204,6 +207,7 @@ class Settings:
     circuit_cooldown_s: int
     embed_quota_cooldown_s: int
     embed_batch_size: int
+    vector_search: str  # exact (default) | index: use a bulk-built approximate index if any
     max_upload_bytes: int
     api_max_inflight: int
     max_pages: int
@@ -247,8 +251,10 @@ class Settings:
         if parser == "llamaparse" and not llamaparse_key:
             raise ConfigError("DOCINGEST_LLAMAPARSE_API_KEY is required for the llamaparse parser")
         dims = _int(env, "DOCINGEST_EMBED_DIMENSIONS", 1536)
-        if dims > 2000:
-            raise ConfigError("DOCINGEST_EMBED_DIMENSIONS must be <= 2000 (pgvector HNSW limit)")
+        if dims > MAX_DIMENSIONS:
+            raise ConfigError(
+                f"DOCINGEST_EMBED_DIMENSIONS must be <= {MAX_DIMENSIONS} (pgvector halfvec index limit)"
+            )
         rpm = _int(env, "DOCINGEST_EMBED_RPM", 0, minimum=0) or None
         tpm = _int(env, "DOCINGEST_EMBED_TPM", 0, minimum=0) or None
         if tpm is not None and tpm < MIN_EMBED_TPM:  # one request must fit a whole chunk
@@ -285,6 +291,7 @@ class Settings:
             circuit_cooldown_s=_int(env, "DOCINGEST_CIRCUIT_COOLDOWN_SECONDS", 30),
             embed_quota_cooldown_s=_int(env, "DOCINGEST_EMBED_QUOTA_COOLDOWN_SECONDS", 900),
             embed_batch_size=_batch_size(env),
+            vector_search=_choice(env, "DOCINGEST_VECTOR_SEARCH", "exact", _VECTOR_SEARCH),
             max_upload_bytes=_int(env, "DOCINGEST_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
             # requests over the cap are shed with 503 (api/shedding.py), not queued
             api_max_inflight=_int(env, "DOCINGEST_API_MAX_INFLIGHT", 64),

@@ -1,7 +1,7 @@
 """The API in-process for integration tests: a runtime on the test database and an HTTP client
-on the real app (lifespan run, so the pool and vector index exist). A module that needs other
-settings overrides `rt`. After every test that used the client, no blob may be left that no
-row references (issue 11: no blob outlives its document)."""
+on the real app (lifespan run, so the pool exists). A module that needs other settings
+overrides `rt`. After every test that used the client, no blob may be left that no row
+references (issue 11: no blob outlives its document)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ from docingest.store import documents, jobs
 from docingest.store.blob_format import BlobInfo
 from docingest.store.blobs import LocalBlobStore
 from docingest.store.db import open_pool
-from docingest.store.vector_index import ensure_vector_index
 from docingest.worker.base import BaseWorker, WorkerOptions
 from docingest.worker.context import StageContext
 from docingest.worker.stages import STAGES
@@ -51,9 +50,6 @@ async def test_delete_while_a_worker_holds_the_job_leaves_nothing(
         user = uuid.uuid4()
         async with pool.connection() as conn:
             res = await upload(conn, rt, user, PDF)
-            await ensure_vector_index(
-                conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
-            )
         ctx = StageContext(
             pool=pool, blobs=blobs, parser=parser(rt.settings), embedder=rt.embedder, worker_id="w"
         )

@@ -31,7 +31,7 @@ from docingest.domain.errors import DocingestError
 from docingest.store import at_rest
 from docingest.store.db import open_pool
 from docingest.store.vacuum import VacuumAfterDeletes
-from docingest.store.vector_index import ensure_vector_index
+from docingest.store.vector_search import Strategy
 
 
 def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0) -> FastAPI:
@@ -58,10 +58,6 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
             timeout=pool_timeout_s,
             statement_timeout_s=settings.edge.statement_timeout_s,
         )
-        async with pool.connection() as conn:
-            await ensure_vector_index(
-                conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
-            )
         at_rest.report(rt.at_rest)
         app.state.docingest = AppState(
             pool=pool,
@@ -75,6 +71,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
             max_user_retries=settings.work.max_user_retries,
             vacuum=vacuum,
             lanes=lanes,
+            vector_search=Strategy(settings.vector_search),
         )
         background = [
             asyncio.create_task(refusals.run(pool), name="docingest-refusals"),

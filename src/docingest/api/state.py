@@ -14,6 +14,7 @@ from docingest.clients.embedders import Embedder
 from docingest.store.blobs import BlobStore
 from docingest.store.db import DictConn
 from docingest.store.vacuum import VacuumAfterDeletes
+from docingest.store.vector_search import Strategy
 
 
 @dataclass
@@ -32,3 +33,4 @@ class AppState:
     # /readyz's database answer and /metrics' queue gauges, recomputed at most once a second
     readiness: Recent[tuple[int, str | None]] = field(default_factory=Recent)
     queue_gauges: Recent[bytes] = field(default_factory=Recent)
+    vector_search: Strategy = Strategy.EXACT

@@ -15,6 +15,7 @@ from docingest.cli import (
     purge,
     services,
     validate,
+    vector_index,
 )
 
 app = typer.Typer(
@@ -40,3 +41,4 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(migrate.migrate_app, name="migrate-001")
 app.command("compare-001")(migrate.compare_cmd)
 app.command("validate")(validate.validate)
+app.add_typer(vector_index.vector_index_app, name="vector-index")

@@ -17,14 +17,13 @@ from docingest.cli.common import (
     build_runtime,
     config_errors_exit,
     err_console,
+    fail,
     load_settings,
     local_user,
 )
-from docingest.clients.embedders import Embedder
-from docingest.store import dashboard_stats, migrate, queue_stats
-from docingest.store.chunks import search
+from docingest.store import dashboard_stats, embedded_upgrade, migrate, queue_stats
 from docingest.store.db import open_pool
-from docingest.store.vector_index import ensure_vector_index
+from docingest.store.vector_search import Strategy, search
 
 db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
 
@@ -39,27 +38,22 @@ def _dsn(migrate_schema: bool = True) -> str:
 def db_upgrade(
     to: Annotated[int | None, typer.Option(help="Target version (default: latest).")] = None,
 ) -> None:
-    """Apply pending migrations. At the latest version, also create the configured embedding
-    model's vector index: that is DDL too, which processes started with --no-migrate under a
-    restricted role cannot run."""
-    settings = load_settings(log_format="console", quiet=True)
-    with config_errors_exit():
-        embedder = bootstrap.embedder(settings)
-        dsn = bootstrap.database_url(settings, migrate_schema=False)
+    """Apply pending migrations."""
+    dsn = _dsn(migrate_schema=False)
     applied = migrate.upgrade(dsn, to)
-    current = migrate.current_version(dsn)
-    if current == migrate.head():
-        asyncio.run(_ensure_vector_index(dsn, embedder))
-    typer.echo(f"applied: {applied or 'nothing'}; current: {current}")
+    typer.echo(f"applied: {applied or 'nothing'}; current: {migrate.current_version(dsn)}")
 
 
-async def _ensure_vector_index(dsn: str, embedder: Embedder) -> None:
-    try:
-        pool = await open_pool(dsn, min_size=1, max_size=1, name="docingest-db")
-        async with pool, pool.connection() as conn:
-            await ensure_vector_index(conn, embedder.model, embedder.version, embedder.dimensions)
-    finally:
-        await embedder.aclose()
+@db_app.command("upgrade-embedded")
+def db_upgrade_embedded() -> None:
+    """Upgrade an embedded home made by the older pgserver wheel (PostgreSQL 16) to
+    PostgreSQL 18 in place (pg_upgrade; the old data directory is kept as pg.old). Stop every
+    docingest process using $DOCINGEST_HOME first."""
+    settings = load_settings(log_format="console", quiet=True)
+    if settings.database_url:
+        fail("DOCINGEST_DATABASE_URL is set: upgrade-embedded only upgrades the embedded home", 2)
+    with config_errors_exit():
+        typer.echo(embedded_upgrade.upgrade_home(settings.home))
 
 
 @db_app.command("downgrade")
@@ -140,8 +134,8 @@ def search_cmd(
                     vec,
                     model=e.model,
                     version=e.version,
-                    dimensions=e.dimensions,
                     k=k,
+                    strategy=Strategy(settings.vector_search),
                 )
         finally:
             await pool.close()

@@ -20,6 +20,7 @@ from docingest.store import jobs
 from docingest.store.records import Job
 from docingest.worker import remote_parse
 from docingest.worker.context import RemoteParser, StageContext
+from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embed_gate import EmbeddingGate
 from docingest.worker.embedding import DocumentEmbedding
 from docingest.worker.stage_io import event as _event
@@ -196,11 +197,19 @@ async def start_embedding(ctx: StageContext, job: Job) -> Job:
 
 
 async def run_embedding(ctx: StageContext, job: Job) -> Job:
-    """embedding_in_progress -> embeddings_stored, in micro-batches through the shared rate
-    budget and circuit breaker, each distinct text paid for once (`worker/embedding.py`)."""
+    """embedding_in_progress -> embeddings_stored, in micro-batches shared with the worker's
+    other embedding jobs, through the shared rate budget and circuit breaker, each distinct
+    text paid for once (`worker/embedding.py`, `worker/embed_batcher.py`)."""
     model, version = _model_of(ctx, job)
+    if ctx.embed_batcher is not None:
+        return await DocumentEmbedding(ctx, job, ctx.embed_batcher, model, version).run()
+    # a stage run on its own (tests): a batcher of its own, unlimited budget, default breaker
     gate = ctx.embed_gate or EmbeddingGate(ctx.pool, ctx.embedder, actor=f"worker:{ctx.worker_id}")
-    return await DocumentEmbedding(ctx, job, gate, model, version).run()
+    batcher = EmbeddingBatcher(gate, max_inputs=ctx.embedder.max_batch_inputs)
+    try:
+        return await DocumentEmbedding(ctx, job, batcher, model, version).run()
+    finally:
+        await batcher.aclose()
 
 
 def _model_of(ctx: StageContext, job: Job) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from docingest.api import audit
 from docingest.api.deps import ConnDep, PrincipalDep, StateDep
 from docingest.store import events
-from docingest.store.chunks import search
+from docingest.store.vector_search import search
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -34,8 +34,8 @@ async def search_chunks(
         vector,
         model=e.model,
         version=e.version,
-        dimensions=e.dimensions,
         k=body.k,
+        strategy=state.vector_search,
     )
     await events.record(
         conn,

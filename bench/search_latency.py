@@ -1,0 +1,236 @@
+"""Search latency and recall: exact per-user ranking vs the bulk-built approximate index.
+
+A scratch embedded PostgreSQL gets a `document_chunks` table of `--rows` rows (default
+200,000) of 1,536-dim vectors (stored as halfvec, as the pipeline stores them), in documents
+of 100 chunks spread over many users, interleaved on disk. The measured user holds 5,000
+chunks; users of 1,000, 20,000 and 50,000 chunks give the crossover. Vectors are clustered
+around the fake embedder's vectors of 50 query strings (the user's 100 chunks per query at
+growing distance; other users hold some chunks even closer to the same queries, so an
+index that filtered only after its candidate list would return other users' rows and miss
+k), the rest random.
+
+Then, over real HTTP: `docingest api` (OpenAI embedder against the fake at 0 ms; every other
+setting default), `POST /v1/search` with k = 10 as the 5,000-chunk user, `--requests`
+sequential requests per mode: p50/p99 and recall@10 against numpy brute force over the same
+stored (float16) vectors. Mode `exact` is the default; mode `index` after
+`docingest vector-index build` (timed) with `DOCINGEST_VECTOR_SEARCH=index`. Finally, in
+process (no HTTP, no embedding call), `rank()` p50 per user size and mode: the crossover.
+Targets (issue 12): exact p99 < 50 ms with recall 1.0; index recall@10 >= 0.95.
+Rerun: `.venv/bin/python bench/search_latency.py [--rows 200000] [--requests 300]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+from pgvector import HalfVector
+from pgvector.psycopg import register_vector
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._stack import scratch_database
+from docingest.api.auth import mint_token
+from docingest.pipeline.stored_vector import as_stored
+from docingest.store import vector_index
+from docingest.store.db import open_pool
+from docingest.store.vector_search import EF_SEARCH, Strategy, brute_force, rank
+from docingest.testing.fake_openai import deterministic_vector
+from docingest.testing.procs import free_port, run_process
+
+MODEL, VERSION, DIMS = "text-embedding-3-small", "d1536", 1536
+SECRET = "search-bench-secret-0123456789-0123456789"
+QUERIES = [f"what does the plan pay for service {i}" for i in range(50)]
+DOC = 100  # chunks per document
+USERS = {"measured": 5_000, "u1k": 1_000, "u20k": 20_000, "u50k": 50_000}
+
+
+def query_vector(text: str) -> np.ndarray:
+    return as_stored(deterministic_vector(MODEL, text, DIMS))
+
+
+def _unit(m: np.ndarray) -> np.ndarray:
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+def user_vectors(rng: np.random.Generator, n: int, centers: np.ndarray) -> np.ndarray:
+    """n rows clustered around the query vectors, at growing distance from their center."""
+    per = n // len(centers)
+    noise = rng.standard_normal((per * len(centers), DIMS)).astype(np.float32)
+    scale = np.tile(np.linspace(0.02, 0.12, per, dtype=np.float32), len(centers))[:, None]
+    return _unit(np.repeat(centers, per, axis=0) + scale * noise * np.sqrt(DIMS) / 8)
+
+
+def load(dsn: str, rows: int, seed: int = 7) -> dict[str, uuid.UUID]:
+    """Fill document_chunks; returns the user ids by role."""
+    rng = np.random.default_rng(seed)
+    centers = np.stack([query_vector(q) for q in QUERIES])
+    users = {role: uuid.uuid4() for role in USERS}
+    docs: list[tuple[uuid.UUID, np.ndarray]] = []
+    for role, n in USERS.items():
+        vecs = user_vectors(rng, n, centers)
+        docs += [(users[role], vecs[i : i + DOC]) for i in range(0, n, DOC)]
+    rest = rows - sum(USERS.values())
+    for i in range(0, rest, DOC):
+        if (i // DOC) % 5 == 0:  # others' documents close to the same queries
+            vecs = user_vectors(rng, DOC, centers[rng.choice(len(centers), 2)])
+        else:
+            vecs = _unit(rng.standard_normal((DOC, DIMS)).astype(np.float32))
+        docs.append((uuid.uuid4(), vecs))
+    order = rng.permutation(len(docs))  # interleave users' documents on disk
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        register_vector(conn)
+        with conn.cursor().copy(
+            "COPY docingest.documents (document_id, user_id, filename, bytes_len,"
+            " file_sha256, raw_path) FROM STDIN"
+        ) as copy:
+            doc_ids = []
+            for n in order:
+                doc = uuid.uuid4()
+                doc_ids.append(doc)
+                copy.write_row((doc, docs[n][0], "x.pdf", 1, doc.hex * 2, "raw/x"))
+        with conn.cursor().copy(
+            "COPY docingest.document_chunks (chunk_id, document_id, user_id, chunk_ord,"
+            " chunker_name, chunker_version, chunk_sha, text, embed_model, embed_version,"
+            " embedding, vector_sha) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            text6 = ["text"] * 6
+            copy.set_types(["uuid", "uuid", "uuid", "int4", *text6, "halfvec", "text"])
+            for doc, n in zip(doc_ids, order, strict=True):
+                user, vecs = docs[n]
+                for ord_, vec in enumerate(vecs):
+                    copy.write_row(
+                        (uuid.uuid4(), doc, user, ord_, "markdown-simple", "1", "s",
+                         f"chunk {ord_}", MODEL, VERSION, HalfVector(vec), "v")
+                    )  # fmt: skip
+        conn.execute("VACUUM ANALYZE docingest.document_chunks")
+    return users
+
+
+def stored_rows(dsn: str, user: uuid.UUID) -> tuple[list[uuid.UUID], np.ndarray]:
+    with psycopg.connect(dsn) as conn:
+        register_vector(conn)
+        got = conn.execute(
+            "SELECT chunk_id, embedding FROM docingest.document_chunks WHERE user_id = %s",
+            (user,),
+        ).fetchall()
+    return [r[0] for r in got], np.stack([r[1].to_numpy().astype(np.float32) for r in got])
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def over_http(
+    dsn: str, fake: str, home: Path, mode: str, user: uuid.UUID, n: int, truth: dict[str, set[str]]
+) -> tuple[list[float], float]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCINGEST_")}
+    env.update(
+        DOCINGEST_HOME=str(home),
+        DOCINGEST_DATABASE_URL=dsn,
+        DOCINGEST_JWT_SECRET=SECRET,
+        DOCINGEST_EMBEDDER="openai",
+        DOCINGEST_OPENAI_BASE_URL=f"{fake}/v1",
+        DOCINGEST_OPENAI_API_KEY="sk-bench",
+        DOCINGEST_VECTOR_SEARCH=mode,
+        DOCINGEST_LOG_FORMAT="json",
+    )
+    api = [sys.executable, "-m", "docingest", "api", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {mint_token(SECRET, user)}"}
+    latencies, hits = [], 0
+    with run_process(api, env=env, ready_url=f"{base}/readyz"), httpx.Client() as client:
+        for q in QUERIES[:5]:  # warm the pool and the plan cache
+            client.post(f"{base}/v1/search", json={"query": q, "k": 10}, headers=headers)
+        for i in range(n):
+            q = QUERIES[i % len(QUERIES)]
+            started = time.perf_counter()
+            r = client.post(f"{base}/v1/search", json={"query": q, "k": 10}, headers=headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            r.raise_for_status()
+            hits += len(truth[q] & {x["chunk_id"] for x in r.json()["results"]})
+    return latencies, hits / (10 * n)
+
+
+async def in_process(dsn: str, users: dict[str, uuid.UUID], reps: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    async with await open_pool(dsn, max_size=1) as pool, pool.connection() as conn:
+        for role, user in users.items():
+            for strategy in Strategy:
+                times = []
+                for i in range(reps):
+                    q = query_vector(QUERIES[i % len(QUERIES)])
+                    started = time.perf_counter()
+                    await rank(conn, user, q, model=MODEL, version=VERSION, k=10, strategy=strategy)
+                    times.append((time.perf_counter() - started) * 1000)
+                out[f"{role}:{strategy.value}"] = times
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--requests", type=int, default=300)
+    args = ap.parse_args()
+    fake_port = free_port()
+    fake_cmd = [sys.executable, "-m", "docingest.testing.fake_openai", "--port", str(fake_port)]
+    fake = f"http://127.0.0.1:{fake_port}"
+    with run_process(fake_cmd, ready_url=f"{fake}/healthz"), scratch_database() as (dsn, home):
+        started = time.perf_counter()
+        users = load(dsn, args.rows)
+        print(
+            f"{args.rows} rows x {DIMS} dims (halfvec) loaded in {time.perf_counter() - started:.0f} s;"
+            f" measured user {USERS['measured']} chunks; documents of {DOC} chunks interleaved;"
+            f" k=10; API: OpenAI embedder against the fake at 0 ms, other settings default"
+        )
+        ids, vecs = stored_rows(dsn, users["measured"])
+        truth = {q: {str(ids[i]) for i in brute_force(vecs, query_vector(q), 10)} for q in QUERIES}
+        for mode in ("exact", "index"):
+            if mode == "index":
+                started = time.perf_counter()
+                built = subprocess.run(
+                    [sys.executable, "-m", "docingest", "vector-index", "build"],
+                    env={
+                        **{k: v for k, v in os.environ.items() if not k.startswith("DOCINGEST_")},
+                        "DOCINGEST_HOME": str(home),
+                        "DOCINGEST_DATABASE_URL": dsn,
+                        "DOCINGEST_EMBEDDER": "openai",
+                        "DOCINGEST_OPENAI_API_KEY": "sk-bench",
+                    },
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                print(
+                    f"docingest vector-index build (HNSW m={vector_index.HNSW_M},"
+                    f" ef_construction={vector_index.HNSW_EF_CONSTRUCTION}, 2 parallel workers,"
+                    f" maintenance_work_mem 1 GB): {time.perf_counter() - started:.0f} s;"
+                    f" {built.stdout.strip()[:60]}..."
+                )
+            lat, recall = over_http(dsn, fake, home, mode, users["measured"], args.requests, truth)
+            extra = f", hnsw.ef_search={EF_SEARCH}, iterative scan" if mode == "index" else ""
+            print(
+                f"POST /v1/search mode={mode}{extra}: {args.requests} requests, p50"
+                f" {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, max {max(lat):.1f} ms;"
+                f" recall@10 {recall:.3f}"
+            )
+        per_size = asyncio.run(in_process(dsn, users, 60))
+        print("rank() in process (no HTTP, no embedding call), p50 ms by user size:")
+        for role, n in sorted(USERS.items(), key=lambda kv: kv[1]):
+            e = statistics.median(per_size[f"{role}:exact"])
+            i = statistics.median(per_size[f"{role}:index"])
+            print(f"  {n:>6} chunks: exact {e:7.1f}   index {i:7.1f}")
+
+
+if __name__ == "__main__":
+    main()
