@@ -3,7 +3,9 @@
 Lessons from River, Oban, graphile-worker, Procrastinate and PgQueuer, applied:
 - claim in one short autocommit statement (`FOR UPDATE SKIP LOCKED`), never holding a
   transaction open across an external call;
-- expired leases are reclaimed by the claim query itself, not by a separate sweeper;
+- expired leases are reclaimed by the claim query itself, not by a separate sweeper, and so
+  are the jobs of a worker whose database session has ended (`store/liveness.py`), without
+  waiting for its lease;
 - every status change is fenced on `claimed_by` and `attempt`, so a worker that lost its
   lease cannot overwrite the job's new owner (zero rows updated -> `LeaseLost`);
 - NOTIFY is sent inside the enqueueing transaction.
@@ -20,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from docingest.domain.states import JobStatus, check_transition, failure_status
 from docingest.store.db import DictConn
+from docingest.store.liveness import DEAD_WORKERS
 from docingest.store.records import Job
 
 CHANNEL = "docingest_jobs"
@@ -50,6 +53,7 @@ class LeaseLost(Exception):
 
 
 _CLAIM = f"""
+WITH dead AS MATERIALIZED ({DEAD_WORKERS})
 UPDATE docingest.upload_jobs AS j
 SET claimed_by = %(worker)s,
     lease_expires_at = now() + make_interval(secs => %(lease)s),
@@ -61,7 +65,8 @@ FROM (
     WHERE status NOT IN {_TERMINAL_SQL}
       AND status <> ALL(%(excluded)s::docingest.job_status[])
       AND next_attempt_at <= now()
-      AND (claimed_by IS NULL OR lease_expires_at < now())
+      AND (claimed_by IS NULL OR lease_expires_at < now()
+           OR claimed_by IN (SELECT worker_id FROM dead))
     ORDER BY next_attempt_at
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -74,7 +79,8 @@ RETURNING j.*
 async def claim(
     conn: DictConn, worker_id: str, lease_s: float, excluded: tuple[JobStatus, ...] = ()
 ) -> Job | None:
-    """Claim the most overdue claimable job, reclaiming expired leases. Autocommit, one statement."""
+    """Claim the most overdue claimable job, reclaiming expired leases and dead workers' jobs.
+    Autocommit, one statement."""
     cur = await conn.execute(
         _CLAIM, {"worker": worker_id, "lease": lease_s, "excluded": [s.value for s in excluded]}
     )

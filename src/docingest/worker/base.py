@@ -4,6 +4,11 @@ Stateless: everything it knows is in Postgres. It claims a job with a lease, run
 for the job's current status, commits the next status with the stage's writes, and goes on
 until the job is terminal, must wait (transient error -> backoff via `next_attempt_at`), or
 the worker is told to stop (SIGTERM -> finish within a grace period, else release).
+
+While it runs, a session of its own proves it is alive (`worker/liveness.py`): if the
+process dies, other workers take its jobs at once instead of waiting out the lease. A
+release, retry or failure that cannot be written because the database is down is kept and
+written as soon as the database is back (`worker/handback.py`).
 """
 
 from __future__ import annotations
@@ -35,9 +40,13 @@ from docingest.store.jobs import LeaseLost
 from docingest.store.records import Job
 from docingest.worker import metrics
 from docingest.worker.context import StageContext
+from docingest.worker.handback import PendingHandBacks
+from docingest.worker.liveness import WorkerSession
 from docingest.worker.stages import STAGES
 
 log = logging.getLogger(__name__)
+
+SESSION_START_TIMEOUT_S = 30.0
 
 
 def new_worker_id() -> str:
@@ -77,6 +86,8 @@ class BaseWorker:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.processed = 0
+        self.session = WorkerSession(dsn, self.worker_id, on_alive=self._wake.set)
+        self.handbacks = PendingHandBacks()
 
     def request_stop(self) -> None:
         """Stop claiming; in-flight jobs get `shutdown_grace_s` to finish, then are released."""
@@ -88,15 +99,22 @@ class BaseWorker:
     ) -> None:
         """Work until stopped. `once`: drain what is claimable now, then return. `until`: an
         extra stop condition checked whenever the worker is idle."""
-        listener = asyncio.create_task(self._listen(), name="docingest-listener")
+        helpers = [
+            asyncio.create_task(self._listen(), name="docingest-listener"),
+            asyncio.create_task(self.session.keep(), name="docingest-session"),
+            asyncio.create_task(self.handbacks.keep_trying(), name="docingest-handbacks"),
+        ]
         log.info("worker started", extra={"action": "worker_start", "worker_id": self.worker_id})
         try:
+            with contextlib.suppress(TimeoutError):  # claims wait for the session anyway
+                await asyncio.wait_for(self.session.alive.wait(), SESSION_START_TIMEOUT_S)
             await self._loop(once=once, until=until)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
             await self._drain()
+            await self.session.close()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
 
     async def _loop(self, *, once: bool, until: Callable[[], Awaitable[bool]] | None) -> None:
@@ -118,6 +136,10 @@ class BaseWorker:
 
     async def _fill_slots(self) -> int:
         claimed = 0
+        if len(self.handbacks) and await self.handbacks.flush():
+            return claimed  # the database is still away: nothing could be claimed either
+        if not self.session.alive.is_set():
+            return claimed  # a job claimed now would look orphaned to the other workers
         while len(self._tasks) < self.options.concurrency and not self._stopping.is_set():
             try:
                 async with self.ctx.pool.connection() as conn:
@@ -140,13 +162,17 @@ class BaseWorker:
         return claimed
 
     async def _drain(self) -> None:
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.shutdown_grace_s)
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        """Let in-flight jobs finish within the grace period (else release them), then give
+        pending hand-backs the same time to land."""
+        deadline = time.monotonic() + self.options.shutdown_grace_s
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.shutdown_grace_s)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        while await self.handbacks.flush() and time.monotonic() < deadline:
+            await asyncio.sleep(self.handbacks.retry_interval_s)
 
     async def _listen(self) -> None:
         """LISTEN for new work; reconnect a dropped listener. The poll interval is the fallback."""
@@ -240,11 +266,11 @@ class BaseWorker:
                 return
 
     async def _release(self, job: Job, delay_s: float = 0.0) -> None:
-        try:
+        async def write() -> None:
             async with self.ctx.pool.connection() as conn:
                 await jobs.release(conn, job, self.worker_id, delay_s=delay_s)
-        except psycopg.Error:
-            log.warning("release failed; lease will expire", extra={"action": "release_error"})
+
+        await self.handbacks.write(job.job_id, write)
 
     async def _defer(self, job: Job, deferred: Deferred) -> None:
         """Give the job back until later without spending its retry budget."""
@@ -260,7 +286,7 @@ class BaseWorker:
         )
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
-        try:
+        async def write() -> None:
             async with self.ctx.pool.connection() as conn, conn.transaction():
                 failed = await jobs.fail(conn, job, self.worker_id, code, message)
                 await events.record(
@@ -280,10 +306,8 @@ class BaseWorker:
                 "job failed",
                 extra={"action": "job_failed", "code": code, **job_log_ids(job)},
             )
-        except LeaseLost:
-            log.warning(
-                "lease lost before failing", extra={"action": "lease_lost", **job_log_ids(job)}
-            )
+
+        await self.handbacks.write(job.job_id, write)
 
     async def _retry_later(
         self, job: Job, code: str, message: str, retry_after: float | None
@@ -295,7 +319,8 @@ class BaseWorker:
             )
             return
         metrics.RETRIES.labels(code=code).inc()
-        try:
+
+        async def write() -> None:
             async with self.ctx.pool.connection() as conn:
                 await jobs.release(
                     conn,
@@ -304,10 +329,8 @@ class BaseWorker:
                     delay_s=decision.delay_s,
                     error={"code": code, "message": message},
                 )
-        except psycopg.Error:
-            log.warning(
-                "could not schedule retry; lease will expire", extra={"action": "release_error"}
-            )
+
+        await self.handbacks.write(job.job_id, write)
         log.info(
             "job will retry",
             extra={
