@@ -21,7 +21,8 @@ What it reproduces of the real contract (CONTRACTS.md §1):
     document ids come from the `docingest_job_id`/`docingest_document_id` form fields;
   - `none`: no callback (the client must poll).
 
-Test-only routes: `GET|POST /control` (see `Faults`), `GET /stats`, `GET /healthz`.
+Test-only routes: `GET|POST /control` (see `Faults`), `GET /stats` (with `faults_injected`:
+each injected fault actually served, by kind), `GET /healthz`.
 Uploaded documents carry PHI: nothing here logs their content, only counts.
 """
 
@@ -51,6 +52,7 @@ from starlette.datastructures import UploadFile
 from docingest.clients.local_parser import parse_pdf
 from docingest.domain import seed_callback, webhook_auth
 from docingest.domain.errors import DocingestError
+from docingest.testing.fake_ledgers import FaultCounter, jittered_s
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class Faults:
     fail_error_code: str = "NO_DATA_FOUND_IN_FILE"
     lose_jobs_next: int = 0  # the next uploaded jobs answer 404 once finished
     parse_delay_ms: float = 0.0  # a job stays PENDING at least this long
+    parse_delay_jitter_ms: float = 0.0  # plus a uniform draw from [0, parse_delay_jitter_ms]
     drop_callbacks_next: int = 0  # never delivered
     duplicate_callbacks_next: int = 0  # delivered twice (same webhook-id in relay mode)
     callback_delay_ms: float = 0.0  # before each delivery
@@ -93,7 +96,7 @@ _INT_KEYS = {
     "hold_callbacks",
     "retry_after_ms",
 }
-_FLOAT_KEYS = {"parse_delay_ms", "callback_delay_ms", "outage_until"}
+_FLOAT_KEYS = {"parse_delay_ms", "parse_delay_jitter_ms", "callback_delay_ms", "outage_until"}
 
 
 def validate_control(update: object) -> dict[str, Any]:
@@ -150,6 +153,7 @@ class FakeState:
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     held: list[_Delivery] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    injected: FaultCounter = field(default_factory=FaultCounter)  # faults actually served
     stats: dict[str, Any] = field(
         default_factory=lambda: {
             "uploads": 0,
@@ -169,10 +173,11 @@ class FakeState:
         counts[str(status)] = counts.get(str(status), 0) + 1
 
     def take(self, name: str) -> bool:
-        """Consume one unit of a `*_next` fault."""
+        """Consume one unit of a `*_next` fault (counted in `faults_injected`)."""
         left = getattr(self.faults, name)
         if left > 0:
             setattr(self.faults, name, left - 1)
+            self.injected.count(name.removesuffix("_next"))
             return True
         return False
 
@@ -185,7 +190,11 @@ class FakeState:
         by_status: dict[str, int] = {}
         for job in self.jobs.values():
             by_status[job.status] = by_status.get(job.status, 0) + 1
-        return {**json.loads(json.dumps(self.stats)), "jobs_by_status": by_status}
+        return {
+            **json.loads(json.dumps(self.stats)),
+            "jobs_by_status": by_status,
+            "faults_injected": self.injected.snapshot(),
+        }
 
 
 # --------------------------------------------------------------------------- parsing
@@ -205,7 +214,7 @@ def _plain(markdown: str) -> str:
 
 
 async def _run_job(state: FakeState, job: FakeJob, data: bytes, fail: bool, lose: bool) -> None:
-    await asyncio.sleep(state.faults.parse_delay_ms / 1000)
+    await asyncio.sleep(jittered_s(state.faults.parse_delay_ms, state.faults.parse_delay_jitter_ms))
     if fail:
         job.status, job.error_code = state.faults.fail_status, state.faults.fail_error_code
         job.error_message = "injected failure"
@@ -261,6 +270,7 @@ async def _dispatch(state: FakeState, delivery: _Delivery) -> None:
             return
         batch, state.held = list(reversed(state.held)), []
         state.faults.hold_callbacks = 0
+        state.injected.count("reordered_callbacks", len(batch))
     for item in batch:
         await _send(state, item)
 
@@ -322,6 +332,7 @@ def _outage(state: FakeState, route: str) -> Response | None:
     if time.time() >= state.faults.outage_until:
         return None
     state.count("outage_503_counts", route)
+    state.injected.count("outage_503")
     return JSONResponse({"detail": "Service Unavailable"}, status_code=503)
 
 
