@@ -23,6 +23,7 @@ class Flaky:
 
     async def __call__(self) -> None:
         self.attempts += 1
+        await asyncio.sleep(0)  # a real write awaits the database: others may run meanwhile
         if self.attempts <= self.failures:
             raise self.error
         self.written.set()
@@ -72,3 +73,19 @@ async def test_a_job_taken_over_meanwhile_is_dropped_not_retried() -> None:
     hand_back.failures = 2
     assert await pending.flush() == 0
     assert hand_back.attempts == 2 and not hand_back.written.is_set()
+
+
+async def test_a_late_variant_replaces_a_hand_back_that_could_not_be_written() -> None:
+    """A deferral written late waits less: what it waited for may have been refused."""
+    pending, on_time, late = PendingHandBacks(), Flaky(1), Flaky(0)
+    await pending.write(uuid.uuid4(), on_time, late=late)
+    assert await pending.flush() == 0
+    assert (on_time.attempts, late.attempts) == (1, 1) and late.written.is_set()
+    assert not on_time.written.is_set()
+
+
+async def test_concurrent_flushes_write_each_hand_back_once() -> None:
+    pending, slow = PendingHandBacks(), Flaky(1)
+    await pending.write(uuid.uuid4(), slow)
+    await asyncio.gather(pending.flush(), pending.flush(), pending.flush())
+    assert slow.attempts == 2  # the failed first attempt, then exactly one write

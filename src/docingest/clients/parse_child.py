@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         apply_limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
         data = sys.stdin.buffer.read()
-        answer = _convert(data, max_pages=args.max_pages)
+        answer = convert(data, max_pages=args.max_pages)
     except BaseException:  # the answer must always be one JSON object
         answer = _failure(ErrorCode.CORRUPT_PDF, "unexpected parser failure")
     payload = json.dumps(answer, ensure_ascii=False).encode("utf-8")
@@ -80,7 +80,8 @@ def _lower(which: int, soft: int, hard: int) -> None:
     resource.setrlimit(which, (min(soft, hard), hard))
 
 
-def _convert(data: bytes, *, max_pages: int) -> dict[str, Any]:
+def convert(data: bytes, max_pages: int) -> dict[str, Any]:
+    """The answer for one document: markdown and counts, or a failure code (never text)."""
     try:
         # imported here so that PDFium is loaded only after the limits are in place
         from docingest.clients.pdf_markdown import pdf_to_markdown

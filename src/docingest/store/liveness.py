@@ -27,15 +27,18 @@ LOCK_CLASS = 0x6C8A1E6F  # the advisory lock classid of worker sessions (two-int
 # started, a missing lock proves nothing and only leases decide.
 RESTART_GRACE_S = 10
 
+HELD_LOCK_KEYS = f"""
+SELECT l.objid AS lock_key FROM pg_locks AS l
+WHERE l.locktype = 'advisory' AND l.classid = {LOCK_CLASS}::oid AND l.objsubid = 2
+  AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+"""The lock keys of the worker sessions alive in this database right now."""
+
 DEAD_WORKERS = f"""
 SELECT w.worker_id FROM docingest.worker_sessions AS w
 WHERE pg_postmaster_start_time() < now() - make_interval(secs => {RESTART_GRACE_S})
-  AND w.lock_key::oid NOT IN (
-    SELECT l.objid FROM pg_locks AS l
-    WHERE l.locktype = 'advisory' AND l.classid = {LOCK_CLASS}::oid AND l.objsubid = 2
-      AND l.granted
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  )
+  AND w.lock_key::oid NOT IN ({HELD_LOCK_KEYS})
 """
 """Registered workers whose session lock is gone: a fragment for the claim query."""
 

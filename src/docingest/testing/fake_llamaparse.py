@@ -11,8 +11,9 @@ What it reproduces of the real contract (CONTRACTS.md §1):
   fields -> `{"id", "status": "PENDING"}`; `GET /api/parsing/job/{id}` ->
   `{id, status, error_code, error_message}`; `GET .../result/{markdown|text|json}`;
   404 `{"detail": "Job not found"}` for unknown jobs; Bearer auth when `--api-key` is set.
-* It really parses the PDF with docingest's local parser; an unparseable file ends ERROR
-  with an `error_code` (the local parser's code, upper-cased).
+* It really parses the PDF with docingest's own conversion (in long-lived parser processes,
+  `fake_parse_pool.py`); an unparseable file ends ERROR with an `error_code` (the local
+  parser's code, upper-cased).
 * When the job ends it calls back, retrying non-2xx answers (409, 429, 5xx, connection
   errors) with backoff like a webhook sender:
   - `callback` mode: the native v1 body `{txt, md, json, images}` to the `webhook_url`;
@@ -22,7 +23,8 @@ What it reproduces of the real contract (CONTRACTS.md §1):
   - `none`: no callback (the client must poll).
 
 Test-only routes: `GET|POST /control` (see `Faults`), `GET /stats` (with `faults_injected`:
-each injected fault actually served, by kind), `GET /healthz`.
+each injected fault actually served, by kind; `job_seconds`: each finished job's time from
+upload to result, as this service measured it), `GET /healthz`.
 Uploaded documents carry PHI: nothing here logs their content, only counts.
 """
 
@@ -49,10 +51,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from docingest.clients.local_parser import parse_pdf
 from docingest.domain import seed_callback, webhook_auth
-from docingest.domain.errors import DocingestError
 from docingest.testing.fake_ledgers import FaultCounter, jittered_s
+from docingest.testing.fake_parse_pool import ParsePool
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ PARSER_VERSION = "1"
 _PAGE_SPLIT = re.compile(r"^<!-- page (\d+) -->$", re.MULTILINE)
 _RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _DELIVERY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+_TLS = httpx.create_ssl_context()  # built once: each build costs ~25 ms of CPU
 
 
 @dataclass
@@ -132,6 +134,8 @@ class FakeJob:
     error_message: str | None = None
     markdown: str = ""
     lost: bool = False
+    received: float = field(default_factory=time.monotonic)
+    seconds: float | None = None  # upload received -> job finished, as this service saw it
 
 
 @dataclass
@@ -149,7 +153,7 @@ class FakeState:
     faults: Faults
     # Like the real service's queue: at most this many documents parse at once, the rest
     # stay PENDING in arrival order (and the fake's CPU use stays bounded on small machines).
-    parse_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    parser: ParsePool = field(default_factory=lambda: ParsePool(2))
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     held: list[_Delivery] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -194,6 +198,11 @@ class FakeState:
             **json.loads(json.dumps(self.stats)),
             "jobs_by_status": by_status,
             "faults_injected": self.injected.snapshot(),
+            "job_seconds": {
+                job.id: round(job.seconds, 3)
+                for job in self.jobs.values()
+                if job.seconds is not None
+            },
         }
 
 
@@ -219,14 +228,13 @@ async def _run_job(state: FakeState, job: FakeJob, data: bytes, fail: bool, lose
         job.status, job.error_code = state.faults.fail_status, state.faults.fail_error_code
         job.error_message = "injected failure"
     else:
-        try:
-            async with state.parse_slots:
-                parsed = await parse_pdf(data, timeout_s=60)
-        except DocingestError as exc:
-            job.status, job.error_code = "ERROR", str(exc.code).upper()
-            job.error_message = "the document could not be parsed"
+        answer = await state.parser.parse(data)
+        if answer["ok"]:
+            job.status, job.markdown = "SUCCESS", answer["markdown"]
         else:
-            job.status, job.markdown = "SUCCESS", parsed.markdown
+            job.status, job.error_code = "ERROR", str(answer["code"]).upper()
+            job.error_message = "the document could not be parsed"
+    job.seconds = time.monotonic() - job.received
     job.lost = lose
     delivery = _delivery_for(state, job)
     if delivery is not None:
@@ -276,7 +284,7 @@ async def _dispatch(state: FakeState, delivery: _Delivery) -> None:
 
 
 async def _send(state: FakeState, delivery: _Delivery) -> None:
-    async with httpx.AsyncClient(timeout=15) as client:
+    async with httpx.AsyncClient(timeout=15, verify=_TLS) as client:
         for attempt in range(len(_DELIVERY_DELAYS_S) + 1):
             await asyncio.sleep(state.faults.callback_delay_ms / 1000)
             headers = {"content-type": "application/json"}
@@ -505,17 +513,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.api_key,
         args.webhook_secret,
         Faults(mode=args.mode),
-        parse_slots=asyncio.Semaphore(max(1, args.parse_concurrency)),
+        parser=ParsePool(max(1, args.parse_concurrency)),
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(
-            create_app(state),
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(
+                create_app(state),
+                host=args.host,
+                port=args.port,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=2,
+            )
+    finally:
+        state.parser.close()
 
 
 if __name__ == "__main__":

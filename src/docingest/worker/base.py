@@ -265,16 +265,26 @@ class BaseWorker:
                 runner.cancel()
                 return
 
-    async def _release(self, job: Job, delay_s: float = 0.0) -> None:
+    def _releaser(self, job: Job, delay_s: float) -> Callable[[], Awaitable[None]]:
         async def write() -> None:
             async with self.ctx.pool.connection() as conn:
                 await jobs.release(conn, job, self.worker_id, delay_s=delay_s)
 
-        await self.handbacks.write(job.job_id, write)
+        return write
+
+    async def _release(self, job: Job, delay_s: float = 0.0) -> None:
+        await self.handbacks.write(job.job_id, self._releaser(job, delay_s))
 
     async def _defer(self, job: Job, deferred: Deferred) -> None:
-        """Give the job back until later without spending its retry budget."""
-        await self._release(job, deferred.delay_s)
+        """Give the job back until later without spending its retry budget. Written late
+        (the database was away), the wait is cut to the poll interval: what the job waited
+        for (a parse callback) may have been refused meanwhile."""
+        late = min(deferred.delay_s, self.options.poll_interval_s)
+        await self.handbacks.write(
+            job.job_id,
+            self._releaser(job, deferred.delay_s),
+            late=self._releaser(job, late),
+        )
         log.info(
             "job waits",
             extra={

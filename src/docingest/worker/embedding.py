@@ -59,6 +59,7 @@ class Spend:
     requests: int = 0
     tokens: int = 0
     reused: int = 0
+    provider_s: float = 0.0  # time the provider took to answer, summed over requests
 
     @classmethod
     def from_progress(cls, progress: Mapping[str, int], price: float | None) -> Spend:
@@ -67,6 +68,7 @@ class Spend:
             requests=progress.get("embed_requests", 0),
             tokens=progress.get("embed_tokens", 0),
             reused=progress.get("embeds_reused", 0),
+            provider_s=progress.get("embed_provider_s", 0.0),
         )
 
     def progress(self) -> dict[str, float]:
@@ -75,6 +77,7 @@ class Spend:
             "embed_tokens": self.tokens,
             "embed_cost_usd": round(cost_usd(self.tokens, self.price_per_mtok), 8),
             "embeds_reused": self.reused,
+            "embed_provider_s": round(self.provider_s, 3),
         }
 
 
@@ -187,6 +190,7 @@ class DocumentEmbedding:
         ]
         self.spend.requests += 1
         self.spend.tokens += sent.tokens
+        self.spend.provider_s += sent.provider_s
         batch_id = uuid4()
         async with self.ctx.pool.connection() as conn, conn.transaction():
             await chunk_store.insert_vectors(

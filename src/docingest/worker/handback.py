@@ -5,6 +5,10 @@ Without this, a job whose release failed during a PostgreSQL restart stayed clai
 live worker until its lease ran out (60 s by default). Every hand-back is fenced on the
 claim (`store/jobs.py`), so writing it late is safe: if the job has meanwhile been taken
 over, the write changes nothing and is dropped.
+
+A hand-back may come with a `late` variant, written instead once the first attempt failed:
+a job deferred to wait for a parse callback must not wait the full callback timeout when
+the callback may have been refused while the job could not be released.
 """
 
 from __future__ import annotations
@@ -31,13 +35,17 @@ class PendingHandBacks:
         self.retry_interval_s = retry_interval_s
         self._pending: dict[UUID, HandBack] = {}
         self._added = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one flush at a time: each hand-back written once
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    async def write(self, job_id: UUID, hand_back: HandBack) -> bool:
-        """Write `hand_back` now; if the database is unreachable, keep it for later. True
-        when it was written now (False also when the job turned out not to be ours)."""
+    async def write(
+        self, job_id: UUID, hand_back: HandBack, *, late: HandBack | None = None
+    ) -> bool:
+        """Write `hand_back` now; if the database is unreachable, keep it (or `late`, when
+        given) for later. True when it was written now (False also when the job turned out
+        not to be ours)."""
         try:
             await hand_back()
         except LeaseLost:
@@ -48,7 +56,7 @@ class PendingHandBacks:
             self._pending.pop(job_id, None)
             return False
         except psycopg.Error:
-            self._pending[job_id] = hand_back
+            self._pending[job_id] = late or hand_back
             self._added.set()
             log.warning(
                 "database unavailable; hand-back kept until it is back",
@@ -60,6 +68,11 @@ class PendingHandBacks:
 
     async def flush(self) -> int:
         """Try every pending hand-back once; returns how many are still pending."""
+        async with self._flushing:
+            await self._flush_once()
+        return len(self._pending)
+
+    async def _flush_once(self) -> None:
         for job_id, hand_back in list(self._pending.items()):
             try:
                 await hand_back()
@@ -75,8 +88,8 @@ class PendingHandBacks:
                     "pending hand-back written",
                     extra={"action": "handback_written", "job_id": str(job_id)},
                 )
-            self._pending.pop(job_id, None)
-        return len(self._pending)
+            if self._pending.get(job_id) is hand_back:  # not replaced meanwhile
+                del self._pending[job_id]
 
     async def keep_trying(self) -> None:
         """Run until cancelled: flush whenever something is pending."""

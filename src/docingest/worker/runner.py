@@ -18,6 +18,12 @@ from docingest.worker.context import CallbackSettings, StageContext
 from docingest.worker.embed_gate import gate_from_settings
 
 
+def pool_size(concurrency: int) -> int:
+    """Connections a worker process may open: two per job slot (a stage's transaction and
+    its heartbeat) plus two (claims, hand-backs)."""
+    return concurrency * 2 + 2
+
+
 async def run_worker(
     rt: Runtime,
     *,
@@ -33,7 +39,7 @@ async def run_worker(
     DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS (how long a remote parse waits for its callback
     before the worker polls the parser)."""
     pool = await open_pool(
-        rt.dsn, min_size=1, max_size=concurrency * 2 + 2, name="docingest-worker"
+        rt.dsn, min_size=1, max_size=pool_size(concurrency), name="docingest-worker"
     )
     try:
         e = rt.embedder
