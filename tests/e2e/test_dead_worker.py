@@ -29,7 +29,7 @@ from psycopg.rows import dict_row
 from docingest.store.db import open_pool
 from docingest.testing.procs import stop_process, wait_for
 from tests.conftest import EXAMPLES
-from tests.e2e.conftest import stack_env
+from tests.e2e.conftest import fake_openai_env, stack_env
 from tests.helpers import make_runtime, upload, wait_past_restart_grace
 
 PDF = EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
@@ -84,15 +84,9 @@ async def _upload_one(dsn: str, home: Path) -> uuid.UUID:
 
 
 def _env(dsn: str, home: Path, fake_openai: str, **extra: str) -> dict[str, str]:
+    # batches of 4: many requests, so the job stays in embedding a while
     return stack_env(
-        dsn,
-        home,
-        DOCINGEST_EMBEDDER="openai",
-        DOCINGEST_OPENAI_BASE_URL=f"{fake_openai}/v1",
-        DOCINGEST_OPENAI_API_KEY="sk-test",
-        DOCINGEST_EMBED_DIMENSIONS="256",
-        DOCINGEST_EMBED_BATCH_SIZE="4",  # many requests: the job stays in embedding a while
-        **extra,
+        dsn, home, **fake_openai_env(fake_openai), DOCINGEST_EMBED_BATCH_SIZE="4", **extra
     )
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from docingest.ops.validation import faults
@@ -34,8 +36,8 @@ def run(stack: Stack, plan: Plan) -> dict[str, Any]:
     settings = {**stack.describe_settings(), "workers": 2}
     kills = _kills(stack, plan.kills)
     restarts = _restarts(stack, plan.restarts)  # after the kills: a restart pauses detection
-    parser = _parser_outage(stack, plan.outage_s)
-    embedder = _embedder_outage(stack, plan.outage_s)
+    parser = _outage(stack, _PARSER_OUTAGE, plan.outage_s)
+    embedder = _outage(stack, _EMBEDDER_OUTAGE, plan.outage_s)
     recovery = {
         "worker_kill_s": _summary(kills["samples"]),
         "postgres_restart_s": _summary(restarts["samples"]),
@@ -180,35 +182,48 @@ def _hold(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _parser_outage(stack: Stack, hold_s: float) -> dict[str, Any]:
-    before = stack.llamaparse_stats()["faults_injected"]
-    stack.llamaparse_control(outage_until=time.time() + 24 * 3600)
-    job_ids = fresh_documents(stack, JOBS_PER_SAMPLE)
-    opened = _wait_circuit_open(stack, "parser")
-    _hold(hold_s)
-    stack.llamaparse_control(outage_until=0)
-    ended = time.time()
-    seconds = _completed_after(stack, job_ids, ended, 300)
-    served = faults.served_since(before, stack.llamaparse_stats()["faults_injected"], "outage_503")
-    fault = faults.Fault(
-        "recovery", "parser outage (every call 503) until its circuit opened, then held", 1,
-        int(opened and served > 0), f"fake_llamaparse served {served} 503s; circuit opened: {opened}",
-    )  # fmt: skip
-    return {"seconds": seconds, "fault": fault}
+@dataclass(frozen=True)
+class _Outage:
+    """How to take one service down and back up, and which of its counters proves it."""
+
+    service: str  # its circuit breaker's name
+    fake: str
+    down: Callable[[Stack], None]
+    up: Callable[[Stack], None]
+    stats: Callable[[Stack], dict[str, Any]]
+    served_kind: str  # in its faults_injected
+    what: str
 
 
-def _embedder_outage(stack: Stack, hold_s: float) -> dict[str, Any]:
-    before = stack.openai_stats()["faults_injected"]
-    stack.openai_control(fail_500_next=1_000_000)
+_PARSER_OUTAGE = _Outage(
+    "parser", "fake_llamaparse",
+    lambda s: s.llamaparse_control(outage_until=time.time() + 24 * 3600),
+    lambda s: s.llamaparse_control(outage_until=0),
+    lambda s: s.llamaparse_stats(), "outage_503", "every call 503",
+)  # fmt: skip
+_EMBEDDER_OUTAGE = _Outage(
+    "embedder", "fake_openai",
+    lambda s: s.openai_control(fail_500_next=1_000_000),
+    lambda s: s.openai_control(fail_500_next=0),
+    lambda s: s.openai_stats(), "500", "every call 500",
+)  # fmt: skip
+
+
+def _outage(stack: Stack, outage: _Outage, hold_s: float) -> dict[str, Any]:
+    """Down before the uploads; up again `hold_s` after the service's circuit opened;
+    seconds from then until the documents complete."""
+    before = outage.stats(stack)["faults_injected"]
+    outage.down(stack)
     job_ids = fresh_documents(stack, JOBS_PER_SAMPLE)
-    opened = _wait_circuit_open(stack, "embedder")
+    opened = _wait_circuit_open(stack, outage.service)
     _hold(hold_s)
-    stack.openai_control(fail_500_next=0)
+    outage.up(stack)
     ended = time.time()
     seconds = _completed_after(stack, job_ids, ended, 300)
-    served = faults.served_since(before, stack.openai_stats()["faults_injected"], "500")
+    served = faults.served_since(before, outage.stats(stack)["faults_injected"], outage.served_kind)
     fault = faults.Fault(
-        "recovery", "embedder outage (every call 500) until its circuit opened, then held", 1,
-        int(opened and served > 0), f"fake_openai served {served} 500s; circuit opened: {opened}",
+        "recovery", f"{outage.service} outage ({outage.what}) until its circuit opened, then held",
+        1, int(opened and served > 0),
+        f"{outage.fake} served {served} of them; circuit opened: {opened}",
     )  # fmt: skip
     return {"seconds": seconds, "fault": fault}
