@@ -98,7 +98,8 @@ def test_validate_quick_measures_and_judges_every_target(tmp_path: Path) -> None
     rel = report["reliability"]
     assert rel["documents"] > 20 and rel["completed"] == rel["documents"] and rel["lost"] == 0
     dup = report["duplicates"]
-    assert dup["documents_checked"] == rel["documents"] and dup["documents_differing"] == []
+    # every completed document: the valid ones and hostile ones that ended complete
+    assert dup["documents_checked"] >= rel["documents"] and dup["documents_differing"] == []
     assert dup["chunks_checked"] > 0 and dup["inputs_per_distinct_text"] <= 1.0
 
     # each timing target measured: every sample a number, as many samples as the plan asks
