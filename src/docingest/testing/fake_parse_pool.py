@@ -22,7 +22,9 @@ from docingest.domain.errors import ErrorCode
 
 MEMORY_MB = 1536  # as the worker's parser (DOCINGEST_PARSE_MEMORY_MB default)
 MAX_PAGES = 1000
-TASKS_PER_PROCESS = 100  # then a fresh process: bounds what one process can accumulate
+TIMEOUT_S = 120.0  # a parse this long gets the parse_limit error and a fresh pool
+# No max_tasks_per_child: on Python 3.11 a pool that retires its processes can hang forever
+# (CPython gh-115634); a validate run saw every parse stop after the first retirement.
 
 
 def _start() -> None:
@@ -39,18 +41,18 @@ class ParsePool:
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
-            max_tasks_per_child=TASKS_PER_PROCESS,
         )
 
     async def parse(self, data: bytes) -> dict[str, Any]:
         """`{"ok": True, "markdown": ...}` or `{"ok": False, "code": ...}`."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, convert, data, MAX_PAGES)
-        except BrokenProcessPool:
+            async with asyncio.timeout(TIMEOUT_S):
+                return await loop.run_in_executor(self._pool, convert, data, MAX_PAGES)
+        except (BrokenProcessPool, TimeoutError):
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new()
-            return {"ok": False, "code": ErrorCode.PARSE_LIMIT.value, "message": "parser died"}
+            return {"ok": False, "code": ErrorCode.PARSE_LIMIT.value, "message": "parse failed"}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -16,4 +16,3 @@ CREATE TABLE docingest.worker_sessions (
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON docingest.worker_sessions TO docingest_worker;
 GRANT USAGE ON SEQUENCE docingest.worker_lock_keys TO docingest_worker;
-GRANT SELECT ON docingest.worker_sessions TO docingest_api;
