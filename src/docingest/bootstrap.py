@@ -16,7 +16,7 @@ from docingest.clients.embedders import Embedder, HashEmbedder, OpenAIEmbedder
 from docingest.clients.llamaparse import LlamaParseClient
 from docingest.clients.local_parser import LocalParser
 from docingest.config import ConfigError, S3Settings, Settings
-from docingest.store import migrate
+from docingest.store import at_rest, migrate
 from docingest.store.blobs import BlobStore, LocalBlobStore
 from docingest.store.embedded_pg import start_embedded
 from docingest.store.keys import KeyFiles, MasterKey, load_master_key, load_previous_keys
@@ -169,6 +169,8 @@ def parser(settings: Settings) -> LocalParser | LlamaParseClient:
         max_pages=settings.max_pages,
         timeout_s=float(settings.parse_timeout_s),
         memory_mb=settings.parse_memory_mb,
+        max_page_chars=settings.work.max_page_chars,
+        max_document_chars=settings.work.max_document_chars,
     )
 
 
@@ -180,9 +182,12 @@ class Runtime:
     embedder: Embedder
     jwt_secret: str
     webhook_secret: str
+    at_rest: at_rest.AtRest
 
 
 def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
+    """The parts, then the at-rest policy (store/at_rest.py): under `require`, a database whose
+    storage is not shown or declared encrypted stops start-up with one line."""
     # Arguments are evaluated in order: a bad client setting stops start-up before any file is
     # created, a bad key before an embedded server starts or a migration is applied.
     return Runtime(
@@ -192,4 +197,5 @@ def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
         jwt_secret=jwt_secret(settings),
         webhook_secret=webhook_secret(settings),
         dsn=database_url(settings, migrate_schema=migrate_schema),
+        at_rest=at_rest.enforce(settings),
     )

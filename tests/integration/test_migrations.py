@@ -40,6 +40,20 @@ def test_upgrade_downgrade_roundtrip(fresh_dsn: str) -> None:
     assert _tables(fresh_dsn) >= TABLES
 
 
+def test_a_migration_below_the_highest_applied_one_is_still_applied(fresh_dsn: str) -> None:
+    """Branches merged out of order: version 4 missing while later ones are applied."""
+    migrate.upgrade(fresh_dsn)
+    [gap] = [m for m in migrate.available() if m.version == 4]
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        conn.execute(gap.down)
+        conn.execute("DELETE FROM docingest.schema_migrations WHERE version = 4")
+    assert "rate_budgets" not in _tables(fresh_dsn)
+    assert migrate.current_version(fresh_dsn) == migrate.head()  # the highest is still applied
+    assert migrate.upgrade(fresh_dsn) == [4]
+    assert "rate_budgets" in _tables(fresh_dsn)
+    assert migrate.downgrade(fresh_dsn, 3)[-1] == 4  # and it is reverted in its turn
+
+
 def test_events_are_append_only(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(

@@ -6,6 +6,7 @@ import typer
 
 from docingest.cli import (
     admin,
+    audit,
     backup,
     break_glass,
     ingest,
@@ -35,6 +36,7 @@ app.add_typer(backup.backup_app, name="backup")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(break_glass.break_glass_app, name="break-glass")
 app.command("purge")(purge.purge_cmd)
+app.add_typer(audit.audit_app, name="audit")
 app.add_typer(migrate.migrate_app, name="migrate-001")
 app.command("compare-001")(migrate.compare_cmd)
 app.command("validate")(validate.validate)

@@ -21,7 +21,7 @@ from docingest.cli.common import (
     local_user,
 )
 from docingest.clients.embedders import Embedder
-from docingest.store import migrate
+from docingest.store import dashboard_stats, migrate, queue_stats
 from docingest.store.chunks import search
 from docingest.store.db import open_pool
 from docingest.store.vector_index import ensure_vector_index
@@ -83,10 +83,18 @@ def db_current() -> None:
 def token_cmd(
     user: Annotated[str, typer.Option(help="User id (UUID) for the token's sub.")],
     admin: Annotated[bool, typer.Option("--admin", help="Grant the admin role.")] = False,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[
+        int, typer.Option(help="Lifetime in seconds (1 to DOCINGEST_JWT_MAX_TTL_SECONDS).")
+    ] = 3600,
 ) -> None:
     """Mint a JWT for local use."""
     settings = load_settings(log_format="console", quiet=True)
+    if not 0 < ttl <= settings.jwt_max_ttl_s:
+        err_console.print(
+            f"[red]--ttl must be between 1 and {settings.jwt_max_ttl_s} seconds"
+            " (DOCINGEST_JWT_MAX_TTL_SECONDS)[/red]"
+        )
+        raise typer.Exit(2)
     try:
         user_id = UUID(user)
     except ValueError:
@@ -152,24 +160,6 @@ def search_cmd(
     Console().print(table)
 
 
-_STATUS_SQL = """
-SELECT
-  (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM
-     (SELECT status, count(*) AS n FROM docingest.upload_jobs GROUP BY status) s) AS by_status,
-  (SELECT extract(epoch FROM now() - min(next_attempt_at)) FROM docingest.upload_jobs
-     WHERE status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')
-       AND claimed_by IS NULL AND next_attempt_at <= now()) AS queue_lag_s,
-  (SELECT job_id FROM docingest.upload_jobs
-     WHERE status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')
-     ORDER BY created_at LIMIT 1) AS oldest_waiting_job,
-  (SELECT coalesce(jsonb_object_agg(code, n), '{}') FROM
-     (SELECT last_error->>'code' AS code, count(*) AS n FROM docingest.upload_jobs
-      WHERE status IN ('failed_parse', 'failed_chunking', 'failed_embedding') GROUP BY 1) f) AS failures,
-  (SELECT count(*) FROM docingest.upload_jobs WHERE claimed_by IS NOT NULL
-     AND lease_expires_at > now()) AS in_flight
-"""
-
-
 def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
@@ -180,20 +170,18 @@ def status_cmd(
         pool = await open_pool(dsn, max_size=1, name="docingest-status")
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(_STATUS_SQL)
-                row = await cur.fetchone()
-                assert row is not None
-                return {
-                    "by_status": row["by_status"],
-                    "queue_lag_s": round(float(row["queue_lag_s"] or 0.0), 3),
-                    "oldest_waiting_job": str(row["oldest_waiting_job"])
-                    if row["oldest_waiting_job"]
-                    else None,
-                    "failures": row["failures"],
-                    "in_flight": int(row["in_flight"]),
-                }
+                queue = await queue_stats.snapshot(conn)
+                failures = (await dashboard_stats.read(conn)).failures_by_code
+                oldest = await queue_stats.oldest_waiting_job(conn)
         finally:
             await pool.close()
+        return {
+            "by_status": {s.value: n for s, n in queue.by_status.items() if n},
+            "queue_lag_s": round(queue.oldest_claimable_s, 3),
+            "oldest_waiting_job": str(oldest) if oldest else None,
+            "failures": dict(failures),
+            "in_flight": queue.in_flight,
+        }
 
     data = asyncio.run(run())
     if as_json:

@@ -15,7 +15,6 @@ from typing import Annotated
 
 import prometheus_client
 import typer
-import uvicorn
 
 from docingest import bootstrap
 from docingest.cli.common import (
@@ -64,13 +63,13 @@ def api(
     settings = load_settings(log_format="json")
     rt = build_runtime(settings, migrate_schema=not no_migrate)
     from docingest.api.main import create_app
+    from docingest.api.server import serve
 
-    uvicorn.run(
+    serve(
         create_app(rt),
+        settings.edge,
         host=host,
         port=port,
-        log_level="warning",
-        access_log=False,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )

@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from docingest.clients.parse_child import apply_limits, convert
+from docingest.config import WorkLimits
 from docingest.domain.errors import ErrorCode
 
 MEMORY_MB = 1536  # as the worker's parser (DOCINGEST_PARSE_MEMORY_MB default)
@@ -29,6 +30,16 @@ TIMEOUT_S = 120.0  # a parse this long gets the parse_limit error and a fresh po
 
 def _start() -> None:
     apply_limits(memory_mb=MEMORY_MB, cpu_seconds=None)
+
+
+def _convert(data: bytes) -> dict[str, Any]:
+    """The worker's parser with its default work limits (pages, characters)."""
+    return convert(
+        data,
+        max_pages=MAX_PAGES,
+        max_page_chars=WorkLimits.max_page_chars,
+        max_document_chars=WorkLimits.max_document_chars,
+    )
 
 
 class ParsePool:
@@ -48,7 +59,7 @@ class ParsePool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(TIMEOUT_S):
-                return await loop.run_in_executor(self._pool, convert, data, MAX_PAGES)
+                return await loop.run_in_executor(self._pool, _convert, data)
         except (BrokenProcessPool, TimeoutError):
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new()

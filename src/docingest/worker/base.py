@@ -38,7 +38,7 @@ from docingest.domain.states import JobStatus
 from docingest.store import events, jobs
 from docingest.store.jobs import LeaseLost
 from docingest.store.records import Job
-from docingest.worker import metrics
+from docingest.worker import cleanup, metrics
 from docingest.worker.context import StageContext
 from docingest.worker.handback import PendingHandBacks
 from docingest.worker.liveness import WorkerSession
@@ -203,6 +203,7 @@ class BaseWorker:
                 raise
         except LeaseLost:
             log.warning("lease lost", extra={"action": "lease_lost", **job_log_ids(job)})
+            await self._drop_if_deleted(current[0])
         except Deferred as exc:
             await self._defer(current[0], exc)
         except PermanentError as exc:
@@ -211,6 +212,10 @@ class BaseWorker:
             await self._retry_later(current[0], exc.code, exc.message, exc.retry_after)
         except DocingestError as exc:
             await self._retry_later(current[0], exc.code, exc.message, None)
+        except psycopg.errors.QueryCanceled:  # statement_timeout (store/db.py)
+            await self._retry_later(
+                current[0], ErrorCode.STATEMENT_TIMEOUT, "a statement ran past its deadline", None
+            )
         except psycopg.OperationalError:
             await self._retry_later(
                 current[0], ErrorCode.INTERNAL, "database connection lost", None
@@ -264,6 +269,18 @@ class BaseWorker:
                 lost.set()
                 runner.cancel()
                 return
+
+    async def _drop_if_deleted(self, job: Job) -> None:
+        try:
+            dropped = await cleanup.drop_if_deleted(self.ctx, job)
+        except (psycopg.Error, DocingestError, OSError):
+            log.warning("orphan check failed", extra={"action": "cleanup_error"})
+            return
+        if dropped:
+            log.info(
+                "document deleted while processing; its artifacts removed",
+                extra={"action": "orphans_removed", "blobs": dropped, **job_log_ids(job)},
+            )
 
     def _releaser(self, job: Job, delay_s: float) -> Callable[[], Awaitable[None]]:
         async def write() -> None:

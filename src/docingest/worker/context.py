@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from docingest.clients.embedders import Embedder
 from docingest.clients.llamaparse import RemoteJobStatus
 from docingest.clients.pdf_markdown import ParsedPdf
+from docingest.config import WorkLimits
 from docingest.store.blobs import BlobStore
 from docingest.store.db import DictConn
 from docingest.worker.breaker import Breaker
@@ -62,3 +63,4 @@ class StageContext:
     callbacks: CallbackSettings | None = None
     embed_gate: EmbeddingGate | None = None  # None: unlimited budget, default breaker
     parser_breaker: Breaker | None = None  # remote parser only; None: default policy
+    work: WorkLimits = field(default_factory=WorkLimits)  # text and chunk caps

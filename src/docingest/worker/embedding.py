@@ -199,6 +199,7 @@ class DocumentEmbedding:
             await self._progress(conn)
             await event(
                 conn,
+                self.ctx.worker_id,
                 self.job,
                 "embedding.batch",
                 batch_id=str(batch_id),
@@ -236,5 +237,12 @@ class DocumentEmbedding:
                 JobStatus.EMBEDDINGS_STORED,
                 sets={"progress": progress},
             )
-            await event(conn, moved, "job.embeddings_stored", vectors=done, **self.spend.progress())
+            await event(
+                conn,
+                self.ctx.worker_id,
+                moved,
+                "job.embeddings_stored",
+                vectors=done,
+                **self.spend.progress(),
+            )
         return moved

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from docingest.bootstrap import Runtime, parser
 from docingest.domain.retry import RetryPolicy
+from docingest.store import at_rest
 from docingest.store.db import open_pool
 from docingest.store.vector_index import ensure_vector_index
 from docingest.worker import remote_parse
@@ -38,8 +39,13 @@ async def run_worker(
     number of jobs this worker brought to a terminal status. `callback_wait_s` overrides
     DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS (how long a remote parse waits for its callback
     before the worker polls the parser)."""
+    at_rest.report(rt.at_rest)
     pool = await open_pool(
-        rt.dsn, min_size=1, max_size=pool_size(concurrency), name="docingest-worker"
+        rt.dsn,
+        min_size=1,
+        max_size=pool_size(concurrency),
+        name="docingest-worker",
+        statement_timeout_s=rt.settings.work.statement_timeout_s,
     )
     try:
         e = rt.embedder
@@ -68,6 +74,7 @@ async def run_worker(
                 policy_from_settings(rt.settings),
                 actor=f"worker:{worker_id}",
             ),
+            work=rt.settings.work,
         )
         options = WorkerOptions(
             concurrency=concurrency,

@@ -16,8 +16,10 @@ router = APIRouter(prefix="/v1", tags=["search"])
 
 
 class SearchRequest(BaseModel):
-    query: Annotated[str, Field(min_length=1, max_length=4000)]
-    k: Annotated[int, Field(ge=1, le=100)] = 10
+    """Strict types: `k: true` or `k: "5"` are malformed, not coerced (422)."""
+
+    query: Annotated[str, Field(min_length=1, max_length=4000, strict=True)]
+    k: Annotated[int, Field(ge=1, le=100, strict=True)] = 10
 
 
 @router.post("/search")
