@@ -24,9 +24,9 @@ from docingest.api.auth import mint_token
 from docingest.bootstrap import Runtime
 from docingest.clients.embedders import HashEmbedder
 from docingest.config import Settings
-from docingest.store import documents
+from docingest.store import documents, liveness
 from docingest.store.db import DictConn
-from docingest.testing.procs import free_port
+from docingest.testing.procs import free_port, wait_for
 
 SERVER_START_S = 15.0
 
@@ -97,6 +97,21 @@ def login_role_dsns(dsn: str) -> Iterator[dict[str, str]]:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for login in logins.values():
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+
+
+def wait_past_restart_grace(dsn: str) -> None:
+    """Dead-worker detection is off for `liveness.RESTART_GRACE_S` after the server started
+    (the session's server may be that young when a test needing it runs first)."""
+
+    def old_enough() -> bool:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(
+                "SELECT pg_postmaster_start_time() < now() - make_interval(secs => %s)",
+                (liveness.RESTART_GRACE_S,),
+            ).fetchone()
+        return bool(row and row[0])
+
+    wait_for(old_enough, liveness.RESTART_GRACE_S + 5, "server too young")
 
 
 def counts(dsn: str) -> dict[str, int]:

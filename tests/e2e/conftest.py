@@ -50,6 +50,16 @@ def run_cli(
     )
 
 
+def fake_openai_env(url: str, dimensions: int = 256) -> dict[str, str]:
+    """Settings pointing the embedder at the fake OpenAI server at `url`."""
+    return {
+        "DOCINGEST_EMBEDDER": "openai",
+        "DOCINGEST_OPENAI_BASE_URL": f"{url}/v1",
+        "DOCINGEST_OPENAI_API_KEY": "sk-test",
+        "DOCINGEST_EMBED_DIMENSIONS": str(dimensions),
+    }
+
+
 def stack_env(dsn: str, home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCINGEST_")}
     env.update(

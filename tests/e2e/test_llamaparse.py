@@ -132,6 +132,13 @@ def test_callbacks_complete_jobs_once_through_faults(
     assert stats["upload_status_counts"] == {"429": 1, "500": 1, "200": 5}
     assert stats["jobs_by_status"] == {"SUCCESS": 3, "ERROR": 1, "PARTIAL_SUCCESS": 1}
     assert stats["callbacks_delivered"] >= 4  # 1 hint, 2 x 2 relayed (duplicates acknowledged)
+    assert stats["faults_injected"] == {  # every armed fault was served, as counted by the fake
+        "upload_429": 1,
+        "upload_500": 1,
+        "duplicate_callbacks": 2,
+        "reordered_callbacks": 4,
+        "fail_jobs": 1,
+    }
 
 
 def test_lost_callback_and_lost_job_are_reconciled_by_the_claim(

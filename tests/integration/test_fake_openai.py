@@ -191,6 +191,30 @@ async def test_injected_500s_retried_then_exhausted(
     assert info.value.code is ErrorCode.EMBEDDING_UNAVAILABLE
     assert fake.control()["fail_500_next"] == 2  # three attempts used three of the five
     assert fake.stats()["status_counts"] == {"500": 4, "200": 1}
+    assert fake.stats()["faults_injected"] == {"500": 4}  # served, not merely armed
+
+
+async def test_billing_counts_each_text_and_every_repeat(
+    fake: FakeServer, embedder: OpenAIEmbedder
+) -> None:
+    await embedder.embed(TEXTS)
+    await embedder.embed([TEXTS[0], "a new text"])
+    stats = fake.stats()
+    assert stats["inputs"] == 5
+    assert stats["distinct_texts_billed"] == 4 and stats["inputs_billed_again"] == 1
+    fake.control(fail_429_next=1)
+    await embedder.embed([TEXTS[1]])  # the refused attempt is not billed, the retry is
+    assert fake.stats()["inputs_billed_again"] == 2
+
+
+def test_latency_jitter_stays_within_its_bounds(fake: FakeServer) -> None:
+    fake.control(latency_ms=100, latency_jitter_ms=200)
+    took = []
+    for _ in range(5):
+        response = fake.embed_raw({"model": MODEL, "input": "x"})
+        assert response.status_code == 200
+        took.append(int(response.headers["openai-processing-ms"]))
+    assert all(ms >= 100 for ms in took) and max(took) < 1000
 
 
 async def test_poison_substring_is_a_permanent_rejection(

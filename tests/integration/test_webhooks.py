@@ -269,6 +269,30 @@ async def test_mismatched_callbacks_are_4xx_and_a_held_job_is_not_touched(
     ]
 
 
+async def test_a_hint_that_beats_the_submission_is_asked_to_retry(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """A fast parser calls back before the worker has committed the submission (the job is
+    still `uploaded`, no token hash stored yet): the job's real token gets 409 with
+    Retry-After, so the sender retries; any other token still gets 401."""
+    pool = await open_pool(rt.dsn, max_size=1)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(
+                conn, rt, uuid.uuid4(), EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
+            )
+    finally:
+        await pool.close()
+    path = f"/webhooks/llamaparse/{res.job_id}"
+    right = webhook_auth.callback_token(SECRET, res.job_id)
+    early = await client.post(path, params={"token": right}, json={"md": "x"})
+    assert early.status_code == 409 and early.headers["retry-after"] == "1"
+    for wrong in (webhook_auth.callback_token(SECRET, uuid.uuid4()), right[:-2] + "xx"):
+        r = await client.post(path, params={"token": wrong}, json={"md": "x"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    assert job_row(rt.dsn, res.job_id)["status"] == "uploaded"  # nothing changed
+
+
 async def test_hint_needs_the_jobs_token_and_only_wakes_the_job(
     client: httpx.AsyncClient, rt: Runtime
 ) -> None:

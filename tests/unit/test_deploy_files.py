@@ -20,6 +20,7 @@ from docingest.api import queue_metrics
 from docingest.cli import app
 from docingest.config import Settings
 from docingest.domain.states import JobStatus
+from docingest.ops.validation.drill import K8S_CRONJOB, SYSTEMD_TIMER, schedule_minutes
 from docingest.store.queue_stats import QueueSnapshot
 from tests.conftest import REPO
 
@@ -110,6 +111,8 @@ def _pod_specs() -> Iterator[tuple[str, dict[str, Any]]]:
     for doc in _k8s_docs():
         if doc["kind"] in ("Deployment", "Job"):
             yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+        if doc["kind"] == "CronJob":
+            yield doc["metadata"]["name"], doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
 def _containers() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -329,3 +332,19 @@ def test_systemd_units_are_hardened(path: Path) -> None:
     env_files = unit["EnvironmentFile"]
     assert "/etc/docingest/docingest.env" in env_files
     assert len([f for f in env_files if f.startswith("/etc/docingest/db-")]) == 1
+
+
+def test_backups_are_scheduled_at_one_interval_on_systemd_and_kubernetes() -> None:
+    """The RPO in the validation report comes from this interval (ops/validation/drill.py)."""
+    schedule = schedule_minutes(REPO)
+    assert set(schedule) == {SYSTEMD_TIMER, K8S_CRONJOB}
+    [every] = set(schedule.values())
+    assert isinstance(every, int) and 0 < every <= 60
+    timer = _unit(REPO / SYSTEMD_TIMER)
+    assert timer["Unit"] == ["docingest-backup.service"] and timer["Persistent"] == ["true"]
+    (cron,) = _by_kind("CronJob")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"  # never two backups at once
+    [line] = _unit(SYSTEMD / "docingest-backup.service")["ExecStart"]
+    [container] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    for argv in (line.split()[1:], container["args"]):  # one command, each to its own volume
+        assert argv[:2] == ["backup", "create"] and argv[3:] == ["--timestamped", "--database-only"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -35,11 +36,30 @@ def _fail(exc: backup.BackupError) -> typer.Exit:
 
 
 @backup_app.command("create")
-def create_cmd(directory: DirArg) -> None:
+def create_cmd(
+    directory: DirArg,
+    timestamped: Annotated[
+        bool,
+        typer.Option(
+            "--timestamped",
+            help="Write into a new DIR/<UTC time> (for scheduled backups, docs/backup.md).",
+        ),
+    ] = False,
+    database_only: Annotated[
+        bool,
+        typer.Option(
+            "--database-only",
+            help="Dump the database and list the blobs it references without copying them:"
+            " for an s3:// store whose bucket versioning keeps every object.",
+        ),
+    ] = False,
+) -> None:
     """Dump the docingest schema and copy the blobs (still encrypted) into DIR."""
     dsn, store = _targets()
+    if timestamped:
+        directory = directory / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
-        made = backup.create(dsn, store, directory)
+        made = backup.create(dsn, store, directory, include_blobs=not database_only)
     except backup.BackupError as exc:
         raise _fail(exc) from None
     rows = sum(made.row_counts.values())
@@ -77,6 +97,6 @@ def restore_cmd(
         typer.echo(f"the previous schema was renamed to {done.set_aside}")
     typer.echo(
         f"restored snapshot {done.snapshot_at.isoformat()}: {sum(done.row_counts.values())}"
-        f" rows, {done.blobs_copied} blobs copied, {done.leases_cleared} leases cleared,"
+        f" rows, {done.blobs_copied} blobs copied, {done.jobs_resumed} unfinished jobs resumed,"
         f" {done.seconds:.2f}s"
     )

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         apply_limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
         data = sys.stdin.buffer.read()
-        answer = _convert(
+        answer = convert(
             data,
             max_pages=args.max_pages,
             max_page_chars=args.max_page_chars,
@@ -85,9 +85,10 @@ def _lower(which: int, soft: int, hard: int) -> None:
     resource.setrlimit(which, (min(soft, hard), hard))
 
 
-def _convert(
+def convert(
     data: bytes, *, max_pages: int, max_page_chars: int | None, max_document_chars: int | None
 ) -> dict[str, Any]:
+    """The answer for one document: markdown and counts, or a failure code (never text)."""
     try:
         # imported here so that PDFium is loaded only after the limits are in place
         from docingest.clients.pdf_markdown import pdf_to_markdown

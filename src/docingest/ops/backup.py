@@ -16,8 +16,13 @@ Restore: verify everything first; refuse a database whose `docingest` tables hol
 (unless `force`, which renames the old schema aside instead of dropping it); copy the
 blobs (never replacing an object), prove the configured master key opens them, then
 `pg_restore --single-transaction`, so the database shows all of the backup or nothing.
-Leases in the dump belong to workers that no longer exist: they are cleared, so restored
-in-flight jobs are claimable at once and the restore costs them no retry.
+Leases in the dump belong to workers that no longer exist: they are cleared, and every
+unfinished job is claimable at once (one waiting for a parse callback may have missed it
+before the disaster); the restore costs them no retry.
+
+Database only (`include_blobs=False`), for an s3:// store whose bucket versioning keeps
+every object: the dump and the list of blob keys the snapshot references; restore checks
+that each of them is in the configured store before it touches the database.
 """
 
 from __future__ import annotations
@@ -60,9 +65,13 @@ _REFERENCED = (
     " UNION SELECT parsed_path FROM docingest.upload_jobs WHERE parsed_path IS NOT NULL"
 )
 _PROBE = "SELECT raw_path, file_sha256 FROM docingest.documents ORDER BY document_id LIMIT 1"
-_CLEAR_LEASES = (
+# Every unfinished job resumes now: a lease belongs to a worker that no longer exists, and
+# a job waiting (for a parse callback, a backoff) may have missed what it waited for before
+# the disaster. Re-evaluating costs a stage's idempotent rerun or one status poll.
+_RESUME_UNFINISHED = (
     "UPDATE docingest.upload_jobs SET claimed_by = NULL, lease_expires_at = NULL,"
-    " next_attempt_at = now() WHERE claimed_by IS NOT NULL"
+    " next_attempt_at = now()"
+    " WHERE status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')"
 )
 
 verify = backup_manifest.verify
@@ -83,7 +92,7 @@ class Restored:
     snapshot_at: datetime
     row_counts: dict[str, int]
     blobs_copied: int
-    leases_cleared: int
+    jobs_resumed: int  # unfinished jobs made claimable now, leases cleared
     set_aside: str | None
     seconds: float
 
@@ -104,10 +113,12 @@ def _new_backup_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def create(dsn: str, store: BlobStore, dest: Path) -> Created:
-    """Dump the `docingest` schema and copy the blob store into `dest` (new or empty)."""
+def create(dsn: str, store: BlobStore, dest: Path, *, include_blobs: bool = True) -> Created:
+    """Dump the `docingest` schema and copy the blob store into `dest` (new or empty);
+    without `include_blobs`, record the referenced blob keys instead of copying them."""
     started = time.monotonic()
-    backup_blobs.local_root(store)  # refuse unsupported stores before writing anything
+    if include_blobs:
+        backup_blobs.local_root(store)  # refuse unsupported stores before writing anything
     _new_backup_dir(dest)
     with psycopg.connect(dsn) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -133,8 +144,8 @@ def create(dsn: str, store: BlobStore, dest: Path) -> Created:
             ],
         )
         conn.rollback()
-    copied = set(backup_blobs.export_all(store, dest))
-    missing = sorted(referenced - copied)
+    copied = set(backup_blobs.export_all(store, dest)) if include_blobs else set()
+    missing = sorted(referenced - copied) if include_blobs else []
     if missing:
         raise BackupError(
             f"{len(missing)} blob(s) referenced by the snapshot were deleted during the"
@@ -156,10 +167,16 @@ def create(dsn: str, store: BlobStore, dest: Path) -> Created:
             "row_counts": counts,
             "probe": {"key": str(probe[0]), "sha256": str(probe[1])} if probe else None,
             "files": files,
+            **({} if include_blobs else {"blobs_in_store": sorted(referenced)}),
         },
     )
     return Created(
-        dest, snapshot_at, schema_version, counts, len(copied), time.monotonic() - started
+        dest,
+        snapshot_at,
+        schema_version,
+        counts,
+        len(copied),
+        time.monotonic() - started,
     )
 
 
@@ -198,6 +215,20 @@ def _check_probe(store: BlobStore, probe: dict[str, str] | None) -> None:
         ) from None
 
 
+def _check_in_store(store: BlobStore, keys: list[str]) -> None:
+    """A database-only backup: every blob its rows reference must be in the store."""
+
+    async def missing() -> list[str]:
+        return [k for k in keys if not await store.exists(k)]
+
+    gone = asyncio.run(missing()) if keys else []
+    if gone:
+        raise BackupError(
+            f"{len(gone)} blob(s) the backup references are not in the blob store (first:"
+            f" {gone[0]}); restore the bucket's versions from before the disaster first"
+        )
+
+
 def restore(dsn: str, store: BlobStore, source: Path, *, force: bool = False) -> Restored:
     """Restore a verified backup into an empty database and blob store (see module doc)."""
     started = time.monotonic()
@@ -224,6 +255,7 @@ def restore(dsn: str, store: BlobStore, source: Path, *, force: bool = False) ->
         todo = backup_blobs.plan_import(store, wanted)
         for key in todo:
             backup_blobs.import_file(store, key, source / prefix / key)
+        _check_in_store(store, manifest.get("blobs_in_store", []))
         _check_probe(store, manifest["probe"])
         set_aside = _clear_target(conn, occupied)
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -238,7 +270,7 @@ def restore(dsn: str, store: BlobStore, source: Path, *, force: bool = False) ->
                 str(source / DUMP),
             ],
         )
-        cleared = conn.execute(_CLEAR_LEASES).rowcount
+        cleared = conn.execute(_RESUME_UNFINISHED).rowcount
         counts = row_counts(conn)
     if counts != manifest["row_counts"]:
         raise BackupError("restored row counts differ from the manifest's")

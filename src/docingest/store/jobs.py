@@ -3,7 +3,9 @@
 Lessons from River, Oban, graphile-worker, Procrastinate and PgQueuer, applied:
 - claim in one short autocommit statement (`FOR UPDATE SKIP LOCKED`), never holding a
   transaction open across an external call;
-- expired leases are reclaimed by the claim query itself, not by a separate sweeper;
+- expired leases are reclaimed by the claim query itself, not by a separate sweeper, and so
+  are the jobs of a worker whose database session has ended (`store/liveness.py`), without
+  waiting for its lease;
 - every status change is fenced on `claimed_by` and `attempt`, so a worker that lost its
   lease cannot overwrite the job's new owner (zero rows updated -> `LeaseLost`);
 - NOTIFY is sent inside the enqueueing transaction.
@@ -20,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from docingest.domain.states import JobStatus, check_transition, failure_status
 from docingest.store.db import DictConn
+from docingest.store.liveness import DEAD_WORKERS
 from docingest.store.records import Job
 
 CHANNEL = "docingest_jobs"
@@ -50,12 +53,14 @@ class LeaseLost(Exception):
 
 
 def _claimable(t: str) -> str:
-    """The claimable condition on the `upload_jobs` row aliased `t`."""
+    """The claimable condition on the `upload_jobs` row aliased `t`: unclaimed, its lease
+    run out, or its holder dead (the CTE `dead` of the claim query)."""
     return (
         f"{t}.status NOT IN {_TERMINAL_SQL}"
         f" AND {t}.status <> ALL(%(excluded)s::docingest.job_status[])"
         f" AND {t}.next_attempt_at <= now()"
-        f" AND ({t}.claimed_by IS NULL OR {t}.lease_expires_at < now())"
+        f" AND ({t}.claimed_by IS NULL OR {t}.lease_expires_at < now()"
+        f" OR {t}.claimed_by IN (SELECT worker_id FROM dead))"
     )
 
 
@@ -65,9 +70,11 @@ def _claimable(t: str) -> str:
 # time a slot takes to free). Among equal turns, the most overdue first. Candidates are
 # locked with SKIP LOCKED, so concurrent claimers take different jobs.
 _CLAIM = f"""
-WITH running AS (
+WITH dead AS MATERIALIZED ({DEAD_WORKERS}
+), running AS (
     SELECT user_id, count(*) AS n FROM docingest.upload_jobs
     WHERE claimed_by IS NOT NULL AND lease_expires_at >= now() AND status NOT IN {_TERMINAL_SQL}
+      AND claimed_by NOT IN (SELECT worker_id FROM dead)
     GROUP BY user_id
 ), ranked AS (
     SELECT job_id, user_id, next_attempt_at,
@@ -101,8 +108,8 @@ RETURNING j.*
 async def claim(
     conn: DictConn, worker_id: str, lease_s: float, excluded: tuple[JobStatus, ...] = ()
 ) -> Job | None:
-    """Claim the next claimable job in fair order (above), reclaiming expired leases.
-    Autocommit, one statement."""
+    """Claim the next claimable job in fair order (above), reclaiming expired leases and
+    dead workers' jobs. Autocommit, one statement."""
     cur = await conn.execute(
         _CLAIM, {"worker": worker_id, "lease": lease_s, "excluded": [s.value for s in excluded]}
     )

@@ -11,8 +11,9 @@ What it reproduces of the real contract (CONTRACTS.md §1):
   fields -> `{"id", "status": "PENDING"}`; `GET /api/parsing/job/{id}` ->
   `{id, status, error_code, error_message}`; `GET .../result/{markdown|text|json}`;
   404 `{"detail": "Job not found"}` for unknown jobs; Bearer auth when `--api-key` is set.
-* It really parses the PDF with docingest's local parser; an unparseable file ends ERROR
-  with an `error_code` (the local parser's code, upper-cased).
+* It really parses the PDF with docingest's own conversion (in long-lived parser processes,
+  `fake_parse_pool.py`); an unparseable file ends ERROR with an `error_code` (the local
+  parser's code, upper-cased).
 * When the job ends it calls back, retrying non-2xx answers (409, 429, 5xx, connection
   errors) with backoff like a webhook sender:
   - `callback` mode: the native v1 body `{txt, md, json, images}` to the `webhook_url`;
@@ -21,7 +22,9 @@ What it reproduces of the real contract (CONTRACTS.md §1):
     document ids come from the `docingest_job_id`/`docingest_document_id` form fields;
   - `none`: no callback (the client must poll).
 
-Test-only routes: `GET|POST /control` (see `Faults`), `GET /stats`, `GET /healthz`.
+Test-only routes: `GET|POST /control` (see `Faults`), `GET /stats` (with `faults_injected`:
+each injected fault actually served, by kind; `job_seconds`: each finished job's time from
+upload to result, as this service measured it), `GET /healthz`.
 Uploaded documents carry PHI: nothing here logs their content, only counts.
 """
 
@@ -48,9 +51,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from docingest.clients.local_parser import parse_pdf
 from docingest.domain import seed_callback, webhook_auth
-from docingest.domain.errors import DocingestError
+from docingest.testing.fake_ledgers import FaultCounter, jittered_s
+from docingest.testing.fake_parse_pool import ParsePool
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ PARSER_VERSION = "1"
 _PAGE_SPLIT = re.compile(r"^<!-- page (\d+) -->$", re.MULTILINE)
 _RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _DELIVERY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+_TLS = httpx.create_ssl_context()  # built once: each build costs ~25 ms of CPU
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Faults:
     fail_error_code: str = "NO_DATA_FOUND_IN_FILE"
     lose_jobs_next: int = 0  # the next uploaded jobs answer 404 once finished
     parse_delay_ms: float = 0.0  # a job stays PENDING at least this long
+    parse_delay_jitter_ms: float = 0.0  # plus a uniform draw from [0, parse_delay_jitter_ms]
     drop_callbacks_next: int = 0  # never delivered
     duplicate_callbacks_next: int = 0  # delivered twice (same webhook-id in relay mode)
     callback_delay_ms: float = 0.0  # before each delivery
@@ -93,7 +98,7 @@ _INT_KEYS = {
     "hold_callbacks",
     "retry_after_ms",
 }
-_FLOAT_KEYS = {"parse_delay_ms", "callback_delay_ms", "outage_until"}
+_FLOAT_KEYS = {"parse_delay_ms", "parse_delay_jitter_ms", "callback_delay_ms", "outage_until"}
 
 
 def validate_control(update: object) -> dict[str, Any]:
@@ -129,6 +134,8 @@ class FakeJob:
     error_message: str | None = None
     markdown: str = ""
     lost: bool = False
+    received: float = field(default_factory=time.monotonic)
+    seconds: float | None = None  # upload received -> job finished, as this service saw it
 
 
 @dataclass
@@ -146,10 +153,11 @@ class FakeState:
     faults: Faults
     # Like the real service's queue: at most this many documents parse at once, the rest
     # stay PENDING in arrival order (and the fake's CPU use stays bounded on small machines).
-    parse_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    parser: ParsePool = field(default_factory=lambda: ParsePool(2))
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     held: list[_Delivery] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    injected: FaultCounter = field(default_factory=FaultCounter)  # faults actually served
     stats: dict[str, Any] = field(
         default_factory=lambda: {
             "uploads": 0,
@@ -169,10 +177,11 @@ class FakeState:
         counts[str(status)] = counts.get(str(status), 0) + 1
 
     def take(self, name: str) -> bool:
-        """Consume one unit of a `*_next` fault."""
+        """Consume one unit of a `*_next` fault (counted in `faults_injected`)."""
         left = getattr(self.faults, name)
         if left > 0:
             setattr(self.faults, name, left - 1)
+            self.injected.count(name.removesuffix("_next"))
             return True
         return False
 
@@ -185,7 +194,16 @@ class FakeState:
         by_status: dict[str, int] = {}
         for job in self.jobs.values():
             by_status[job.status] = by_status.get(job.status, 0) + 1
-        return {**json.loads(json.dumps(self.stats)), "jobs_by_status": by_status}
+        return {
+            **json.loads(json.dumps(self.stats)),
+            "jobs_by_status": by_status,
+            "faults_injected": self.injected.snapshot(),
+            "job_seconds": {
+                job.id: round(job.seconds, 3)
+                for job in self.jobs.values()
+                if job.seconds is not None
+            },
+        }
 
 
 # --------------------------------------------------------------------------- parsing
@@ -205,19 +223,18 @@ def _plain(markdown: str) -> str:
 
 
 async def _run_job(state: FakeState, job: FakeJob, data: bytes, fail: bool, lose: bool) -> None:
-    await asyncio.sleep(state.faults.parse_delay_ms / 1000)
+    await asyncio.sleep(jittered_s(state.faults.parse_delay_ms, state.faults.parse_delay_jitter_ms))
     if fail:
         job.status, job.error_code = state.faults.fail_status, state.faults.fail_error_code
         job.error_message = "injected failure"
     else:
-        try:
-            async with state.parse_slots:
-                parsed = await parse_pdf(data, timeout_s=60)
-        except DocingestError as exc:
-            job.status, job.error_code = "ERROR", str(exc.code).upper()
-            job.error_message = "the document could not be parsed"
+        answer = await state.parser.parse(data)
+        if answer["ok"]:
+            job.status, job.markdown = "SUCCESS", answer["markdown"]
         else:
-            job.status, job.markdown = "SUCCESS", parsed.markdown
+            job.status, job.error_code = "ERROR", str(answer["code"]).upper()
+            job.error_message = "the document could not be parsed"
+    job.seconds = time.monotonic() - job.received
     job.lost = lose
     delivery = _delivery_for(state, job)
     if delivery is not None:
@@ -261,12 +278,13 @@ async def _dispatch(state: FakeState, delivery: _Delivery) -> None:
             return
         batch, state.held = list(reversed(state.held)), []
         state.faults.hold_callbacks = 0
+        state.injected.count("reordered_callbacks", len(batch))
     for item in batch:
         await _send(state, item)
 
 
 async def _send(state: FakeState, delivery: _Delivery) -> None:
-    async with httpx.AsyncClient(timeout=15) as client:
+    async with httpx.AsyncClient(timeout=15, verify=_TLS) as client:
         for attempt in range(len(_DELIVERY_DELAYS_S) + 1):
             await asyncio.sleep(state.faults.callback_delay_ms / 1000)
             headers = {"content-type": "application/json"}
@@ -322,6 +340,7 @@ def _outage(state: FakeState, route: str) -> Response | None:
     if time.time() >= state.faults.outage_until:
         return None
     state.count("outage_503_counts", route)
+    state.injected.count("outage_503")
     return JSONResponse({"detail": "Service Unavailable"}, status_code=503)
 
 
@@ -494,17 +513,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.api_key,
         args.webhook_secret,
         Faults(mode=args.mode),
-        parse_slots=asyncio.Semaphore(max(1, args.parse_concurrency)),
+        parser=ParsePool(max(1, args.parse_concurrency)),
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(
-            create_app(state),
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(
+                create_app(state),
+                host=args.host,
+                port=args.port,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=2,
+            )
+    finally:
+        state.parser.close()
 
 
 if __name__ == "__main__":

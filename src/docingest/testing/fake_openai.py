@@ -54,6 +54,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from docingest.pipeline.tokens import count_tokens
+from docingest.testing.fake_ledgers import BilledTexts, FaultCounter, jittered_s
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class FaultConfig:
     """
 
     latency_ms: float = 0.0  # added to every /v1/embeddings request
+    latency_jitter_ms: float = 0.0  # plus a uniform draw from [0, latency_jitter_ms]
     fail_429_next: int = 0  # 429 rate_limit_exceeded with retry-after / retry-after-ms
     fail_500_next: int = 0  # 500 server_error
     quota_exhausted: bool = False  # every request: 429 insufficient_quota (until cleared)
@@ -102,7 +104,7 @@ class FakeOpenAIConfig:
 
 
 _INT_KEYS = frozenset({"fail_429_next", "fail_500_next", "hang_next", "retry_after_ms"})
-_NUMBER_KEYS = frozenset({"latency_ms", "hang_seconds"})
+_NUMBER_KEYS = frozenset({"latency_ms", "latency_jitter_ms", "hang_seconds"})
 _LIMIT_KEYS = frozenset({"rpm", "tpm"})
 CONTROL_KEYS = frozenset(
     {f.name for f in dataclasses.fields(FaultConfig)} | _LIMIT_KEYS,
@@ -221,6 +223,8 @@ class FakeOpenAIState:
         self._status_counts: dict[str, int] = {}
         self._window = _SlidingWindow(STATS_WINDOW_S)
         self._denials = 0
+        self.injected = FaultCounter()
+        self.billed = BilledTexts()
 
     # control ------------------------------------------------------------------
     def control_snapshot(self) -> dict[str, object]:
@@ -259,16 +263,21 @@ class FakeOpenAIState:
         """Consume one armed fault for this request, if any."""
         with self._lock:
             f = self.faults
+            kind: FaultKind | None = None
             if f.hang_next > 0:
                 f.hang_next -= 1
-                return "hang"
-            if f.fail_500_next > 0:
+                kind = "hang"
+            elif f.fail_500_next > 0:
                 f.fail_500_next -= 1
-                return "500"
-            if f.fail_429_next > 0:
+                kind = "500"
+            elif f.fail_429_next > 0:
                 f.fail_429_next -= 1
-                return "429"
-            return "quota" if f.quota_exhausted else None
+                kind = "429"
+            elif f.quota_exhausted:
+                kind = "quota"
+        if kind is not None:
+            self.injected.count(kind)
+        return kind
 
     # rate limits --------------------------------------------------------------
     def admit(self, tokens: int) -> BudgetDenial | None:
@@ -324,9 +333,14 @@ class FakeOpenAIState:
         """`inputs` and `tokens` count only answered (200) requests: what would be billed.
         `max_*_per_window`: the most requests (any status) and billed tokens seen in any
         sliding 60 s window, to check a client's RPM/TPM discipline. `rate_limit_denials`:
-        429s from this server's own rate limiter (not injected ones)."""
+        429s from this server's own rate limiter (not injected ones). `faults_injected`: the
+        injected faults actually served, by kind. `distinct_texts_billed`,
+        `inputs_billed_again`: billed inputs by text, as the provider would see a double
+        payment."""
         with self._lock:
             return {
+                "faults_injected": self.injected.snapshot(),
+                **self.billed.snapshot(),
                 "requests": self._stats_requests,
                 "inputs": self._stats_inputs,
                 "tokens": self._stats_tokens,
@@ -343,6 +357,8 @@ class FakeOpenAIState:
             self._status_counts = {}
             self._window = _SlidingWindow(STATS_WINDOW_S)
             self._denials = 0
+        self.injected.reset()
+        self.billed.reset()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -562,8 +578,9 @@ def _budget_error(denial: BudgetDenial, model: str) -> ApiError:
 async def _handle_embeddings(state: FakeOpenAIState, request: Request) -> tuple[Response, int, int]:
     _check_auth(state.config.api_key, request.headers.get("authorization"))
     faults = state.faults
-    if faults.latency_ms > 0:
-        await asyncio.sleep(faults.latency_ms / 1000)
+    delay_s = jittered_s(faults.latency_ms, faults.latency_jitter_ms)
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
     kind = state.take_fault()
     if kind == "hang":
         await asyncio.sleep(faults.hang_seconds)
@@ -575,11 +592,13 @@ async def _handle_embeddings(state: FakeOpenAIState, request: Request) -> tuple[
     if poison is not None:
         for i, text in enumerate(req.inputs):
             if poison in text:
+                state.injected.count("poison")
                 raise _invalid(f"Input {i} was rejected by the provider.", code="invalid_input")
     denial = state.admit(req.total_tokens)
     if denial is not None:
         raise _budget_error(denial, req.model)
     body = await asyncio.to_thread(render_embeddings, req)
+    state.billed.record(req.inputs)
     return Response(body, media_type="application/json"), len(req.inputs), req.total_tokens
 
 
@@ -665,6 +684,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rpm", type=int, default=FakeOpenAIConfig.rpm, help="requests per minute")
     p.add_argument("--tpm", type=int, default=FakeOpenAIConfig.tpm, help="tokens per minute")
     p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument(
+        "--latency-jitter-ms", type=float, default=0.0, help="plus uniform [0, this] per request"
+    )
     p.add_argument("--fail-429-next", type=int, default=0)
     p.add_argument("--fail-500-next", type=int, default=0)
     p.add_argument("--quota-exhausted", action="store_true")
@@ -680,6 +702,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[str, int, FakeO
     args = parser.parse_args(argv)
     faults = FaultConfig(
         latency_ms=args.latency_ms,
+        latency_jitter_ms=args.latency_jitter_ms,
         fail_429_next=args.fail_429_next,
         fail_500_next=args.fail_500_next,
         quota_exhausted=args.quota_exhausted,

@@ -11,6 +11,11 @@ CPU and a child process each). A job that reaches `embedding_in_progress` leaves
 `max_embedding_jobs` jobs embedding at once; this is how a worker comes to hold several
 embedding jobs whose texts fill shared requests (`embed_batcher.py`). The batcher asks
 `upstream_busy()` whether more input may still come from this worker's slots.
+
+While it runs, a session of its own proves it is alive (`worker/liveness.py`): if the
+process dies, other workers take its jobs at once instead of waiting out the lease. A
+release, retry or failure that cannot be written because the database is down is kept and
+written as soon as the database is back (`worker/handback.py`).
 """
 
 from __future__ import annotations
@@ -42,9 +47,13 @@ from docingest.store.jobs import LeaseLost
 from docingest.store.records import Job
 from docingest.worker import cleanup, metrics
 from docingest.worker.context import StageContext
+from docingest.worker.handback import PendingHandBacks
+from docingest.worker.liveness import WorkerSession
 from docingest.worker.stages import STAGES
 
 log = logging.getLogger(__name__)
+
+SESSION_START_TIMEOUT_S = 30.0
 
 
 def new_worker_id() -> str:
@@ -88,6 +97,8 @@ class BaseWorker:
         self._embedding: set[asyncio.Task[None]] = set()  # held jobs that left their slot
         self._drained = False  # the last claim found nothing
         self.processed = 0
+        self.session = WorkerSession(dsn, self.worker_id, on_alive=self._wake.set)
+        self.handbacks = PendingHandBacks()
         if ctx.embed_batcher is not None:
             ctx.embed_batcher.upstream_busy = self.upstream_busy
 
@@ -101,15 +112,22 @@ class BaseWorker:
     ) -> None:
         """Work until stopped. `once`: drain what is claimable now, then return. `until`: an
         extra stop condition checked whenever the worker is idle."""
-        listener = asyncio.create_task(self._listen(), name="docingest-listener")
+        helpers = [
+            asyncio.create_task(self._listen(), name="docingest-listener"),
+            asyncio.create_task(self.session.keep(), name="docingest-session"),
+            asyncio.create_task(self.handbacks.keep_trying(), name="docingest-handbacks"),
+        ]
         log.info("worker started", extra={"action": "worker_start", "worker_id": self.worker_id})
         try:
+            with contextlib.suppress(TimeoutError):  # claims wait for the session anyway
+                await asyncio.wait_for(self.session.alive.wait(), SESSION_START_TIMEOUT_S)
             await self._loop(once=once, until=until)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
             await self._drain()
+            await self.session.close()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             log.info("worker stopped", extra={"action": "worker_stop", "worker_id": self.worker_id})
 
     async def _loop(self, *, once: bool, until: Callable[[], Awaitable[bool]] | None) -> None:
@@ -162,6 +180,10 @@ class BaseWorker:
 
     async def _fill_slots(self) -> int:
         claimed = 0
+        if len(self.handbacks) and await self.handbacks.flush():
+            return claimed  # the database is still away: nothing could be claimed either
+        if not self.session.alive.is_set():
+            return claimed  # a job claimed now would look orphaned to the other workers
         while self._has_room():
             try:
                 async with self.ctx.pool.connection() as conn:
@@ -186,13 +208,17 @@ class BaseWorker:
         return claimed
 
     async def _drain(self) -> None:
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.shutdown_grace_s)
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        """Let in-flight jobs finish within the grace period (else release them), then give
+        pending hand-backs the same time to land."""
+        deadline = time.monotonic() + self.options.shutdown_grace_s
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.shutdown_grace_s)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        while await self.handbacks.flush() and time.monotonic() < deadline:
+            await asyncio.sleep(self.handbacks.retry_interval_s)
 
     async def _listen(self) -> None:
         """LISTEN for new work; reconnect a dropped listener. The poll interval is the fallback."""
@@ -304,16 +330,26 @@ class BaseWorker:
                 extra={"action": "orphans_removed", "blobs": dropped, **job_log_ids(job)},
             )
 
-    async def _release(self, job: Job, delay_s: float = 0.0) -> None:
-        try:
+    def _releaser(self, job: Job, delay_s: float) -> Callable[[], Awaitable[None]]:
+        async def write() -> None:
             async with self.ctx.pool.connection() as conn:
                 await jobs.release(conn, job, self.worker_id, delay_s=delay_s)
-        except psycopg.Error:
-            log.warning("release failed; lease will expire", extra={"action": "release_error"})
+
+        return write
+
+    async def _release(self, job: Job, delay_s: float = 0.0) -> None:
+        await self.handbacks.write(job.job_id, self._releaser(job, delay_s))
 
     async def _defer(self, job: Job, deferred: Deferred) -> None:
-        """Give the job back until later without spending its retry budget."""
-        await self._release(job, deferred.delay_s)
+        """Give the job back until later without spending its retry budget. Written late
+        (the database was away), the wait is cut to the poll interval: what the job waited
+        for (a parse callback) may have been refused meanwhile."""
+        late = min(deferred.delay_s, self.options.poll_interval_s)
+        await self.handbacks.write(
+            job.job_id,
+            self._releaser(job, deferred.delay_s),
+            late=self._releaser(job, late),
+        )
         log.info(
             "job waits",
             extra={
@@ -325,7 +361,7 @@ class BaseWorker:
         )
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
-        try:
+        async def write() -> None:
             async with self.ctx.pool.connection() as conn, conn.transaction():
                 failed = await jobs.fail(conn, job, self.worker_id, code, message)
                 await events.record(
@@ -345,10 +381,8 @@ class BaseWorker:
                 "job failed",
                 extra={"action": "job_failed", "code": code, **job_log_ids(job)},
             )
-        except LeaseLost:
-            log.warning(
-                "lease lost before failing", extra={"action": "lease_lost", **job_log_ids(job)}
-            )
+
+        await self.handbacks.write(job.job_id, write)
 
     async def _retry_later(
         self, job: Job, code: str, message: str, retry_after: float | None
@@ -360,7 +394,8 @@ class BaseWorker:
             )
             return
         metrics.RETRIES.labels(code=code).inc()
-        try:
+
+        async def write() -> None:
             async with self.ctx.pool.connection() as conn:
                 await jobs.release(
                     conn,
@@ -369,10 +404,8 @@ class BaseWorker:
                     delay_s=decision.delay_s,
                     error={"code": code, "message": message},
                 )
-        except psycopg.Error:
-            log.warning(
-                "could not schedule retry; lease will expire", extra={"action": "release_error"}
-            )
+
+        await self.handbacks.write(job.job_id, write)
         log.info(
             "job will retry",
             extra={

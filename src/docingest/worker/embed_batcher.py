@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from uuid import UUID, uuid4
 
 from docingest.clients.embedders import Vector
+from docingest.domain.errors import ErrorCode, PermanentError
 from docingest.pipeline.batching import plan_batches
 from docingest.worker.embed_gate import EmbeddingGate
 
@@ -60,6 +61,7 @@ class Answer:
     vector: Vector | None
     batch_id: UUID
     paid: bool
+    provider_s: float  # how long the provider took to answer the request that carried it
 
 
 class Owner:
@@ -256,18 +258,24 @@ class EmbeddingBatcher:
             self.requests_sent += 1
             batch_id = uuid4()
             if sent.vectors is not None:
+                if len(sent.vectors) != len(done):
+                    raise PermanentError(
+                        ErrorCode.EMBEDDING_REJECTED, "provider returned a wrong vector count"
+                    )
                 for item, vector in zip(done, sent.vectors, strict=True):
-                    self._answer(item, vector, batch_id)
+                    self._answer(item, vector, batch_id, sent.provider_s)
             elif len(done) == 1:
-                self._answer(done[0], None, batch_id)
+                self._answer(done[0], None, batch_id, sent.provider_s)
             else:
                 half = len(done) // 2
                 await self._send_items(done[:half])
                 await self._send_items(done[half:])
 
-    def _answer(self, item: _Item, vector: Vector | None, batch_id: UUID) -> None:
+    def _answer(
+        self, item: _Item, vector: Vector | None, batch_id: UUID, provider_s: float
+    ) -> None:
         self._in_flight.pop(item.text.sha, None)
-        answer = Answer(vector, batch_id, True)
+        answer = Answer(vector, batch_id, True, provider_s)
         holders = {o for o, f in item.waiters if not f.done()}
         if vector is not None and holders:
             self._answered[item.text.sha] = (answer, holders)

@@ -55,6 +55,7 @@ class Sent:
     vectors: list[Vector] | None  # None: the provider refused these inputs (HTTP 400)
     tokens: int  # billed tokens (0 when refused)
     cost_usd: float
+    provider_s: float = 0.0  # time in the answered call (the client's own retries included)
 
 
 class EmbeddingGate:
@@ -98,6 +99,7 @@ class EmbeddingGate:
             if not admission.allowed:
                 raise self.breaker.wait(admission.retry_after_s)
             grant = await self._reserve(counts)
+            called = time.monotonic()
             try:
                 with metrics.external_call(SERVICE, "embed"):
                     vectors = await self.embedder.embed(texts[: grant.count])
@@ -119,7 +121,7 @@ class EmbeddingGate:
             except InputRejected:
                 self._count("rejected")
                 await self.breaker.succeeded()  # the service is up; the input is the problem
-                return Sent(grant.count, None, 0, 0.0)
+                return Sent(grant.count, None, 0, 0.0, time.monotonic() - called)
             except TransientError as exc:
                 self._count("failed")
                 opened = await self.breaker.failed()
@@ -132,7 +134,7 @@ class EmbeddingGate:
             cost = cost_usd(grant.tokens, self.price)
             metrics.EMBED_TOKENS.labels(model=self.model).inc(grant.tokens)
             metrics.EMBED_COST.labels(model=self.model).inc(cost)
-            return Sent(grant.count, vectors, grant.tokens, cost)
+            return Sent(grant.count, vectors, grant.tokens, cost, time.monotonic() - called)
 
     def _count(self, outcome: str) -> None:
         metrics.EMBED_REQUESTS.labels(model=self.model, outcome=outcome).inc()

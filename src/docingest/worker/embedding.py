@@ -58,6 +58,7 @@ class Spend:
     requests: int = 0
     tokens: int = 0
     reused: int = 0
+    provider_s: float = 0.0  # time the provider took to answer, summed over requests
 
     @classmethod
     def from_progress(cls, progress: Mapping[str, int], price: float | None) -> Spend:
@@ -66,6 +67,7 @@ class Spend:
             requests=progress.get("embed_requests", 0),
             tokens=progress.get("embed_tokens", 0),
             reused=progress.get("embeds_reused", 0),
+            provider_s=progress.get("embed_provider_s", 0.0),
         )
 
     def progress(self) -> dict[str, float]:
@@ -74,6 +76,7 @@ class Spend:
             "embed_tokens": self.tokens,
             "embed_cost_usd": round(cost_usd(self.tokens, self.price_per_mtok), 8),
             "embeds_reused": self.reused,
+            "embed_provider_s": round(self.provider_s, 3),
         }
 
 
@@ -240,6 +243,7 @@ class DocumentEmbedding:
                 if paid:
                     self.spend.requests += 1
                     self.spend.tokens += paid
+                self.spend.provider_s += answered[0][1].provider_s  # this job waited on it
                 if shared:
                     self._count_reused(shared)
                 await event(

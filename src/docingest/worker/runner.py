@@ -19,6 +19,12 @@ from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embed_gate import gate_from_settings
 
 
+def pool_size(concurrency: int) -> int:
+    """Connections a worker process may open: two per job slot (a stage's transaction and
+    its heartbeat) plus two (claims, hand-backs)."""
+    return concurrency * 2 + 2
+
+
 async def run_worker(
     rt: Runtime,
     *,
@@ -38,7 +44,7 @@ async def run_worker(
     pool = await open_pool(
         rt.dsn,
         min_size=1,
-        max_size=concurrency * 2 + 2,
+        max_size=pool_size(concurrency),
         name="docingest-worker",
         statement_timeout_s=rt.settings.work.statement_timeout_s,
     )

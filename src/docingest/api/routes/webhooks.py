@@ -17,6 +17,7 @@ with `Retry-After`, and the sender's retry or the reconciler finishes it.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -210,6 +211,10 @@ async def _hint(raw_job_id: str, token: str | None, state: AppState) -> JSONResp
     async with state.pool.connection() as conn:
         job = await jobs.get(conn, job_id) if job_id is not None else None
         stored = job.callback_token_sha256 if job is not None else None
+        if job is not None and stored is None and _submitting(job, token, state.webhook_secret):
+            # A fast parser called back before the worker committed the submission (and the
+            # token's hash with it): the right token, too early. The sender retries.
+            raise _Refused(409, "job_busy", job.job_id, busy=True, verified=True)
         if not webhook_auth.token_matches(token, stored):
             reason = "missing_token" if not token else "bad_token" if job else "unknown_job"
             raise _Refused(401, reason, job_id)
@@ -219,6 +224,15 @@ async def _hint(raw_job_id: str, token: str | None, state: AppState) -> JSONResp
         if not await jobs.wake_parse(conn, job.job_id):
             raise _Refused(409, "job_busy", job.job_id, busy=True, verified=True)
         return await _acknowledge(conn, job.job_id, job, "woken", actor=HINT_ACTOR, status=202)
+
+
+def _submitting(job: Job, token: str | None, secret: str) -> bool:
+    """The job is being submitted to the parser and `token` is the one its URL carries
+    (derived from the webhook secret, compared in constant time)."""
+    if job.status != JobStatus.UPLOADED or not token:
+        return False
+    expected = webhook_auth.callback_token(secret, job.job_id)
+    return hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8"))
 
 
 async def _acknowledge(

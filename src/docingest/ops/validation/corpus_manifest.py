@@ -26,6 +26,7 @@ class CorpusFile:
     expect: str
     path: Path
     size: int
+    pages: int | None  # None where MANIFEST has no page count (unreadable hostile files)
 
 
 def read_manifest(corpus_dir: Path) -> list[CorpusFile]:
@@ -36,7 +37,13 @@ def read_manifest(corpus_dir: Path) -> list[CorpusFile]:
     with manifest.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     return [
-        CorpusFile(r["file"], r["expect"], corpus_dir / r["file"], int(r["bytes"]))
+        CorpusFile(
+            r["file"],
+            r["expect"],
+            corpus_dir / r["file"],
+            int(r["bytes"]),
+            int(r["pages"]) if (r.get("pages") or "").isdigit() else None,
+        )
         for r in rows
         if r.get("file")
     ]

@@ -47,6 +47,7 @@ def determinism(stack: Stack) -> dict[str, Any]:
             "second_user_same_chunk_and_vector_hashes": same_content,
             "inputs_billed_for_repeats": billed_again,
             **retry,
+            "settings": {**stack.describe_settings(), "workers": 2},
         }
     }
 

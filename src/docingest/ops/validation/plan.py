@@ -1,4 +1,8 @@
-"""How much work each validation phase does: `--quick` (a CI-sized run) or the full run."""
+"""How much work each validation phase does: `--quick` (a CI-sized run) or the full run.
+
+A plan holds sizes and counts only. Every setting a verdict depends on (lease, cool-downs,
+retry budget, pool sizes, concurrency, the fakes' latencies) is the same in both: the
+production defaults (`stack.py`)."""
 
 from __future__ import annotations
 
@@ -8,16 +12,19 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Plan:
     name: str
-    corpus_max_bytes: int | None  # real/ files up to this size (None: all of them)
+    corpus_max_bytes: int | None  # corpus files up to this size (None: all of them)
     hostile: bool  # also push corpus/hostile through (expected failures count separately)
     generated_docs: int  # extra generated documents in the reliability run
-    predictability_docs: int  # same-size documents timed one at a time
-    scaling_workers: tuple[int, ...]
+    dropped_callbacks: int  # each waits DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS (600 s)
+    kills: int  # worker SIGKILLs, each timed
+    restarts: int  # PostgreSQL immediate restarts, each timed
+    outage_s: float  # how long each outage lasts after the service's circuit has opened
+    scaling_workers: tuple[int, ...]  # I/O-bound
+    cpu_scaling_workers: tuple[int, ...]  # CPU-bound
     scaling_docs_per_worker: int
-    scaling_embed_latency_ms: float  # the fake embedder's latency: external I/O dominates
-    outage_s: float  # parser and embedder outage length
     reliability_workers: int = 4
     reliability_timeout_s: float = 900.0
+    predictability_timeout_s: float = 300.0
 
 
 QUICK = Plan(
@@ -25,11 +32,13 @@ QUICK = Plan(
     corpus_max_bytes=600_000,
     hostile=True,
     generated_docs=8,
-    predictability_docs=8,
+    dropped_callbacks=0,  # the reconciler's 600 s wait does not fit a CI run
+    kills=2,
+    restarts=2,
+    outage_s=5.0,
     scaling_workers=(1, 2, 4, 8),
-    scaling_docs_per_worker=3,
-    scaling_embed_latency_ms=3000.0,
-    outage_s=3.0,
+    cpu_scaling_workers=(1, 2),
+    scaling_docs_per_worker=4,
 )
 
 FULL = Plan(
@@ -37,10 +46,12 @@ FULL = Plan(
     corpus_max_bytes=None,
     hostile=True,
     generated_docs=60,
-    predictability_docs=30,
-    scaling_workers=(1, 2, 4, 8),
-    scaling_docs_per_worker=10,
-    scaling_embed_latency_ms=6000.0,
+    dropped_callbacks=1,
+    kills=5,
+    restarts=5,
     outage_s=30.0,
+    scaling_workers=(1, 2, 4, 8),
+    cpu_scaling_workers=(1, 2),
+    scaling_docs_per_worker=10,
     reliability_timeout_s=2400.0,
 )

@@ -1,8 +1,8 @@
 """Run every validation phase on one fresh stack and write the report.
 
 A phase that raises is recorded with its error type and fails its targets; the run goes
-on so that one broken phase never hides the others' numbers.
-"""
+on so that one broken phase never hides the others' numbers. Each phase may add rows to
+the `faults` section (the evidence that its faults happened)."""
 
 from __future__ import annotations
 
@@ -16,21 +16,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from docingest.ops.validation import determinism, drill, report, scenarios, targets
+from docingest.ops.validation import (
+    determinism,
+    drill,
+    predictability,
+    recovery,
+    reliability,
+    report,
+    scaling,
+    targets,
+)
 from docingest.ops.validation.plan import Plan
 from docingest.ops.validation.probes import ProbeTarget, run_probes
-from docingest.ops.validation.stack import Stack, StackSettings
+from docingest.ops.validation.stack import Stack
 from docingest.testing.pdfgen import make_pdf
 
-FAULTS = (
-    "parser: 2 upload 429s, 1 upload 500, 1 dropped callback (reconciler), 3 duplicated and"
-    " 2 reordered callbacks during the reliability run",
-    "embedder: 3 429s and 2 500s during the reliability run",
-    "worker SIGKILL while it holds an embedding job (a fresh worker is started at once)",
-    "PostgreSQL immediate shutdown and restart while jobs are claimed",
-    "parser outage (every call 503) and embedder outage (every call 500) of outage_length_s",
-    "disaster: backup while workers embed, then schema, vector extension and blobs destroyed",
-)
+REPO = Path(__file__).resolve().parents[4]  # where deploy/ is (a source checkout)
 
 
 def run(
@@ -44,7 +45,7 @@ def run(
     started, t0 = datetime.now(UTC), time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="docingest-validate-"))
     try:
-        with Stack(root, StackSettings()) as stack:
+        with Stack(root) as stack:
             progress("starting the stack")
             stack.start(workers=plan.reliability_workers)
             result = _phases(stack, plan, corpus, root, progress)
@@ -65,15 +66,15 @@ def _phases(
     sample_pdf = root / "sample.pdf"
     sample_pdf.write_bytes(make_pdf(seed=42))
     phases: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("reliability", lambda: scenarios.reliability(stack, plan, corpus)),
+        ("reliability", lambda: reliability.run(stack, plan, corpus)),
         ("security", lambda: _security(stack, corpus, sample_pdf)),
         ("determinism", lambda: determinism.determinism(stack)),
-        ("predictability", lambda: scenarios.predictability(stack, plan)),
-        ("recovery", lambda: scenarios.recovery(stack, plan)),
-        ("scaling", lambda: scenarios.scaling(stack, plan)),
-        ("disaster_recovery", lambda: drill.disaster_recovery(stack, root / "backup")),
+        ("predictability", lambda: predictability.run(stack, plan, corpus)),
+        ("recovery", lambda: recovery.run(stack, plan)),
+        ("scaling", lambda: scaling.run(stack, plan)),
+        ("disaster_recovery", lambda: drill.run(stack, root / "backup", REPO)),
     ]
-    result: dict[str, Any] = {"phase_seconds": {}}
+    result: dict[str, Any] = {"phase_seconds": {}, "faults": []}
     for name, phase in phases:
         progress(f"phase {name}")
         phase_t0 = time.monotonic()
@@ -81,6 +82,7 @@ def _phases(
             sections = phase()
         except Exception as exc:  # recorded; its targets then fail
             sections = {name: {"error": type(exc).__name__, "detail": str(exc)[:200]}}
+        result["faults"] += sections.pop("faults", [])
         result.update(sections)
         result["phase_seconds"][name] = round(time.monotonic() - phase_t0, 1)
     return result
@@ -94,7 +96,7 @@ def _security(stack: Stack, corpus: Path, sample_pdf: Path) -> dict[str, Any]:
             webhook_secret=stack.webhook_secret,
             corpus_dir=corpus,
             sample_pdf=sample_pdf,
-            max_upload_bytes=stack.settings.max_upload_bytes,
+            max_upload_bytes=stack.effective_settings().max_upload_bytes,
             fake_llamaparse_url=stack.llamaparse_url,
         )
     )
@@ -104,6 +106,7 @@ def _security(stack: Stack, corpus: Path, sample_pdf: Path) -> dict[str, Any]:
             "passed": sum(r.passed for r in results),
             "failed": [{"probe": r.name, "detail": r.detail} for r in results if not r.passed],
             "names": [r.name for r in results],
+            "settings": stack.describe_settings(),
         }
     }
 
@@ -118,11 +121,11 @@ def _meta(stack: Stack, plan: Plan, started: datetime, command: str) -> dict[str
         "command": command,
         "started_at": started.isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "postgres": row["pg"],
         "pgvector": row["vec"],
-        "lease_seconds": stack.settings.lease_seconds,
-        "faults": list(FAULTS),
+        "settings": stack.describe_settings(),
     }
 
 

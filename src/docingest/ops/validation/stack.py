@@ -2,20 +2,26 @@
 and the fake LlamaParse (callback mode) and fake OpenAI servers, all on loopback.
 
 Everything runs as separate processes started from this interpreter's `docingest`
-package, exactly as an operator would start them; faults are injected through the fakes'
-`/control` routes, by signals to worker processes, and by an immediate Postgres restart.
+package, exactly as an operator would start them, with the production defaults: the stack
+sets only what a deployment must set (database, secrets, where the services are), never a
+lease, cool-down, retry budget, pool size or concurrency. `effective_settings()` is what
+every process read. The fakes answer with realistic, jittered latencies (`FakeLatencies`).
+Faults are injected through the fakes' `/control` routes, by signals to worker processes,
+and by an immediate Postgres restart; each is recorded with its proof (`kills`, `restarts`).
 Process output goes to `<root>/logs/<name>.log` (ids only; nothing logs document text).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,25 +31,39 @@ import psycopg
 from psycopg.rows import dict_row
 
 from docingest.api.auth import mint_token
+from docingest.cli import services
+from docingest.config import Settings
 from docingest.store import embedded_pg, migrate
+from docingest.store.liveness import HELD_LOCK_KEYS
 from docingest.testing.procs import free_port, stop_process, wait_for, wait_http_ok
+from docingest.worker.base import WorkerOptions
+from docingest.worker.runner import pool_size
 
 TERMINAL = ("complete", "failed_parse", "failed_chunking", "failed_embedding")
+EMBEDDING = ("embedding_queued", "embedding_in_progress")
 LLAMAPARSE_KEY = "llx-validate"
 OPENAI_KEY = "sk-validate"
+WORKER_CONCURRENCY = int(inspect.signature(services.worker).parameters["concurrency"].default)
 
 
 @dataclass(frozen=True)
-class StackSettings:
-    """Knobs of one validation stack (seconds unless named otherwise)."""
+class FakeLatencies:
+    """What the fake services take per call: uniform in [base, base + jitter] ms."""
 
-    lease_seconds: int = 10
-    circuit_cooldown_seconds: int = 3
-    callback_timeout_seconds: int = 15
-    embed_latency_ms: float = 50.0
-    embed_dimensions: int = 1536
-    max_upload_bytes: int = 25 * 1024 * 1024
-    worker_concurrency: int = 1
+    embed_ms: float = 300.0  # an OpenAI embeddings request: 300-800 ms
+    embed_jitter_ms: float = 500.0
+    parse_ms: float = 1_000.0  # a LlamaParse job, queued to done: 1-3 s
+    parse_jitter_ms: float = 2_000.0
+
+    def describe(self) -> str:
+        return (
+            f"embedder {_range(self.embed_ms, self.embed_jitter_ms)},"
+            f" parser {_range(self.parse_ms, self.parse_jitter_ms)}"
+        )
+
+
+def _range(base: float, jitter: float) -> str:
+    return f"{base:.0f}-{base + jitter:.0f} ms" if jitter else f"{base:.0f} ms"
 
 
 @dataclass
@@ -51,16 +71,19 @@ class Stack:
     """Owns every process of one stack; `close()` (or the context manager) stops them."""
 
     root: Path
-    settings: StackSettings
+    latencies: FakeLatencies = field(default_factory=FakeLatencies)
     dsn: str = ""
     api_url: str = ""
     llamaparse_url: str = ""
     openai_url: str = ""
     jwt_secret: str = field(default_factory=lambda: f"validate-jwt-{uuid.uuid4().hex}")
     webhook_secret: str = field(default_factory=lambda: f"validate-wh-{uuid.uuid4().hex}")
+    kills: list[dict[str, Any]] = field(default_factory=list)  # every SIGKILL, with its proof
+    restarts: list[dict[str, Any]] = field(default_factory=list)  # every Postgres restart
     _server: Any = None
     _services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _worker_env: dict[str, str] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
     _spawned: int = 0
 
@@ -75,6 +98,7 @@ class Stack:
         self.llamaparse_url = f"http://127.0.0.1:{lp_port}"
         self.openai_url = f"http://127.0.0.1:{oa_port}"
         self.api_url = f"http://127.0.0.1:{api_port}"
+        lat = self.latencies
         self._spawn(
             "fake_llamaparse",
             [
@@ -88,10 +112,12 @@ class Stack:
             "fake_openai",
             [
                 *("-m", "docingest.testing.fake_openai", "--port", str(oa_port)),
-                *("--api-key", OPENAI_KEY, "--latency-ms", str(self.settings.embed_latency_ms)),
+                *("--api-key", OPENAI_KEY, "--latency-ms", str(lat.embed_ms)),
+                *("--latency-jitter-ms", str(lat.embed_jitter_ms)),
             ],
             ready=f"{self.openai_url}/healthz",
         )
+        self.reset_latencies()
         self._spawn(
             "api",
             ["-m", "docingest", "api", "--port", str(api_port)],
@@ -100,8 +126,9 @@ class Stack:
         self.set_workers(workers)
 
     def close(self) -> None:
+        grace = self.effective_settings().lease_seconds + 5 if self.dsn else 10
         for proc in [*self._workers, *self._services.values()]:
-            stop_process(proc, grace_s=self.settings.lease_seconds + 5, kill_group=True)
+            stop_process(proc, grace_s=grace, kill_group=True)
         self._workers.clear()
         self._services.clear()
         for fh in self._logs:
@@ -116,11 +143,9 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def env(self) -> dict[str, str]:
-        """The environment every docingest process of this stack gets (DESIGN.md §7)."""
-        import os
-
-        s = self.settings
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment every docingest process of this stack gets (DESIGN.md §7): where
+        things are and the secrets; every tuning setting keeps its default."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("DOCINGEST_")}
         return {
             **base,
@@ -135,14 +160,30 @@ class Stack:
             "DOCINGEST_EMBEDDER": "openai",
             "DOCINGEST_OPENAI_BASE_URL": f"{self.openai_url}/v1",
             "DOCINGEST_OPENAI_API_KEY": OPENAI_KEY,
-            "DOCINGEST_EMBED_DIMENSIONS": str(s.embed_dimensions),
-            "DOCINGEST_EMBED_RPM": "100000",
-            "DOCINGEST_EMBED_TPM": "100000000",
-            "DOCINGEST_MAX_UPLOAD_BYTES": str(s.max_upload_bytes),
-            "DOCINGEST_LEASE_SECONDS": str(s.lease_seconds),
-            "DOCINGEST_CIRCUIT_COOLDOWN_SECONDS": str(s.circuit_cooldown_seconds),
-            "DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS": str(s.callback_timeout_seconds),
             "DOCINGEST_LOG_FORMAT": "json",
+            **(extra or {}),
+        }
+
+    def effective_settings(self) -> Settings:
+        """The settings every process of this stack runs with (read exactly as they read them)."""
+        return Settings.from_env(self.env(self._worker_env))
+
+    def describe_settings(self) -> dict[str, Any]:
+        """The settings verdicts depend on, as the processes run them."""
+        s = self.effective_settings()
+        return {
+            "lease_s": s.lease_seconds,
+            "max_retries": s.max_retries,
+            "circuit_failures": s.circuit_failures,
+            "circuit_cooldown_s": s.circuit_cooldown_s,
+            "parse_callback_timeout_s": s.parse_callback_timeout_s,
+            "worker_concurrency": WORKER_CONCURRENCY,
+            "worker_pool_size": pool_size(WORKER_CONCURRENCY),
+            "embedding_jobs": WorkerOptions.max_embedding_jobs,
+            "embed_batch_size": s.embed_batch_size,
+            "embed_rpm_tpm": f"{s.embed_rpm or 'unlimited'}/{s.embed_tpm or 'unlimited'}",
+            "parser": s.parser,
+            "fakes": self.latencies.describe(),
         }
 
     def restart_api(self) -> None:
@@ -165,16 +206,16 @@ class Stack:
         )
 
     def _spawn(self, name: str, args: list[str], ready: str | None = None) -> None:
-        self._services[name] = self._popen(name, args)
+        self._services[name] = self._popen(name, args, self.env())
         if ready is not None:
             wait_http_ok(ready, 60, proc=self._services[name])
 
-    def _popen(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _popen(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed in close()
         self._logs.append(log)
         return subprocess.Popen(
             [sys.executable, *args],
-            env=self.env(),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -186,82 +227,80 @@ class Stack:
     def worker_count(self) -> int:
         return len(self._workers)
 
-    def set_workers(self, n: int, embedding_jobs: int | None = None) -> None:
-        """Start or gracefully stop worker processes until `n` run (`embedding_jobs`: the
-        started ones' `--embedding-jobs`, default the worker's)."""
+    def set_workers(self, n: int) -> None:
+        """Start or gracefully stop worker processes until `n` run (default concurrency)."""
         while len(self._workers) > n:
-            stop_process(self._workers.pop(), grace_s=self.settings.lease_seconds + 5)
+            stop_process(self._workers.pop(), grace_s=self.effective_settings().lease_seconds)
         while len(self._workers) < n:
             self._spawned += 1
-            args = ["-m", "docingest", "worker"]
-            args += ["--concurrency", str(self.settings.worker_concurrency)]
-            if embedding_jobs is not None:
-                args += ["--embedding-jobs", str(embedding_jobs)]
-            self._workers.append(self._popen(f"worker-{self._spawned}", args))
-
-    def restart_workers(self, n: int, embedding_jobs: int | None = None) -> None:
-        """Stop every worker, start `n` fresh ones and wait until each listens for work."""
-        self.set_workers(0)
-        self.set_workers(n, embedding_jobs)
-        self.wait_listeners(n, 60)
-
-    def wait_listeners(self, n: int, timeout_s: float) -> None:
-        """Until `n` database sessions LISTEN for new jobs: each worker has one."""
-        wait_for(
-            lambda: (
-                self.query(
-                    "SELECT count(*) AS n FROM pg_stat_activity WHERE query ILIKE 'LISTEN %%'"
-                )[0]["n"]
-                >= n
-            ),
-            timeout_s,
-            f"{n} workers did not start listening",
-        )
-
-    def wait_claimed(self, job_ids: list[str], timeout_s: float) -> None:
-        """Until a worker holds a lease on one of `job_ids`."""
-        wait_for(
-            lambda: bool(
-                self.query(
-                    "SELECT 1 FROM docingest.upload_jobs WHERE job_id = ANY(%s::uuid[])"
-                    " AND claimed_by IS NOT NULL",
-                    (job_ids,),
-                )
-            ),
-            timeout_s,
-            "no job was claimed",
-        )
-
-    def kill_worker_holding(self, job_ids: list[str], timeout_s: float = 60) -> str:
-        """SIGKILL the worker process that holds a lease on one of `job_ids`; start a
-        replacement (as `docingest up` would). Returns the job id it held."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            holders = self.query(
-                "SELECT job_id::text AS job_id, claimed_by FROM docingest.upload_jobs"
-                " WHERE job_id = ANY(%s::uuid[]) AND claimed_by IS NOT NULL",
-                (job_ids,),
+            env = self.env(self._worker_env)
+            self._workers.append(
+                self._popen(f"worker-{self._spawned}", ["-m", "docingest", "worker"], env)
             )
-            for row in holders:
-                for proc in self._workers:
-                    # worker ids are "host:pid:nonce" (worker/base.py new_worker_id)
-                    if str(row["claimed_by"]).split(":")[1] == str(proc.pid):
-                        proc.send_signal(signal.SIGKILL)
-                        proc.wait()
-                        self._workers.remove(proc)
-                        self.set_workers(len(self._workers) + 1)
-                        return str(row["job_id"])
-            time.sleep(0.05)  # poll interval; the condition is a lease row
-        raise TimeoutError("no worker claimed one of the jobs in time")
+
+    def restart_workers(self, n: int, **env: str) -> None:
+        """Stop every worker, start `n` fresh ones with `env` on top of the stack's (e.g. the
+        local parser) and wait until each has registered its session and listens."""
+        self.set_workers(0)
+        self._worker_env = dict(env)
+        self.set_workers(n)
+        self.wait_workers_ready(n, 90)
+
+    def wait_workers_ready(self, n: int, timeout_s: float) -> None:
+        """Until `n` workers hold their session lock and LISTEN for jobs."""
+
+        def ready() -> bool:
+            [row] = self.query(
+                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN %%')"
+                f" AS listening, (SELECT count(*) FROM ({HELD_LOCK_KEYS}) AS k) AS alive"
+            )
+            return bool(row["listening"] >= n and row["alive"] >= n)
+
+        wait_for(ready, timeout_s, f"{n} workers did not become ready")
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self._workers]
+
+    def cpu_pids(self) -> list[int]:
+        """Process trees holding all of the stack's CPU time: this process (it started every
+        service, worker and fake, and uploads) and the PostgreSQL server (a daemon)."""
+        return [os.getpid(), int(self._server.get_pid())]
+
+    def kill_worker(self, pid: int, **proof: Any) -> dict[str, Any]:
+        """SIGKILL worker `pid`, reap it (its exit status proves the signal) and start a
+        replacement at once, as `docingest up`, systemd or Kubernetes would. Recorded in
+        `kills` with `proof`."""
+        proc = next(p for p in self._workers if p.pid == pid)
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.time()
+        code = proc.wait()
+        self._workers.remove(proc)
+        self.set_workers(len(self._workers) + 1)
+        entry = {"pid": pid, "exit": code, "killed_at": killed_at, **proof}
+        self.kills.append(entry)
+        return entry
 
     # -- faults -----------------------------------------------------------------------------
 
-    def restart_postgres(self) -> None:
-        """Immediate shutdown (no checkpoint, like a crash) and start on the same data."""
+    def restart_postgres(self) -> float:
+        """Immediate shutdown (no checkpoint, like a crash) and start on the same data.
+        Returns when the server answers again (unix time); recorded in `restarts`."""
+        before = self._server.get_pid()
+        down_at = time.time()
         embedded_pg.restart_immediate(self._server)
+        up_at = time.time()
+        self.restarts.append(
+            {"postmaster_before": before, "postmaster_after": self._server.get_pid(),
+             "down_at": down_at, "up_at": up_at}
+        )  # fmt: skip
+        return up_at
 
     def llamaparse_control(self, **faults: object) -> None:
         httpx.post(f"{self.llamaparse_url}/control", json=faults, timeout=10).raise_for_status()
+
+    def llamaparse_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = httpx.get(f"{self.llamaparse_url}/stats", timeout=10).json()
+        return stats
 
     def openai_control(self, **faults: object) -> None:
         httpx.post(f"{self.openai_url}/control", json=faults, timeout=10).raise_for_status()
@@ -271,6 +310,20 @@ class Stack:
         if reset:
             httpx.post(f"{self.openai_url}/stats/reset", timeout=10).raise_for_status()
         return stats
+
+    def reset_latencies(self) -> None:
+        """The fakes back to the stack's realistic latencies."""
+        lat = self.latencies
+        self.openai_control(latency_ms=lat.embed_ms, latency_jitter_ms=lat.embed_jitter_ms)
+        self.llamaparse_control(
+            parse_delay_ms=lat.parse_ms, parse_delay_jitter_ms=lat.parse_jitter_ms
+        )
+
+    def circuit_state(self, service: str) -> str:
+        rows = self.query(
+            "SELECT state FROM docingest.circuit_breakers WHERE service = %s", (service,)
+        )
+        return str(rows[0]["state"]) if rows else "closed"
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -292,7 +345,7 @@ class Stack:
         """Status and timings of `job_ids` (epoch seconds from the database's clock)."""
         return self.query(
             "SELECT job_id::text AS job_id, document_id::text AS document_id,"
-            " status::text AS status, last_error, retry_count,"
+            " status::text AS status, last_error, retry_count, attempt, claimed_by,"
             " extract(epoch FROM created_at)::float8 AS created,"
             " extract(epoch FROM updated_at)::float8 AS updated"
             " FROM docingest.upload_jobs WHERE job_id = ANY(%s::uuid[])",
@@ -309,4 +362,4 @@ class Stack:
                 return rows
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(pending)} of {len(job_ids)} jobs not terminal")
-            time.sleep(0.2)  # poll interval; the condition is the job rows
+            time.sleep(0.1)  # poll interval; the condition is the job rows

@@ -3,16 +3,20 @@ sampler that measures `GET /v1/jobs/{id}` latency while ingest runs."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from docingest.testing.pdfgen import make_pdf
+
+if TYPE_CHECKING:
+    from docingest.ops.validation.stack import Stack
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,19 @@ def upload_generated(
         return list(
             pool.map(lambda s: upload(client, f"generated:{s}", make_pdf(s, pages, lines)), seeds)
         )
+
+
+_seeds = itertools.count(100_000)
+
+
+def fresh_documents(stack: Stack, n: int, *, pages: int = 2) -> list[str]:
+    """Upload `n` generated documents no earlier run has seen; their job ids."""
+    with stack.client() as client:
+        ups = upload_generated(client, [next(_seeds) for _ in range(n)], pages=pages)
+    refused = [u.status_code for u in ups if u.job_id is None]
+    if refused:
+        raise RuntimeError(f"uploads refused with HTTP {refused}")
+    return [str(u.job_id) for u in ups]
 
 
 @dataclass

@@ -1,0 +1,125 @@
+"""Throughput as worker processes are added (each at the default concurrency), two ways:
+
+- I/O-bound: the remote parser (1-3 s per job) and a ~500 ms embedder with jitter (uniform
+  250-750 ms), as with LlamaParse and OpenAI in production, at 1, 2, 4 and 8 workers;
+- CPU-bound: the local parser (PDF -> markdown in the worker) and a 50 ms embedder, at 1
+  and 2 workers on the cores this machine has.
+
+Efficiency is throughput(n) / ideal(n). Every point also records the CPU time the whole
+stack spent per document (API, workers, PostgreSQL, both fakes and this driver) and how
+many cores everything else on the machine kept busy meanwhile, hence `cpu_cap`: the
+documents per minute the CPU left to the stack could sustain at that cost.
+
+- I/O-bound: ideal(n) = n x throughput(1), linear, as DESIGN.md §9 expects while external
+  latency dominates; judged at 8 workers. Efficiency against min(linear, cpu_cap) is
+  reported beside it: it says whether anything but the CPU (pool sizes, claim contention,
+  locks) holds the workers back.
+- CPU-bound: ideal(n) = min(n x throughput(1), cpu_cap(n)): no number of workers goes
+  beyond the cores; judged at 2 workers.
+
+Throughput is taken in the steady state: n workers get n x k documents at once, and the
+completions after the first wave (one per job slot) are divided by the time from the
+first wave's last completion to the last completion. `whole_run` includes start-up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from docingest.ops.validation import cpu
+from docingest.ops.validation.plan import Plan
+from docingest.ops.validation.stack import WORKER_CONCURRENCY, FakeLatencies, Stack
+from docingest.ops.validation.traffic import fresh_documents
+
+IO_EMBED_MS, IO_EMBED_JITTER_MS = 250.0, 500.0
+CPU_EMBED_MS = 50.0
+CPU_PAGES = 20
+MIN_CORES = 0.1  # a cap is never computed from less CPU than this
+
+
+def run(stack: Stack, plan: Plan) -> dict[str, Any]:
+    stack.reset_latencies()
+    stack.openai_control(latency_ms=IO_EMBED_MS, latency_jitter_ms=IO_EMBED_JITTER_MS)
+    io_fakes = FakeLatencies(IO_EMBED_MS, IO_EMBED_JITTER_MS, stack.latencies.parse_ms,
+                             stack.latencies.parse_jitter_ms)  # fmt: skip
+    workers = plan.scaling_workers
+    io_bound = _series(stack, workers, plan.scaling_docs_per_worker, pages=2)
+    linear = [n * io_bound["docs_per_min"][0] for n in workers]
+    io_bound["efficiency"] = _efficiency(io_bound["docs_per_min"], linear)
+    io_bound["efficiency_vs_cpu_cap"] = _efficiency(
+        io_bound["docs_per_min"],
+        [min(a, b) for a, b in zip(linear, io_bound["cpu_cap"], strict=True)],
+    )
+    io_bound["settings"] = {
+        **stack.describe_settings(),
+        "fakes": io_fakes.describe(),
+        "documents": "generated, 2 pages",
+    }
+
+    stack.openai_control(latency_ms=CPU_EMBED_MS, latency_jitter_ms=0)
+    cpu_workers = plan.cpu_scaling_workers
+    cpu_bound = _series(
+        stack, cpu_workers, plan.scaling_docs_per_worker, pages=CPU_PAGES,
+        env={"DOCINGEST_PARSER": "local"},
+    )  # fmt: skip
+    ideal = [
+        min(n * cpu_bound["docs_per_min"][0], cap)
+        for n, cap in zip(cpu_workers, cpu_bound["cpu_cap"], strict=True)
+    ]
+    cpu_bound["ideal_docs_per_min"] = [round(x, 2) for x in ideal]
+    cpu_bound["efficiency"] = _efficiency(cpu_bound["docs_per_min"], ideal)
+    cpu_bound["settings"] = {
+        **stack.describe_settings(),
+        "parser": "local",
+        "fakes": f"embedder {CPU_EMBED_MS:.0f} ms",
+        "documents": f"generated, {CPU_PAGES} pages",
+    }
+    stack.restart_workers(2)  # back to the stack's own settings for what follows
+    stack.reset_latencies()
+    return {"scaling": {"io_bound": io_bound, "cpu_bound": cpu_bound}}
+
+
+def _efficiency(per_min: list[float], ideal: list[float]) -> list[float]:
+    return [round(tp / best, 3) for tp, best in zip(per_min, ideal, strict=True)]
+
+
+def _series(
+    stack: Stack,
+    workers: tuple[int, ...],
+    docs_per_worker: int,
+    *,
+    pages: int,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    per_min, whole_run, cpu_ms, others, cap = [], [], [], [], []
+    cores = 1
+    for n in workers:
+        stack.restart_workers(n, **(env or {}))
+        started, t0 = time.time(), time.monotonic()
+        before = cpu.sample(stack.cpu_pids())
+        job_ids = fresh_documents(stack, n * docs_per_worker, pages=pages)
+        rows = stack.wait_terminal(job_ids, 900)
+        use = cpu.CpuUse.between(before, cpu.sample(stack.cpu_pids()), time.monotonic() - t0)
+        if any(r["status"] != "complete" for r in rows):
+            raise RuntimeError(f"a job did not complete with {n} workers")
+        done = sorted(float(r["updated"]) for r in rows)
+        wave = min(n * WORKER_CONCURRENCY, len(done) - 1)
+        per_min.append(round(60 * (len(done) - wave) / (done[-1] - done[wave - 1]), 2))
+        whole_run.append(round(60 * len(done) / (done[-1] - started), 2))
+        cpu_ms.append(round(1000 * use.stack_s / len(done), 1))
+        others.append(round(use.others_cores, 2))
+        cap.append(round(60 * max(use.cores - use.others_cores, MIN_CORES) * len(done)
+                         / use.stack_s, 1))  # fmt: skip
+        cores = use.cores
+    return {
+        "workers": list(workers),
+        "slots_per_worker": WORKER_CONCURRENCY,
+        "docs_per_worker": docs_per_worker,
+        "docs_per_min": per_min,
+        "docs_per_min_whole_run": whole_run,
+        "stack_cpu_ms_per_doc": cpu_ms,
+        "cores": cores,
+        "other_load_cores": others,
+        "cpu_cap": cap,
+    }
