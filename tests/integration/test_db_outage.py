@@ -94,7 +94,12 @@ def _assert_complete(dsn: str, job_id: uuid.UUID) -> None:
             " FROM docingest.upload_jobs j WHERE job_id = %s",
             (job_id,),
         ).fetchone()
-    assert row is not None and row[0] == "complete" and row[1] == row[2] > 0
+    with psycopg.connect(dsn) as c:
+        dbg = c.execute(
+            "SELECT last_error, retry_count, attempt FROM docingest.upload_jobs WHERE job_id = %s",
+            (job_id,),
+        ).fetchone()
+    assert row is not None and row[0] == "complete" and row[1] == row[2] > 0, dbg
 
 
 async def test_connections_killed_mid_embedding_job_still_completes(

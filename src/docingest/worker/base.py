@@ -243,13 +243,14 @@ class BaseWorker:
         try:
             await self._advance_until_done(current)
         except asyncio.CancelledError:
-            if not lease_lost.is_set():
-                await asyncio.shield(self._release(current[0]))
-            if not self._stopping.is_set() and not lease_lost.is_set():
+            if lease_lost.is_set():  # the heartbeat found the lease gone before a write did
+                await self._lease_lost(current[0])
+                return
+            await asyncio.shield(self._release(current[0]))
+            if not self._stopping.is_set():
                 raise
         except LeaseLost:
-            log.warning("lease lost", extra={"action": "lease_lost", **job_log_ids(job)})
-            await self._drop_if_deleted(current[0])
+            await self._lease_lost(current[0])
         except Deferred as exc:
             await self._defer(current[0], exc)
         except PermanentError as exc:
@@ -317,6 +318,10 @@ class BaseWorker:
                 lost.set()
                 runner.cancel()
                 return
+
+    async def _lease_lost(self, job: Job) -> None:
+        log.warning("lease lost", extra={"action": "lease_lost", **job_log_ids(job)})
+        await self._drop_if_deleted(job)
 
     async def _drop_if_deleted(self, job: Job) -> None:
         try:

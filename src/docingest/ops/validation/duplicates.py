@@ -23,6 +23,7 @@ from pgvector.psycopg import register_vector
 from docingest import bootstrap
 from docingest.config import Settings
 from docingest.pipeline import hashing
+from docingest.pipeline.stored_vector import as_stored
 from docingest.testing.fake_openai import deterministic_vector
 from docingest.worker.stages import chunk_for
 
@@ -81,7 +82,7 @@ def _compare(expected: list[Any], stored: list[Any], model: str, dims: int) -> s
     for chunk, (ord_, sha, vector) in zip(expected, stored, strict=True):
         if (ord_, sha) != (chunk.ord, hashing.chunk_sha(chunk.text)):
             return f"chunk {ord_} differs from the chunker's"
-        want = hashing.vector_sha(deterministic_vector(model, chunk.text, dims))
+        want = hashing.vector_sha(as_stored(deterministic_vector(model, chunk.text, dims)))
         if hashing.vector_sha(vector.to_numpy()) != want:
             return f"chunk {ord_} has another text's vector"
     return None
