@@ -21,7 +21,7 @@ import httpx
 import psycopg
 import pytest
 
-from docingest.api.auth import mint_token
+from docingest.security.bearer_tokens import mint_token
 from docingest.testing.procs import wait_for
 from tests.conftest import CORPUS, EXAMPLES
 from tests.e2e.conftest import (

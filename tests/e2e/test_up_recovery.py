@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from docingest.api.auth import mint_token
+from docingest.security.bearer_tokens import mint_token
 from docingest.testing.procs import free_port, stop_process, wait_http_ok
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import JWT_SECRET, stack_env

@@ -12,6 +12,7 @@ from docingest.api import audit
 from docingest.api.auth import Principal
 from docingest.api.deps import AdminDep, ConnDep, PrincipalDep, ReaderDep, StateDep, parse_id
 from docingest.api.errors import ApiError, not_found
+from docingest.api.job_body import job_body
 from docingest.store import events, jobs
 from docingest.store.db import DictConn
 from docingest.store.records import Job
@@ -25,7 +26,7 @@ async def get_job(job_id: str, principal: ReaderDep, conn: ConnDep) -> dict[str,
     if job is None:
         raise not_found("job")
     await audit.job_read(conn, principal, "job.read", job)
-    return job.to_api()
+    return job_body(job)
 
 
 @router.get("/jobs/{document_id}")
@@ -36,7 +37,7 @@ async def get_job_by_document(
     if job is None:
         raise not_found("job")
     await audit.job_read(conn, principal, "job.read", job)
-    return job.to_api()
+    return job_body(job)
 
 
 async def _retry(
@@ -62,7 +63,7 @@ async def _retry(
         raise ApiError(
             409, "not_failed", f"job is {job.status.value}; only failed jobs can be retried"
         )
-    return JSONResponse(retried.to_api(), status_code=202)
+    return JSONResponse(job_body(retried), status_code=202)
 
 
 @router.post("/v1/jobs/{job_id}/retry", status_code=202)
@@ -101,4 +102,4 @@ async def advance_job(document_id: str, admin: AdminDep, conn: ConnDep) -> dict[
         correlation_id=job.correlation_id,
         detail={"status": job.status.value},
     )
-    return job.to_api()
+    return job_body(job)

@@ -40,7 +40,6 @@ from typing import Any
 import httpx
 import jwt
 
-from docingest.api.auth import ALGORITHM, mint_token
 from docingest.domain import seed_callback, webhook_auth
 from docingest.ops.validation.corpus_manifest import (
     TERMINAL,
@@ -48,6 +47,7 @@ from docingest.ops.validation.corpus_manifest import (
     must_fail,
     read_manifest,
 )
+from docingest.security.bearer_tokens import ALGORITHM, mint_token
 
 SIGNED_ROUTE = "/webhooks/llamaparse"
 PROBE_ROUTE = "/v1/documents"  # the route token probes knock on
