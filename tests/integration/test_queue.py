@@ -125,10 +125,12 @@ async def test_fail_then_retry_resumes_from_the_failed_stage(
         assert failed.status == JobStatus.FAILED_PARSE
         assert failed.claimed_by is None
         assert await jobs.claim(conn, "w2", lease_s=300) is None  # terminal: not claimable
-        retried = await jobs.retry_failed(conn, job.job_id)
+        retried = await jobs.retry_failed(conn, job.job_id, jobs.StatusEvent(actor="test"))
         assert retried is not None and retried.status == JobStatus.PARSE_QUEUED
         assert retried.last_error is None and retried.retry_count == 0
-        assert await jobs.retry_failed(conn, job.job_id) is None  # not failed any more
+        assert (
+            await jobs.retry_failed(conn, job.job_id, jobs.StatusEvent(actor="test")) is None
+        )  # not failed any more
 
 
 async def test_claim_uses_the_partial_index(dsn: str) -> None:

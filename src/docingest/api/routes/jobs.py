@@ -45,16 +45,18 @@ async def _retry(
 ) -> JSONResponse:
     if job is None:
         raise not_found("job")
-    retried = await jobs.retry_failed(conn, job.job_id, max_user_retries=max_user_retries)
-    await events.record(
-        conn,
-        actor=principal.actor,
-        action="job.retry",
-        outcome="accepted" if retried else "refused",
-        job_id=job.job_id,
-        document_id=job.document_id,
-        correlation_id=job.correlation_id,
-    )
+    accepted = jobs.StatusEvent(actor=principal.actor, action="job.retry", outcome="accepted")
+    retried = await jobs.retry_failed(conn, job.job_id, accepted, max_user_retries=max_user_retries)
+    if retried is None:  # no status change: the refusal is recorded on its own
+        await events.record(
+            conn,
+            actor=principal.actor,
+            action="job.retry",
+            outcome="refused",
+            job_id=job.job_id,
+            document_id=job.document_id,
+            correlation_id=job.correlation_id,
+        )
     if retried is None and job.status.is_failed and job.user_retries >= max_user_retries:
         raise ApiError(
             409, "retry_limit", f"job was already retried {job.user_retries} times; the limit"
@@ -91,15 +93,7 @@ async def advance_job(document_id: str, admin: AdminDep, conn: ConnDep) -> dict[
     row = await cur.fetchone()
     if row is None:
         raise not_found("job")
-    job = await jobs.advance(conn, row["job_id"])
-    assert job is not None
-    await events.record(
-        conn,
-        actor=admin.actor,
-        action="job.advance",
-        job_id=job.job_id,
-        document_id=job.document_id,
-        correlation_id=job.correlation_id,
-        detail={"status": job.status.value},
-    )
+    job = await jobs.advance(conn, row["job_id"], admin.actor)
+    if job is None:  # deleted since
+        raise not_found("job")
     return job_body(job)
