@@ -21,6 +21,7 @@ import psycopg
 from prometheus_client import REGISTRY
 
 from docingest.bootstrap import Runtime
+from docingest.domain.states import TERMINAL
 from docingest.store import jobs
 from docingest.store.db import open_pool
 from docingest.testing.procs import run_process, wait_for
@@ -29,7 +30,6 @@ from docingest.worker.runner import run_worker
 from tests.e2e.conftest import MakeRuntime, openai_env, stack_env
 from tests.helpers import make_runtime
 
-TERMINAL = ("complete", "failed_parse", "failed_chunking", "failed_embedding")
 POISON = "ZQXPOISONQZX"
 
 

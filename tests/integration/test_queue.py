@@ -14,6 +14,7 @@ from docingest.domain.states import JobStatus
 from docingest.store import jobs
 from docingest.store.db import DictConn, open_pool
 from docingest.store.jobs import LeaseLost
+from docingest.store.statuses import TERMINAL_SQL
 from tests.factories import make_job
 
 
@@ -138,7 +139,7 @@ async def test_claim_uses_the_partial_index(dsn: str) -> None:
         conn.execute("SET enable_seqscan = off")
         plan = conn.execute(
             "EXPLAIN SELECT job_id FROM docingest.upload_jobs"
-            " WHERE status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')"
+            f" WHERE status NOT IN {TERMINAL_SQL}"
             " AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1"
         ).fetchall()
     assert "upload_jobs_claimable" in "\n".join(r[0] for r in plan)

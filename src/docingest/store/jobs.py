@@ -28,29 +28,15 @@ from uuid import UUID
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from docingest.domain.states import (
-    FAILED,
-    TERMINAL,
-    JobStatus,
-    check_transition,
-    failure_status,
-)
+from docingest.domain.states import JobStatus, check_transition, failure_status
 from docingest.pipeline.parsed_markdown import ParsedArtifact
 from docingest.store import events
 from docingest.store.db import DictConn
 from docingest.store.liveness import DEAD_WORKERS
 from docingest.store.records import Job
+from docingest.store.statuses import FAILED_SQL, TERMINAL_SQL
 
 CHANNEL = "docingest_jobs"
-
-
-def _status_list(statuses: frozenset[JobStatus]) -> str:
-    """A SQL list of status literals (the enum's own values, never user input)."""
-    return "(" + ", ".join(f"'{s.value}'" for s in sorted(statuses)) + ")"
-
-
-_TERMINAL_SQL = _status_list(TERMINAL)
-_FAILED_SQL = _status_list(FAILED)
 
 # Settable alongside a transition; anything else is refused (identifiers are never user input).
 _SETTABLE = frozenset(
@@ -126,7 +112,7 @@ def _claimable(t: str) -> str:
     """The claimable condition on the `upload_jobs` row aliased `t`: unclaimed, its lease
     run out, or its holder dead (the CTE `dead` of the claim query)."""
     return (
-        f"{t}.status NOT IN {_TERMINAL_SQL}"
+        f"{t}.status NOT IN {TERMINAL_SQL}"
         f" AND {t}.status <> ALL(%(excluded)s::docingest.job_status[])"
         f" AND {t}.next_attempt_at <= now()"
         f" AND ({t}.claimed_by IS NULL OR {t}.lease_expires_at < now()"
@@ -143,7 +129,7 @@ _CLAIM = f"""
 WITH dead AS MATERIALIZED ({DEAD_WORKERS}
 ), running AS (
     SELECT user_id, count(*) AS n FROM docingest.upload_jobs
-    WHERE claimed_by IS NOT NULL AND lease_expires_at >= now() AND status NOT IN {_TERMINAL_SQL}
+    WHERE claimed_by IS NOT NULL AND lease_expires_at >= now() AND status NOT IN {TERMINAL_SQL}
       AND claimed_by NOT IN (SELECT worker_id FROM dead)
     GROUP BY user_id
 ), ranked AS (
@@ -372,7 +358,7 @@ async def retry_failed(
     cannot re-run a failing parse without end."""
     cur = await conn.execute(
         "SELECT status, resume_status FROM docingest.upload_jobs"
-        f" WHERE job_id = %s AND status IN {_FAILED_SQL} AND resume_status IS NOT NULL",
+        f" WHERE job_id = %s AND status IN {FAILED_SQL} AND resume_status IS NOT NULL",
         (job_id,),
     )
     found = await cur.fetchone()
@@ -404,7 +390,7 @@ async def advance(conn: DictConn, job_id: UUID, actor: str) -> Job | None:
         cur = await conn.execute(
             f"UPDATE docingest.upload_jobs SET claimed_by = NULL, lease_expires_at = NULL,"
             f" next_attempt_at = now(), updated_at = now()"
-            f" WHERE job_id = %s AND status NOT IN {_TERMINAL_SQL} RETURNING *",
+            f" WHERE job_id = %s AND status NOT IN {TERMINAL_SQL} RETURNING *",
             (job_id,),
         )
         row = await cur.fetchone()

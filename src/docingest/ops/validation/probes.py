@@ -41,12 +41,8 @@ import httpx
 import jwt
 
 from docingest.domain import seed_callback, webhook_auth
-from docingest.ops.validation.corpus_manifest import (
-    TERMINAL,
-    check_outcome,
-    must_fail,
-    read_manifest,
-)
+from docingest.domain.states import TERMINAL
+from docingest.ops.validation.corpus_manifest import check_outcome, must_fail, read_manifest
 from docingest.security.bearer_tokens import ALGORITHM, mint_token
 
 SIGNED_ROUTE = "/webhooks/llamaparse"
@@ -151,10 +147,6 @@ class Context:
 
     def terminal(self, ups: list[Upload]) -> list[dict[str, Any]]:
         return self.wait(ups, lambda j: j["status"] in TERMINAL, self.terminal_timeout_s)
-
-
-def _status_of(r: httpx.Response) -> str:
-    return str(r.status_code)
 
 
 # --------------------------------------------------------------------------- signed callbacks

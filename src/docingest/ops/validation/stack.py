@@ -30,6 +30,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from docingest.config import Settings
+from docingest.domain.states import TERMINAL
 from docingest.security.bearer_tokens import mint_token
 from docingest.store import embedded_pg, migrate
 from docingest.store.liveness import HELD_LOCK_KEYS
@@ -37,7 +38,6 @@ from docingest.testing.procs import free_port, stop_process, wait_for, wait_http
 from docingest.worker.base import WorkerOptions
 from docingest.worker.runner import DEFAULT_CONCURRENCY, pool_size
 
-TERMINAL = ("complete", "failed_parse", "failed_chunking", "failed_embedding")
 EMBEDDING = ("embedding_queued", "embedding_in_progress")
 LLAMAPARSE_KEY = "llx-validate"
 OPENAI_KEY = "sk-validate"
