@@ -93,31 +93,36 @@ def valid_document(doc: LegacyDocument, summary: Summary) -> bool:
 
 
 def read_chunks(
-    source: LegacySource,
-    doc_ids: list[UUID],
-    chunks: dict[UUID, DocChunks],
-    versions: dict[str, str],
-    summary: Summary,
-) -> None:
+    source: LegacySource, doc_ids: list[UUID], versions: dict[str, str], summary: Summary
+) -> dict[UUID, DocChunks]:
+    """The documents' chunks and vectors as checked: live ones first, then the pending
+    vectors of the chunks carried."""
+    chunks = {d: DocChunks() for d in doc_ids}
     for c in source.chunks(doc_ids):
-        doc = chunks[c.document_id]
-        reason = chunk_problem(c)
-        if reason is not None:
-            summary.problem(c.chunk_id, reason)
-            doc.rejected += 1
-            continue
-        if c.chunk_id in doc.valid:  # only where 001's primary key was dropped
-            summary.problem(c.chunk_id, "duplicate_chunk: a second row with this chunk_id")
-            continue
-        if doc.chunker is None:
-            doc.chunker = (c.chunker_name, c.chunker_version)
-        doc.valid.add(c.chunk_id)
-        doc.rows.append(c)
-        vector = checked_vector(c.chunk_id, c.embedding, c.vector_dim, summary)
-        if vector is not None:
-            key = (c.embed_model, versions.get(c.embed_version, c.embed_version))
-            doc.live_models[key] += 1
-            doc.vectors.setdefault(c.chunk_id, {})[key] = vector
+        _take_chunk(c, chunks[c.document_id], versions, summary)
+    for p in source.pending_vectors(doc_ids):
+        _take_pending(p, chunks[p.document_id], versions, summary)
+    return chunks
+
+
+def _take_chunk(c: LegacyChunk, doc: DocChunks, versions: dict[str, str], summary: Summary) -> None:
+    reason = chunk_problem(c)
+    if reason is not None:
+        summary.problem(c.chunk_id, reason)
+        doc.rejected += 1
+        return
+    if c.chunk_id in doc.valid:  # only where 001's primary key was dropped
+        summary.problem(c.chunk_id, "duplicate_chunk: a second row with this chunk_id")
+        return
+    if doc.chunker is None:
+        doc.chunker = (c.chunker_name, c.chunker_version)
+    doc.valid.add(c.chunk_id)
+    doc.rows.append(c)
+    vector = checked_vector(c.chunk_id, c.embedding, c.vector_dim, summary)
+    if vector is not None:
+        key = (c.embed_model, versions.get(c.embed_version, c.embed_version))
+        doc.live_models[key] += 1
+        doc.vectors.setdefault(c.chunk_id, {})[key] = vector
 
 
 def chunk_problem(c: LegacyChunk) -> str | None:
@@ -152,29 +157,24 @@ def checked_vector(
     return Vector(stored[1], stored[0])
 
 
-def read_pending(
-    source: LegacySource,
-    doc_ids: list[UUID],
-    chunks: dict[UUID, DocChunks],
-    versions: dict[str, str],
-    summary: Summary,
+def _take_pending(
+    p: LegacyPendingVector, doc: DocChunks, versions: dict[str, str], summary: Summary
 ) -> None:
-    for p in source.pending_vectors(doc_ids):
-        if not pending_ok(p, chunks[p.document_id], summary):
-            continue
-        vector = checked_vector(p.buffer_id, p.embedding, p.vector_dim, summary)
-        if vector is None:
-            continue
-        key = (p.embed_model, versions.get(p.embed_version, p.embed_version))
-        have = chunks[p.document_id].vectors.setdefault(p.chunk_id, {})
-        if key in have and have[key].sha != vector.sha:
-            summary.problem(
-                p.buffer_id,
-                "pending_vector_conflict: differs from the chunk's live vector of the same"
-                " model/version; the live vector is kept",
-            )
-            continue
-        have.setdefault(key, vector)
+    if not pending_ok(p, doc, summary):
+        return
+    vector = checked_vector(p.buffer_id, p.embedding, p.vector_dim, summary)
+    if vector is None:
+        return
+    key = (p.embed_model, versions.get(p.embed_version, p.embed_version))
+    have = doc.vectors.setdefault(p.chunk_id, {})
+    if key in have and have[key].sha != vector.sha:
+        summary.problem(
+            p.buffer_id,
+            "pending_vector_conflict: differs from the chunk's live vector of the same"
+            " model/version; the live vector is kept",
+        )
+        return
+    have.setdefault(key, vector)
 
 
 def pending_ok(p: LegacyPendingVector, doc: DocChunks, summary: Summary) -> bool:

@@ -39,7 +39,6 @@ from docingest.ops.legacy_checks import (
     DocChunks,
     Summary,
     read_chunks,
-    read_pending,
     valid_document,
 )
 from docingest.ops.legacy_source import (
@@ -204,9 +203,7 @@ def _read_batch(
     jobs: dict[UUID, list[LegacyJob]] = {d: [] for d in doc_ids}
     for document_id, job in source.jobs(doc_ids):
         jobs[document_id].append(job)
-    chunks = {d: DocChunks() for d in doc_ids}
-    read_chunks(source, doc_ids, chunks, versions, found)
-    read_pending(source, doc_ids, chunks, versions, found)
+    chunks = read_chunks(source, doc_ids, versions, found)
     return _Read(found, docs, jobs, chunks)
 
 

@@ -95,14 +95,12 @@ async def _change_status(
         if row is None:
             return None
         moved = Job.from_row(row)
-        await events.record(
+        await events.record_for_job(
             conn,
+            moved,
             actor=event.actor,
             action=event.action or f"job.{dst.value}",
             outcome=event.outcome,
-            job_id=moved.job_id,
-            document_id=moved.document_id,
-            correlation_id=moved.correlation_id,
             detail=event.detail,
         )
     return moved
@@ -396,15 +394,8 @@ async def advance(conn: DictConn, job_id: UUID, actor: str) -> Job | None:
         row = await cur.fetchone()
         job = Job.from_row(row) if row is not None else await get(conn, job_id)
         if job is not None:
-            await events.record(
-                conn,
-                actor=actor,
-                action="job.advance",
-                job_id=job.job_id,
-                document_id=job.document_id,
-                correlation_id=job.correlation_id,
-                detail={"status": job.status.value},
-            )
+            detail = {"status": job.status.value}
+            await events.record_for_job(conn, job, actor=actor, action="job.advance", detail=detail)
     if row is not None:
         await notify(conn)
     return job

@@ -16,14 +16,8 @@ from docingest.worker.context import StageContext
 async def event(conn: DictConn, worker_id: str, job: Job, action: str, **detail: object) -> None:
     """A worker event, its actor the worker itself (a job moved to a terminal status has
     already given up its lease, so the row's `claimed_by` no longer names anyone)."""
-    await events.record(
-        conn,
-        actor=f"worker:{worker_id}",
-        action=action,
-        job_id=job.job_id,
-        document_id=job.document_id,
-        correlation_id=job.correlation_id,
-        detail=detail,
+    await events.record_for_job(
+        conn, job, actor=f"worker:{worker_id}", action=action, detail=detail
     )
 
 

@@ -48,14 +48,8 @@ async def _retry(
     accepted = jobs.StatusEvent(actor=principal.actor, action="job.retry", outcome="accepted")
     retried = await jobs.retry_failed(conn, job.job_id, accepted, max_user_retries=max_user_retries)
     if retried is None:  # no status change: the refusal is recorded on its own
-        await events.record(
-            conn,
-            actor=principal.actor,
-            action="job.retry",
-            outcome="refused",
-            job_id=job.job_id,
-            document_id=job.document_id,
-            correlation_id=job.correlation_id,
+        await events.record_for_job(
+            conn, job, actor=principal.actor, action="job.retry", outcome="refused"
         )
     if retried is None and job.status.is_failed and job.user_retries >= max_user_retries:
         raise ApiError(
