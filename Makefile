@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean browser lock
+.PHONY: demo test lint layers typecheck check bench clean browser lock
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/docingest search "out-of-pocket limit for a specialist visit" -k 3
 
 ## make test: lint, type-check, and the whole test suite (unit, integration, end to end)
-test: $(STAMP) browser lint typecheck
+test: $(STAMP) browser lint layers typecheck
 	$(BIN)/python -m pytest -q
 
 ## Debian's headless Chromium for tests/e2e/test_dashboard_browser.py (Playwright drives it; it
@@ -37,6 +37,10 @@ browser:
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+
+## the import-linter layer contracts of pyproject.toml ([tool.importlinter])
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -21,8 +21,8 @@ from typing import Any
 
 from locust import FastHttpUser, events, task
 
-from docingest.api.auth import mint_token
 from docingest.domain.states import JobStatus
+from docingest.security.bearer_tokens import mint_token
 from docingest.testing.pdfgen import assemble_pdf, text_stream
 
 REPO = Path(__file__).resolve().parents[1]

@@ -39,8 +39,8 @@ from pgvector.psycopg import register_vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._stack import scratch_database
-from docingest.api.auth import mint_token
 from docingest.pipeline.stored_vector import as_stored
+from docingest.security.bearer_tokens import mint_token
 from docingest.store import vector_index
 from docingest.store.db import open_pool
 from docingest.store.vector_search import EF_SEARCH, Strategy, brute_force, rank

@@ -23,7 +23,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._stack import CORPUS, scratch_database
-from docingest.api.auth import mint_token
+from docingest.security.bearer_tokens import mint_token
 from docingest.testing.procs import free_port, run_process
 
 SECRET = "bench-secret-0123456789-0123456789-abcdef"

@@ -20,10 +20,10 @@ from fastapi import FastAPI
 from psycopg import sql
 
 from docingest import bootstrap
-from docingest.api.auth import mint_token
 from docingest.bootstrap import Runtime
 from docingest.clients.embedders import HashEmbedder
 from docingest.config import Settings
+from docingest.security.bearer_tokens import mint_token
 from docingest.store import documents, liveness
 from docingest.store.db import DictConn
 from docingest.testing.procs import free_port, wait_for

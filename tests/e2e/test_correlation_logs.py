@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from docingest.api.audit import CORRELATION_NAMESPACE
-from docingest.api.auth import mint_token
+from docingest.security.bearer_tokens import mint_token
 from docingest.testing.procs import free_port, run_process
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import JWT_SECRET, run_cli, stack_env

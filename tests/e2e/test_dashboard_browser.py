@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, ViewportSize, sync_playwright
 
-from docingest.api.auth import mint_token
+from docingest.security.bearer_tokens import mint_token
 from docingest.testing.procs import free_port, run_process
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import JWT_SECRET, stack_env

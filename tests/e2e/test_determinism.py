@@ -24,9 +24,9 @@ import httpx
 import psycopg
 import pytest
 
-from docingest.api.auth import mint_token
 from docingest.bootstrap import parser
 from docingest.domain.states import JobStatus
+from docingest.security.bearer_tokens import mint_token
 from docingest.store import jobs
 from docingest.store.chunks import ChunkFingerprint, fingerprint
 from docingest.store.db import open_pool

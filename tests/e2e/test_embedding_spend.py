@@ -21,6 +21,7 @@ import psycopg
 from prometheus_client import REGISTRY
 
 from docingest.bootstrap import Runtime
+from docingest.domain.states import TERMINAL
 from docingest.store import jobs
 from docingest.store.db import open_pool
 from docingest.testing.procs import run_process, wait_for
@@ -29,7 +30,6 @@ from docingest.worker.runner import run_worker
 from tests.e2e.conftest import MakeRuntime, openai_env, stack_env
 from tests.helpers import make_runtime
 
-TERMINAL = ("complete", "failed_parse", "failed_chunking", "failed_embedding")
 POISON = "ZQXPOISONQZX"
 
 
@@ -197,7 +197,7 @@ async def test_a_poison_input_fails_only_its_document_and_a_retry_pays_only_for_
     control(fake_openai, poison_substring=None)  # the cause is fixed; the user retries
     pool = await open_pool(dsn)
     async with pool.connection() as conn:
-        assert await jobs.retry_failed(conn, poisoned) is not None
+        assert await jobs.retry_failed(conn, poisoned, jobs.StatusEvent(actor="test")) is not None
     await pool.close()
     await run_worker(rt, concurrency=1, once=True, handle_signals=False)
     assert job_states(dsn, [poisoned])[poisoned][0] == "complete"

@@ -21,7 +21,8 @@ import httpx
 import psycopg
 import pytest
 
-from docingest.api.auth import mint_token
+from docingest.domain.states import TERMINAL
+from docingest.security.bearer_tokens import mint_token
 from docingest.testing.procs import wait_for
 from tests.conftest import CORPUS, EXAMPLES
 from tests.e2e.conftest import (
@@ -67,7 +68,7 @@ def terminal(
 ) -> list[dict[str, Any]]:
     def done() -> list[dict[str, Any]] | None:
         bodies = [client.get(f"/v1/jobs/{j}").json() for j in job_ids]
-        ends = ("complete", "failed_parse", "failed_chunking", "failed_embedding")
+        ends = TERMINAL
         return bodies if all(b["status"] in ends for b in bodies) else None
 
     return wait_for(done, timeout_s, "jobs did not reach a terminal status")

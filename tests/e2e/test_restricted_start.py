@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
-from docingest.api.auth import mint_token
+from docingest.security.bearer_tokens import mint_token
 from docingest.store import migrate
 from docingest.testing.procs import free_port, run_process, wait_http_ok
 from tests.conftest import EXAMPLES

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from docingest.api.auth import mint_token
+from docingest.domain.states import TERMINAL
+from docingest.security.bearer_tokens import mint_token
 from docingest.testing.procs import free_port, stop_process, wait_http_ok
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import JWT_SECRET, stack_env
@@ -90,15 +91,7 @@ def test_worker_killed_mid_embedding_every_job_completes(
 
             def all_terminal() -> list[dict[str, object]] | None:
                 bodies = [client.get(f"/v1/jobs/{j}").json() for j in job_ids]
-                return (
-                    bodies
-                    if all(
-                        b["status"]
-                        in ("complete", "failed_parse", "failed_chunking", "failed_embedding")
-                        for b in bodies
-                    )
-                    else None
-                )
+                return bodies if all(b["status"] in TERMINAL for b in bodies) else None
 
             bodies = _wait(all_terminal, 120, "jobs did not finish after the worker was killed")
         assert [b["status"] for b in bodies] == ["complete"] * len(job_ids)

@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from docingest.api.auth import mint_token
+from docingest.security.bearer_tokens import mint_token
 from docingest.testing.pdfgen import make_pdf
 from docingest.testing.procs import free_port, stop_process, wait_http_ok
 from tests.e2e.conftest import JWT_SECRET, WEBHOOK_SECRET, stack_env

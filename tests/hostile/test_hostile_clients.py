@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import httpx
 
+from docingest.domain.states import TERMINAL
 from docingest.ops.orphans import referenced_keys
 from docingest.store.db import open_pool
 from docingest.testing.pdfgen import make_amplified_pdf, make_pdf
@@ -258,7 +259,7 @@ def queue_backlog(stack: Stack, user: uuid.UUID, n: int) -> list[str]:
 def waiting(stack: Stack, user: uuid.UUID, jobs: list[str]) -> int:
     with httpx.Client(base_url=stack.url, headers=stack.token(user), timeout=60) as c:
         statuses = [c.get(f"/v1/jobs/{j}").json()["status"] for j in jobs]
-    return sum(s not in ("complete", "failed_parse", "failed_chunking") for s in statuses)
+    return sum(s not in TERMINAL for s in statuses)
 
 
 def wait_failed(c: httpx.Client, jobs: list[str]) -> list[tuple[str, str]]:

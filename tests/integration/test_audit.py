@@ -13,8 +13,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from docingest.api.audit import CORRELATION_NAMESPACE
-from docingest.api.auth import mint_token
 from docingest.bootstrap import Runtime
+from docingest.security.bearer_tokens import mint_token
 from tests.conftest import EXAMPLES
 from tests.helpers import auth
 

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
-from docingest.api.auth import mint_break_glass_token
 from docingest.bootstrap import Runtime
+from docingest.security.bearer_tokens import mint_break_glass_token
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import JWT_SECRET, run_cli, stack_env
 from tests.helpers import auth, counts, make_runtime

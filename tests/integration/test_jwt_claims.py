@@ -12,8 +12,9 @@ import httpx
 import jwt
 import pytest
 
-from docingest.api.auth import authenticate, mint_token
+from docingest.api.auth import authenticate
 from docingest.bootstrap import Runtime
+from docingest.security.bearer_tokens import mint_token
 from tests.helpers import make_runtime
 
 ISSUER = "https://project.supabase.co/auth/v1"

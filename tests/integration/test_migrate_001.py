@@ -14,8 +14,8 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
+from docingest.domain.legacy_001 import export_path
 from docingest.ops import migrate_001, rollback
-from docingest.ops.blob_import import export_path
 from docingest.pipeline import hashing, ids
 from docingest.pipeline.stored_vector import as_stored
 from docingest.store.blobs import LocalBlobStore

@@ -14,6 +14,7 @@ from docingest.domain.states import JobStatus
 from docingest.store import jobs
 from docingest.store.db import DictConn, open_pool
 from docingest.store.jobs import LeaseLost
+from docingest.store.statuses import TERMINAL_SQL
 from tests.factories import make_job
 
 
@@ -125,10 +126,12 @@ async def test_fail_then_retry_resumes_from_the_failed_stage(
         assert failed.status == JobStatus.FAILED_PARSE
         assert failed.claimed_by is None
         assert await jobs.claim(conn, "w2", lease_s=300) is None  # terminal: not claimable
-        retried = await jobs.retry_failed(conn, job.job_id)
+        retried = await jobs.retry_failed(conn, job.job_id, jobs.StatusEvent(actor="test"))
         assert retried is not None and retried.status == JobStatus.PARSE_QUEUED
         assert retried.last_error is None and retried.retry_count == 0
-        assert await jobs.retry_failed(conn, job.job_id) is None  # not failed any more
+        assert (
+            await jobs.retry_failed(conn, job.job_id, jobs.StatusEvent(actor="test")) is None
+        )  # not failed any more
 
 
 async def test_claim_uses_the_partial_index(dsn: str) -> None:
@@ -136,7 +139,7 @@ async def test_claim_uses_the_partial_index(dsn: str) -> None:
         conn.execute("SET enable_seqscan = off")
         plan = conn.execute(
             "EXPLAIN SELECT job_id FROM docingest.upload_jobs"
-            " WHERE status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')"
+            f" WHERE status NOT IN {TERMINAL_SQL}"
             " AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1"
         ).fetchall()
     assert "upload_jobs_claimable" in "\n".join(r[0] for r in plan)

@@ -18,9 +18,7 @@ from uuid import UUID
 import jwt
 
 from docingest.api.errors import ApiError
-
-ALGORITHM = "HS256"
-BREAK_GLASS_ROLE = "break_glass"
+from docingest.security.bearer_tokens import ALGORITHM, BREAK_GLASS_ROLE
 
 
 @dataclass(frozen=True)
@@ -113,57 +111,3 @@ def _lives_too_long(claims: dict[str, object], max_ttl_s: int) -> bool:
     if exp - time.time() > max_ttl_s:
         return True
     return isinstance(iat, int | float) and exp - iat > max_ttl_s
-
-
-def mint_token(
-    secret: str,
-    user_id: UUID,
-    *,
-    admin: bool = False,
-    ttl_s: int = 3600,
-    issuer: str | None = None,
-    audience: str | None = None,
-) -> str:
-    if ttl_s <= 0:
-        raise ValueError("ttl_s must be positive")
-    now = int(time.time())
-    role = "admin" if admin else "authenticated"
-    return _encode(secret, user_id, role, now + ttl_s, {}, issuer=issuer, audience=audience)
-
-
-def mint_break_glass_token(
-    secret: str,
-    operator_id: UUID,
-    grant_id: UUID,
-    expires_at: int,
-    *,
-    issuer: str | None = None,
-    audience: str | None = None,
-) -> str:
-    """A token for one break-glass grant; `expires_at` (epoch s) is the grant's expiry."""
-    extra = {"grant": str(grant_id)}
-    return _encode(
-        secret, operator_id, BREAK_GLASS_ROLE, expires_at, extra, issuer=issuer, audience=audience
-    )
-
-
-def _encode(
-    secret: str,
-    sub: UUID,
-    role: str,
-    exp: int,
-    extra: dict[str, str],
-    *,
-    issuer: str | None,
-    audience: str | None,
-) -> str:
-    claims = {
-        "sub": str(sub),
-        "role": role,
-        "iat": int(time.time()),
-        "exp": exp,
-        "aud": audience or "authenticated",
-        **({"iss": issuer} if issuer is not None else {}),
-        **extra,
-    }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)

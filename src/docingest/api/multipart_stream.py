@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from docingest.api.errors import ApiError
 from docingest.domain.errors import ErrorCode
 from docingest.store.documents import UploadRefused
 
@@ -83,27 +83,27 @@ async def file_part_stream(
     """Yield the bytes of the first `file` part; other fields are ignored. A body that ends
     before its closing boundary is refused (`malformed_request`): the file may be cut short.
     Refusals of the edge (a body too large or too slow) pass through unchanged."""
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_header_field": part.on_header_field,
-            "on_header_value": part.on_header_value,
-            "on_header_end": part.on_header_end,
-            "on_headers_finished": part.on_headers_finished,
-            "on_part_data": part.on_part_data,
-            "on_part_end": part.on_part_end,
-            "on_end": part.on_end,
-        },
-    )
     try:
+        parser = MultipartParser(
+            boundary,
+            {
+                "on_header_field": part.on_header_field,
+                "on_header_value": part.on_header_value,
+                "on_header_end": part.on_header_end,
+                "on_headers_finished": part.on_headers_finished,
+                "on_part_data": part.on_part_data,
+                "on_part_end": part.on_part_end,
+                "on_end": part.on_end,
+            },
+        )
         async for chunk in body:
             parser.write(chunk)
             if part.pending:
                 yield part.take()
         parser.finalize()
-    except (UploadRefused, ApiError):
-        raise
-    except Exception:
+    except FormParserError:
+        # what python-multipart raises for a body it cannot parse (or a boundary too long);
+        # anything else is a bug of ours and must surface as one, not as the client's fault
         raise UploadRefused(ErrorCode.MALFORMED_REQUEST, "malformed multipart body") from None
     if not part.found:
         raise UploadRefused(ErrorCode.MALFORMED_REQUEST, "multipart field 'file' is required")

@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from docingest import bootstrap
-from docingest.api.auth import mint_token
 from docingest.cli.common import (
     build_runtime,
     config_errors_exit,
@@ -21,6 +20,7 @@ from docingest.cli.common import (
     load_settings,
     local_user,
 )
+from docingest.security.bearer_tokens import mint_token
 from docingest.store import dashboard_stats, embedded_upgrade, migrate, queue_stats
 from docingest.store.db import open_pool
 from docingest.store.vector_search import Strategy, search

@@ -14,8 +14,8 @@ import typer
 from psycopg.rows import dict_row
 
 from docingest import bootstrap
-from docingest.api.auth import mint_break_glass_token
 from docingest.cli.common import config_errors_exit, fail, load_settings
+from docingest.security.bearer_tokens import mint_break_glass_token
 from docingest.store import break_glass
 from docingest.store.db import DictConn
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from docingest.bootstrap import Runtime
 from docingest.cli.common import build_runtime, err_console, load_settings, local_user
 from docingest.domain.errors import DocingestError
+from docingest.domain.states import TERMINAL
 from docingest.store import documents, jobs
 from docingest.store.db import open_pool
 from docingest.worker.runner import run_worker
@@ -118,7 +119,7 @@ async def _ingest(
                         if job.status.is_failed and job.last_error
                         else None
                     )
-            return all(i.status in _TERMINAL for i in pending)
+            return all(i.status in TERMINAL for i in pending)
 
         worker = asyncio.create_task(
             run_worker(
@@ -144,7 +145,7 @@ async def _ingest(
             bar = progress.add_task("documents", total=len(pending))
             while not worker.done():
                 await asyncio.wait({worker}, timeout=0.5)
-                progress.update(bar, completed=sum(i.status in _TERMINAL for i in pending))
+                progress.update(bar, completed=sum(i.status in TERMINAL for i in pending))
         await worker
         await refresh()
         async with pool.connection() as conn:
@@ -155,9 +156,6 @@ async def _ingest(
     finally:
         await pool.close()
         await rt.embedder.aclose()
-
-
-_TERMINAL = {"complete", "failed_parse", "failed_chunking", "failed_embedding"}
 
 
 def ingest(

@@ -25,6 +25,7 @@ from docingest.cli.common import (
     load_settings,
 )
 from docingest.store import migrate
+from docingest.worker.runner import DEFAULT_CONCURRENCY
 
 NoMigrate = Annotated[
     bool,
@@ -81,7 +82,7 @@ def worker(
         typer.Option(
             envvar="DOCINGEST_WORKER_CONCURRENCY", min=1, help="Async job slots in this process."
         ),
-    ] = 2,
+    ] = DEFAULT_CONCURRENCY,
     embedding_jobs: Annotated[
         int,
         typer.Option(

@@ -37,7 +37,6 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from docingest.clients.http_safety import require_tls_or_loopback
 from docingest.domain.errors import (
     ErrorCode,
     InputRejected,
@@ -47,6 +46,7 @@ from docingest.domain.errors import (
     TransientError,
 )
 from docingest.pipeline.hash_embedding import HASH_EMBEDDER_VERSION, hash_embed_many
+from docingest.security.outbound import require_tls_or_loopback
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from uuid import UUID
 import httpx
 
 from docingest.clients.embedders import retry_after_seconds
-from docingest.clients.http_safety import require_tls_or_loopback
 from docingest.domain.errors import ErrorCode, PermanentError, TransientError
+from docingest.security.outbound import require_tls_or_loopback
 
 logger = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from docingest.clients.pdf_bomb import check_decompression
+from docingest.clients.pdf_layout import HEADING_MIN_RATIO, MAX_HEADING_CHARS, Line, Page, render
 from docingest.domain.errors import ErrorCode, ParseError
 
 __all__ = [
@@ -65,19 +66,6 @@ MIN_DOC_ALNUM = 32
 #: (broken ToUnicode maps yield control-character garbage: 0.13 in the corpus, real
 #: text layers are >= 0.5)
 MIN_ALNUM_RATIO = 0.30
-MAX_HEADING_CHARS = 120
-HEADING_MIN_RATIO = 1.15
-HEADING_MIN_DELTA_PT = 1.0
-#: heading sizes within this factor of the level's largest size share the level
-HEADING_LEVEL_BAND = 0.90
-MAX_HEADING_LEVEL = 3
-#: a size whose candidate lines carry more than this share of all letters/digits is body
-MAX_HEADING_SHARE = 0.15
-#: a candidate repeated on at least max(3, 5 % of pages) pages is a running header
-MIN_RUNNING_HEADER_PAGES = 3
-RUNNING_HEADER_SHARE = 0.05
-#: baseline gap (in units of the font size) above which a new paragraph starts
-PARAGRAPH_GAP = 1.6
 SIZE_QUANTUM = 0.1
 #: letters/digits seen before the running body size is trusted to skip second samples
 WARMUP_ALNUM = 2000
@@ -98,25 +86,8 @@ _HYPHEN_RE = re.compile("[\ufffe\x02]")
 _BULLET_RE = re.compile(
     "^(?:[•▪◦●○■□▫‣⁃∙◆◇➢➤►▶✓✔❖\uf000-\uf0ff]\\s*|[-*]\\s+|[-*]$)",
 )
-_SENTENCE_END = (".", ",", ";")
 _STARTXREF_RE = re.compile(rb"startxref\s+(\d{1,15})")
 _XREF_TARGET_RE = re.compile(rb"\s*(?:xref|\d+\s+\d+\s+obj)")
-
-
-@dataclass(slots=True)
-class _Line:
-    text: str
-    size: float  # effective font size in points, 0.0 when unknown
-    y: float | None  # baseline of the first sampled character
-    alnum: int
-    bullet: bool
-
-
-@dataclass(slots=True)
-class _Page:
-    lines: list[_Line]
-    alnum: int
-    nonspace: int
 
 
 def pdf_to_markdown(
@@ -165,7 +136,7 @@ def pdf_to_markdown(
             ErrorCode.NO_TEXT,
             f"no usable text layer ({total_alnum} letters/digits on {page_count} pages)",
         )
-    markdown = _render(pages)
+    markdown = render(pages)
     return ParsedPdf(
         markdown=markdown, pages=page_count, repaired=repaired, empty_pages=empty_pages
     )
@@ -253,11 +224,11 @@ class _TextBudget:
             )
 
 
-def _extract_page(doc: Any, index: int, last_sample_floor: float, budget: _TextBudget) -> _Page:
+def _extract_page(doc: Any, index: int, last_sample_floor: float, budget: _TextBudget) -> Page:
     try:
         page = doc[index]
     except pdfium.PdfiumError:
-        return _Page(lines=[], alnum=0, nonspace=0)
+        return Page(lines=[], alnum=0, nonspace=0)
     try:
         textpage = page.get_textpage()
         try:
@@ -266,19 +237,19 @@ def _extract_page(doc: Any, index: int, last_sample_floor: float, budget: _TextB
         finally:
             textpage.close()
     except pdfium.PdfiumError:
-        return _Page(lines=[], alnum=0, nonspace=0)
+        return Page(lines=[], alnum=0, nonspace=0)
     finally:
         page.close()
 
 
-def _page_lines(textpage: Any, last_sample_floor: float) -> _Page:
+def _page_lines(textpage: Any, last_sample_floor: float) -> Page:
     text = str(textpage.get_text_range())
     if not text:
-        return _Page(lines=[], alnum=0, nonspace=0)
+        return Page(lines=[], alnum=0, nonspace=0)
     nonspace = len(_SPACE_RE.sub("", text))
     base = _text_index_base(textpage)
     sampler = _Sampler(textpage.raw, text, base)
-    lines: list[_Line] = []
+    lines: list[Line] = []
     page_alnum = 0
     for match in _LINE_RE.finditer(text):
         raw = match.group()
@@ -294,8 +265,8 @@ def _page_lines(textpage: Any, last_sample_floor: float) -> _Page:
             )
         else:
             size, y = 0.0, None
-        lines.append(_Line(text=cleaned, size=size, y=y, alnum=alnum, bullet=bullet))
-    return _Page(lines=lines, alnum=page_alnum, nonspace=nonspace)
+        lines.append(Line(text=cleaned, size=size, y=y, alnum=alnum, bullet=bullet))
+    return Page(lines=lines, alnum=page_alnum, nonspace=nonspace)
 
 
 def _text_index_base(textpage: Any) -> int:
@@ -388,124 +359,3 @@ def _clean_line(raw: str) -> tuple[str, bool]:
         line = line[match.end() :]
     line = " ".join(_PRIVATE_USE_RE.sub(" ", line).split())
     return line, bullet
-
-
-# --- rendering ---------------------------------------------------------------------------
-
-
-def _render(pages: list[_Page]) -> str:
-    body = _body_size(pages)
-    levels, running = _heading_plan(pages, body)
-    out: list[str] = []
-    for number, page in enumerate(pages, start=1):
-        out.append(f"<!-- page {number} -->")
-        out.append("")
-        block = _render_page(page, levels, running, body)
-        if block:
-            out.extend(block)
-            out.append("")
-    while out and out[-1] == "":
-        out.pop()
-    return "\n".join(out) + "\n"
-
-
-def _body_size(pages: list[_Page]) -> float:
-    weights: Counter[float] = Counter()
-    for page in pages:
-        for line in page.lines:
-            if line.size > 0:
-                weights[line.size] += line.alnum
-    if not weights:
-        return 0.0
-    return max(weights.items(), key=lambda kv: (kv[1], -kv[0]))[0]
-
-
-def _is_heading_candidate(line: _Line, body: float) -> bool:
-    if body <= 0 or line.size <= 0 or line.bullet:
-        return False
-    if line.size < body * HEADING_MIN_RATIO or line.size - body < HEADING_MIN_DELTA_PT:
-        return False
-    text = line.text
-    if len(text) > MAX_HEADING_CHARS or text.endswith(_SENTENCE_END):
-        return False
-    return sum(1 for ch in text if ch.isalpha()) >= 2
-
-
-def _heading_plan(pages: list[_Page], body: float) -> tuple[dict[float, int], set[str]]:
-    """Map heading font sizes to levels; also return texts repeated as running headers.
-
-    A size is a heading size only if its lines carry a small share of the document's
-    letters/digits (otherwise it is a second body font, e.g. bold-ish entry names in a
-    directory). A candidate text repeated on many pages is a running header, not a heading.
-    """
-    total = sum(page.alnum for page in pages) or 1
-    candidates = [
-        [line for line in page.lines if _is_heading_candidate(line, body)] for page in pages
-    ]
-    seen_on: Counter[str] = Counter()
-    for lines in candidates:
-        seen_on.update({line.text for line in lines})
-    repeat_limit = max(MIN_RUNNING_HEADER_PAGES, math.ceil(RUNNING_HEADER_SHARE * len(pages)))
-    running = {text for text, count in seen_on.items() if count >= repeat_limit}
-    share: Counter[float] = Counter()
-    for lines in candidates:
-        for line in lines:
-            if line.text not in running:
-                share[line.size] += line.alnum
-    sizes = sorted((s for s, n in share.items() if n <= MAX_HEADING_SHARE * total), reverse=True)
-    levels: dict[float, int] = {}
-    level = 0
-    band_top = math.inf
-    for size in sizes:
-        if size < band_top * HEADING_LEVEL_BAND:
-            level += 1
-            band_top = size
-        levels[size] = min(level, MAX_HEADING_LEVEL)
-    return levels, running
-
-
-def _render_page(
-    page: _Page, levels: dict[float, int], running: set[str], body: float
-) -> list[str]:
-    out: list[str] = []
-    prev: _Line | None = None
-    prev_level = 0
-    pending_bullet = False
-    for line in page.lines:
-        level = 0
-        if line.size in levels and line.text not in running and _is_heading_candidate(line, body):
-            level = levels[line.size]
-        if not line.text:  # a bullet glyph alone on its line: attach to the next line
-            pending_bullet = pending_bullet or line.bullet
-            continue
-        bullet = line.bullet or pending_bullet
-        pending_bullet = False
-        if level and prev is not None and prev_level == level and not _gap_breaks(prev, line, body):
-            out[-1] = f"{out[-1]} {line.text}"  # heading wrapped over two lines
-            prev = line
-            continue
-        if out and (level or prev_level or _gap_breaks(prev, line, body)):
-            out.append("")
-        if level:
-            out.append(f"{'#' * level} {line.text}")
-        elif bullet:
-            out.append(f"- {line.text}")
-        else:
-            out.append(_escape(line.text))
-        prev, prev_level = line, level
-    return out
-
-
-def _gap_breaks(prev: _Line | None, line: _Line, body: float) -> bool:
-    if prev is None or prev.y is None or line.y is None:
-        return False
-    size = max(prev.size, line.size, body) or 10.0
-    gap = prev.y - line.y
-    return gap > PARAGRAPH_GAP * size or gap < -0.5 * size
-
-
-def _escape(text: str) -> str:
-    """Keep body text from being read as markdown structure (or as a page marker)."""
-    if text[0] in "#<>" or (len(text) >= 3 and set(text) <= set("-=_*")):
-        return "\\" + text
-    return text

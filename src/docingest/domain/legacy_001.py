@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -172,3 +173,21 @@ def version_map(items: Iterable[str]) -> dict[str, str]:
             raise ValueError(f"embed_version {old!r} mapped twice")
         out[old] = new
     return out
+
+
+# 001 records files as `storage://raw/{user_id}/{document_id}.pdf`; an export of its
+# buckets holds them at `DIR/raw/...` (ops/blob_import.py, testing/legacy001.py).
+LEGACY_SCHEME = "storage://"
+
+
+def is_legacy_path(path: str | None) -> bool:
+    return bool(path) and str(path).startswith(LEGACY_SCHEME)
+
+
+def export_path(root: Path, legacy_path: str) -> Path | None:
+    """Where a `storage://` path lies in an export, or None if it would leave the export."""
+    rel = legacy_path.removeprefix(LEGACY_SCHEME)
+    parts = [p for p in rel.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        return None
+    return root.joinpath(*parts)

@@ -44,6 +44,7 @@ from docingest.ops.pg_tools import BackupError, find_tool, run_tool, server_majo
 from docingest.store import migrate
 from docingest.store.blob_format import BlobIntegrityError
 from docingest.store.blobs import BlobStore
+from docingest.store.statuses import TERMINAL_SQL
 
 __all__ = [
     "BackupError",
@@ -71,7 +72,7 @@ _PROBE = "SELECT raw_path, file_sha256 FROM docingest.documents ORDER BY documen
 _RESUME_UNFINISHED = (
     "UPDATE docingest.upload_jobs SET claimed_by = NULL, lease_expires_at = NULL,"
     " next_attempt_at = now()"
-    " WHERE status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')"
+    f" WHERE status NOT IN {TERMINAL_SQL}"
 )
 
 verify = backup_manifest.verify

@@ -14,22 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
+from docingest.domain.legacy_001 import export_path
 from docingest.store.blobs import BlobStore
-
-LEGACY_SCHEME = "storage://"
-
-
-def is_legacy_path(path: str | None) -> bool:
-    return bool(path) and str(path).startswith(LEGACY_SCHEME)
-
-
-def export_path(root: Path, legacy_path: str) -> Path | None:
-    """Where a `storage://` path lies in an export, or None if it would leave the export."""
-    rel = legacy_path.removeprefix(LEGACY_SCHEME)
-    parts = [p for p in rel.split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts):
-        return None
-    return root.joinpath(*parts)
 
 
 def raw_key(user_id: UUID, document_id: UUID) -> str:

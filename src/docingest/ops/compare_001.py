@@ -24,7 +24,7 @@ from psycopg import AsyncConnection
 
 from docingest.clients.embedders import Embedder
 from docingest.domain.errors import DocingestError
-from docingest.ops.blob_import import export_path, is_legacy_path
+from docingest.domain.legacy_001 import export_path, is_legacy_path
 from docingest.ops.legacy_source import LegacyChunk, LegacyDocument, LegacySource
 from docingest.pipeline import chunker, vector_wire
 from docingest.pipeline.normalize import normalize_markdown

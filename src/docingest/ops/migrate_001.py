@@ -32,17 +32,21 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from docingest.domain import legacy_001 as mapping
-from docingest.domain.legacy_001 import Carry, ChunkSupport, LegacyJob, Target
+from docingest.domain.legacy_001 import Carry, LegacyJob, Target
 from docingest.domain.states import JobStatus
 from docingest.ops import blob_import, staging_001
+from docingest.ops.legacy_checks import (
+    DocChunks,
+    Summary,
+    read_chunks,
+    valid_document,
+)
 from docingest.ops.legacy_source import (
-    LegacyChunk,
     LegacyDocument,
-    LegacyPendingVector,
     LegacySource,
     fingerprint,
 )
-from docingest.pipeline import hashing, ids, vector_wire
+from docingest.pipeline import ids
 from docingest.store import events
 from docingest.store.blobs import BlobStore
 
@@ -53,38 +57,6 @@ _WRITTEN_KEYS = (
     *(s.table for s in staging_001.SINKS),
     "blob_paths_adopted",
 )
-_SHA256_HEX = frozenset("0123456789abcdef")
-ModelKey = tuple[str, str]
-
-
-@dataclass(frozen=True)
-class Problem:
-    id: str
-    reason: str
-
-
-@dataclass
-class Summary:
-    batch: UUID
-    documents: int = 0
-    by_status: Counter[str] = field(default_factory=Counter)
-    problems: list[Problem] = field(default_factory=list)
-    chunks: int = 0  # chunk rows carried (valid and placed), counted on every run
-    written: dict[str, int] = field(default_factory=dict)
-    dry_run: bool = False
-    committed: bool = False
-
-    def problem(self, row_id: UUID | str, reason: str) -> None:
-        self.problems.append(Problem(str(row_id), reason))
-
-    def to_json(self) -> dict[str, Any]:
-        """The `--json` shape of DESIGN.md / issue 5, exactly."""
-        return {
-            "batch": str(self.batch),
-            "documents": self.documents,
-            "by_status": dict(sorted(self.by_status.items())),
-            "problems": [{"id": p.id, "reason": p.reason} for p in self.problems],
-        }
 
 
 @dataclass(frozen=True)
@@ -96,35 +68,6 @@ class Options:
     actor: str = "cli:migrate-001"
     #: 001 embed_version -> docingest embed_version (`mapping.version_map`), for every model
     embed_versions: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Vector:
-    sha: str  # of the vector as stored (float16-rounded)
-    data: bytes  # pgvector `halfvec` wire format
-
-
-@dataclass
-class _DocChunks:
-    """What one document's 001 chunks amount to, built while streaming them."""
-
-    valid: set[UUID] = field(default_factory=set)
-    rows: list[LegacyChunk] = field(default_factory=list)  # the valid ones, in order
-    rejected: int = 0
-    chunker: tuple[str, str] | None = None
-    live_models: Counter[ModelKey] = field(default_factory=Counter)
-    vectors: dict[UUID, dict[ModelKey, _Vector]] = field(default_factory=dict)
-
-    def model(self) -> ModelKey | None:
-        """The document's model/version: the one most of its live vectors use."""
-        if not self.live_models:
-            return None
-        return min(self.live_models.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-
-    def support(self) -> ChunkSupport:
-        model = self.model()
-        embedded = sum(1 for c in self.valid if model in self.vectors.get(c, {}))
-        return ChunkSupport(len(self.valid), self.rejected, embedded)
 
 
 async def migrate(
@@ -208,7 +151,7 @@ class _Read:
     found: Summary  # the documents read and the problems met while reading
     docs: list[LegacyDocument]  # the valid ones
     jobs: dict[UUID, list[LegacyJob]]
-    chunks: dict[UUID, _DocChunks]
+    chunks: dict[UUID, DocChunks]
 
 
 async def _read_ahead(
@@ -255,14 +198,12 @@ def _read_batch(
     source: LegacySource, docs: list[LegacyDocument], versions: dict[str, str], found: Summary
 ) -> _Read:
     found.documents = len(docs)
-    docs = [d for d in docs if _valid_document(d, found)]
+    docs = [d for d in docs if valid_document(d, found)]
     doc_ids = [d.document_id for d in docs]
     jobs: dict[UUID, list[LegacyJob]] = {d: [] for d in doc_ids}
     for document_id, job in source.jobs(doc_ids):
         jobs[document_id].append(job)
-    chunks = {d: _DocChunks() for d in doc_ids}
-    _read_chunks(source, doc_ids, chunks, versions, found)
-    _read_pending(source, doc_ids, chunks, versions, found)
+    chunks = read_chunks(source, doc_ids, versions, found)
     return _Read(found, docs, jobs, chunks)
 
 
@@ -318,7 +259,7 @@ async def _write_batch(
 
 
 def _rows(
-    carry: dict[UUID, Carry], chunks: dict[UUID, _DocChunks], users: dict[UUID, UUID], batch: UUID
+    carry: dict[UUID, Carry], chunks: dict[UUID, DocChunks], users: dict[UUID, UUID], batch: UUID
 ) -> dict[str, list[tuple[Any, ...]]]:
     """The rows of the carried documents, per docingest table (`staging_001.SINKS` columns)."""
     out: dict[str, list[tuple[Any, ...]]] = {s.table: [] for s in staging_001.SINKS}
@@ -354,112 +295,10 @@ def _rows(
     return out
 
 
-def _valid_document(doc: LegacyDocument, summary: Summary) -> bool:
-    sha = (doc.file_sha256 or "").lower()
-    if len(sha) != 64 or not set(sha) <= _SHA256_HEX or doc.bytes_len <= 0:
-        summary.problem(doc.document_id, "invalid_document: file_sha256 or bytes_len unusable")
-        return False
-    return True
-
-
-def _read_chunks(
-    source: LegacySource,
-    doc_ids: list[UUID],
-    chunks: dict[UUID, _DocChunks],
-    versions: dict[str, str],
-    summary: Summary,
-) -> None:
-    for c in source.chunks(doc_ids):
-        doc = chunks[c.document_id]
-        reason = _chunk_problem(c)
-        if reason is not None:
-            summary.problem(c.chunk_id, reason)
-            doc.rejected += 1
-            continue
-        if c.chunk_id in doc.valid:  # only where 001's primary key was dropped
-            summary.problem(c.chunk_id, "duplicate_chunk: a second row with this chunk_id")
-            continue
-        if doc.chunker is None:
-            doc.chunker = (c.chunker_name, c.chunker_version)
-        doc.valid.add(c.chunk_id)
-        doc.rows.append(c)
-        vector = _checked_vector(c.chunk_id, c.embedding, c.vector_dim, summary)
-        if vector is not None:
-            key = (c.embed_model, versions.get(c.embed_version, c.embed_version))
-            doc.live_models[key] += 1
-            doc.vectors.setdefault(c.chunk_id, {})[key] = vector
-
-
-def _chunk_problem(c: LegacyChunk) -> str | None:
-    if c.chunk_ord < 0 or c.chunk_id.bytes != ids.chunk_id_bytes(
-        c.document_id, c.chunker_name, c.chunker_version, c.chunk_ord
-    ):
-        return "chunk_id_mismatch: chunk_id is not the UUIDv5 of its canonical key"
-    if hashing.chunk_sha(c.text) != c.chunk_sha.lower():
-        return "chunk_sha_mismatch: sha256 of the chunk text differs from chunk_sha"
-    return None
-
-
-def _checked_vector(
-    row_id: UUID, embedding: bytes | None, vector_dim: int, summary: Summary
-) -> _Vector | None:
-    """The vector with its vector_sha when it has 001's dimension, else None + a problem."""
-    dims = vector_wire.dimensions(embedding) if embedding is not None else None
-    if embedding is None or dims != mapping.DIMENSIONS or vector_dim != dims:
-        got = "none" if dims is None else dims
-        summary.problem(
-            row_id,
-            f"wrong_dimensions: vector has {got} dimensions (vector_dim {vector_dim},"
-            f" expected {mapping.DIMENSIONS}); the chunk is carried without it",
-        )
-        return None
-    stored = vector_wire.to_halfvec(embedding)
-    if stored is None:
-        summary.problem(
-            row_id, "vector_out_of_range: a value does not fit halfvec; carried without it"
-        )
-        return None
-    return _Vector(stored[1], stored[0])
-
-
-def _read_pending(
-    source: LegacySource,
-    doc_ids: list[UUID],
-    chunks: dict[UUID, _DocChunks],
-    versions: dict[str, str],
-    summary: Summary,
-) -> None:
-    for p in source.pending_vectors(doc_ids):
-        if not _pending_ok(p, chunks[p.document_id], summary):
-            continue
-        vector = _checked_vector(p.buffer_id, p.embedding, p.vector_dim, summary)
-        if vector is None:
-            continue
-        key = (p.embed_model, versions.get(p.embed_version, p.embed_version))
-        have = chunks[p.document_id].vectors.setdefault(p.chunk_id, {})
-        if key in have and have[key].sha != vector.sha:
-            summary.problem(
-                p.buffer_id,
-                "pending_vector_conflict: differs from the chunk's live vector of the same"
-                " model/version; the live vector is kept",
-            )
-            continue
-        have.setdefault(key, vector)
-
-
-def _pending_ok(p: LegacyPendingVector, doc: _DocChunks, summary: Summary) -> bool:
-    if p.chunk_id not in doc.valid:
-        summary.problem(
-            p.buffer_id, "pending_vector_orphaned: its chunk was not carried (see the chunk)"
-        )
-        return False
-    return True
-
-
 async def _plan(
     doc: LegacyDocument,
     jobs: list[LegacyJob],
-    chunks: _DocChunks,
+    chunks: DocChunks,
     blobs: BlobStore | None,
     options: Options,
     summary: Summary,

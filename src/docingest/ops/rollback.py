@@ -13,7 +13,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
-from docingest.ops.blob_import import is_legacy_path
+from docingest.domain.legacy_001 import is_legacy_path
 from docingest.store import events
 from docingest.store.blobs import BlobStore
 

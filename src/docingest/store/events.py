@@ -9,6 +9,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from docingest.store.db import DictConn
+from docingest.store.records import Job
 
 #: one row per source address and minute of refused anonymous requests (api/refusals.py);
 #: noise by the retention policy (ops/audit_retention.py)
@@ -30,4 +31,26 @@ async def record(
         "INSERT INTO docingest.events (actor, action, outcome, job_id, document_id,"
         " correlation_id, detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (actor, action, outcome, job_id, document_id, correlation_id, Jsonb(dict(detail or {}))),
+    )
+
+
+async def record_for_job(
+    conn: DictConn,
+    job: Job,
+    *,
+    actor: str,
+    action: str,
+    outcome: str = "ok",
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """An event about `job`, with its ids and correlation id."""
+    await record(
+        conn,
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        job_id=job.job_id,
+        document_id=job.document_id,
+        correlation_id=job.correlation_id,
+        detail=detail,
     )

@@ -9,11 +9,19 @@ Lessons from River, Oban, graphile-worker, Procrastinate and PgQueuer, applied:
 - every status change is fenced on `claimed_by` and `attempt`, so a worker that lost its
   lease cannot overwrite the job's new owner (zero rows updated -> `LeaseLost`);
 - NOTIFY is sent inside the enqueueing transaction.
+
+Every status change goes through `_change_status`, the one function that writes
+`upload_jobs.status`: it checks the transition rule (domain/states.py) and writes the status
+and its `events` row in one transaction (a savepoint inside a caller's transaction), so the
+audit trail never misses a change nor records one that did not commit. The public ways in:
+`transition` and `fail` (a worker holding the lease), `record_parsed` (a worker or a parse
+callback), `retry_failed` and `advance` (a user or an operator).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -21,13 +29,14 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from docingest.domain.states import JobStatus, check_transition, failure_status
+from docingest.pipeline.parsed_markdown import ParsedArtifact
+from docingest.store import events
 from docingest.store.db import DictConn
 from docingest.store.liveness import DEAD_WORKERS
 from docingest.store.records import Job
+from docingest.store.statuses import FAILED_SQL, TERMINAL_SQL
 
 CHANNEL = "docingest_jobs"
-
-_TERMINAL_SQL = "('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')"
 
 # Settable alongside a transition; anything else is refused (identifiers are never user input).
 _SETTABLE = frozenset(
@@ -52,11 +61,56 @@ class LeaseLost(Exception):
     """The job is no longer ours (lease expired and taken over, or state moved on)."""
 
 
+@dataclass(frozen=True)
+class StatusEvent:
+    """Who changed a job's status and why: the `events` row written with the change."""
+
+    actor: str
+    action: str | None = None  # None: "job.<new status>"
+    outcome: str = "ok"
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+def worker_event(worker_id: str, **detail: object) -> StatusEvent:
+    """A worker's own move; its actor is the worker (a terminal job's row no longer names
+    its holder)."""
+    return StatusEvent(actor=f"worker:{worker_id}", detail=detail)
+
+
+async def _change_status(
+    conn: DictConn,
+    src: JobStatus,
+    dst: JobStatus,
+    query: sql.SQL | sql.Composed,
+    params: Mapping[str, Any],
+    event: StatusEvent,
+) -> Job | None:
+    """The only writer of `upload_jobs.status`: `src -> dst` must be legal; `query` (an UPDATE
+    fenced on `status = src`, RETURNING *) and the event commit together or not at all. None
+    when the fence matched no row (nothing is written)."""
+    check_transition(src, dst)
+    async with conn.transaction():
+        cur = await conn.execute(query, params)
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        moved = Job.from_row(row)
+        await events.record_for_job(
+            conn,
+            moved,
+            actor=event.actor,
+            action=event.action or f"job.{dst.value}",
+            outcome=event.outcome,
+            detail=event.detail,
+        )
+    return moved
+
+
 def _claimable(t: str) -> str:
     """The claimable condition on the `upload_jobs` row aliased `t`: unclaimed, its lease
     run out, or its holder dead (the CTE `dead` of the claim query)."""
     return (
-        f"{t}.status NOT IN {_TERMINAL_SQL}"
+        f"{t}.status NOT IN {TERMINAL_SQL}"
         f" AND {t}.status <> ALL(%(excluded)s::docingest.job_status[])"
         f" AND {t}.next_attempt_at <= now()"
         f" AND ({t}.claimed_by IS NULL OR {t}.lease_expires_at < now()"
@@ -73,7 +127,7 @@ _CLAIM = f"""
 WITH dead AS MATERIALIZED ({DEAD_WORKERS}
 ), running AS (
     SELECT user_id, count(*) AS n FROM docingest.upload_jobs
-    WHERE claimed_by IS NOT NULL AND lease_expires_at >= now() AND status NOT IN {_TERMINAL_SQL}
+    WHERE claimed_by IS NOT NULL AND lease_expires_at >= now() AND status NOT IN {TERMINAL_SQL}
       AND claimed_by NOT IN (SELECT worker_id FROM dead)
     GROUP BY user_id
 ), ranked AS (
@@ -133,10 +187,11 @@ async def transition(
     dst: JobStatus,
     *,
     sets: Mapping[str, Any] | None = None,
+    event: StatusEvent | None = None,
 ) -> Job:
-    """Move `job` to `dst`, fenced on (status, claimed_by, attempt). Run it inside the same
-    transaction as the writes that justify the new status. Progress resets the retry budget."""
-    check_transition(job.status, dst)
+    """Move `job` to `dst`, fenced on (status, claimed_by, attempt), with its event (by
+    default the worker's `job.<dst>`). Run it inside the same transaction as the writes that
+    justify the new status. Progress resets the retry budget."""
     assignments, params = _assignments(sets)
     params.update(
         dst=dst.value,
@@ -155,11 +210,12 @@ async def transition(
         release=sql.SQL(", claimed_by = NULL, lease_expires_at = NULL" if dst.is_terminal else ""),
         extra=sql.SQL("").join(sql.SQL(", ") + a for a in assignments),
     )
-    cur = await conn.execute(query, params)
-    row = await cur.fetchone()
-    if row is None:
+    moved = await _change_status(
+        conn, job.status, dst, query, params, event or worker_event(worker_id)
+    )
+    if moved is None:
         raise LeaseLost(str(job.job_id))
-    return Job.from_row(row)
+    return moved
 
 
 def _assignments(sets: Mapping[str, Any] | None) -> tuple[list[sql.Composable], dict[str, Any]]:
@@ -235,26 +291,32 @@ async def release(
 
 
 async def fail(conn: DictConn, job: Job, worker_id: str, code: str, message: str) -> Job:
-    """End the job in the `failed_*` status of its current stage (fenced), keeping where to resume."""
+    """End the job in the `failed_*` status of its current stage (fenced), keeping where to
+    resume; its event carries the error code and stage, never the message."""
     dst = failure_status(job.status)
-    cur = await conn.execute(
+    query = sql.SQL(
         "UPDATE docingest.upload_jobs SET status = %(dst)s, resume_status = status,"
         " last_error = %(err)s, claimed_by = NULL, lease_expires_at = NULL, updated_at = now()"
         " WHERE job_id = %(job_id)s AND status = %(src)s AND claimed_by = %(worker)s"
-        " AND attempt = %(attempt)s RETURNING *",
-        {
-            "dst": dst.value,
-            "err": Jsonb({"code": code, "message": message, "stage": job.status.value}),
-            "job_id": job.job_id,
-            "src": job.status.value,
-            "worker": worker_id,
-            "attempt": job.attempt,
-        },
+        " AND attempt = %(attempt)s RETURNING *"
     )
-    row = await cur.fetchone()
-    if row is None:
+    params = {
+        "dst": dst.value,
+        "err": Jsonb({"code": code, "message": message, "stage": job.status.value}),
+        "job_id": job.job_id,
+        "src": job.status.value,
+        "worker": worker_id,
+        "attempt": job.attempt,
+    }
+    event = StatusEvent(
+        actor=f"worker:{worker_id}",
+        outcome="failed",
+        detail={"code": code, "stage": job.status.value},
+    )
+    failed = await _change_status(conn, job.status, dst, query, params, event)
+    if failed is None:
         raise LeaseLost(str(job.job_id))
-    return Job.from_row(row)
+    return failed
 
 
 async def notify(conn: DictConn) -> None:
@@ -286,46 +348,57 @@ async def get_by_document(conn: DictConn, document_id: UUID, user_id: UUID | Non
 
 
 async def retry_failed(
-    conn: DictConn, job_id: UUID, *, max_user_retries: int | None = None
+    conn: DictConn, job_id: UUID, event: StatusEvent, *, max_user_retries: int | None = None
 ) -> Job | None:
     """Operator/user retry: a `failed_*` job resumes from the stage that failed. None if the
     job is not in a failed state, or (with `max_user_retries`, a user's retry) when it was
     already retried that often: the budget counts every retry of the job's life, so retrying
     cannot re-run a failing parse without end."""
     cur = await conn.execute(
-        "UPDATE docingest.upload_jobs SET status = resume_status, resume_status = NULL,"
-        " retry_count = 0, last_error = NULL, next_attempt_at = now(), claimed_by = NULL,"
-        " lease_expires_at = NULL, updated_at = now(), user_retries = user_retries + 1"
-        " WHERE job_id = %(job_id)s"
-        " AND status IN ('failed_parse', 'failed_chunking', 'failed_embedding')"
-        " AND resume_status IS NOT NULL"
-        " AND (%(max)s::integer IS NULL OR user_retries < %(max)s::integer) RETURNING *",
-        {"job_id": job_id, "max": max_user_retries},
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    await notify(conn)
-    return Job.from_row(row)
-
-
-async def advance(conn: DictConn, job_id: UUID) -> Job | None:
-    """Admin: re-evaluate a stuck job. Failed -> retry; non-terminal -> drop any lease and make
-    it claimable now (its stage re-runs idempotently); complete -> unchanged."""
-    job = await retry_failed(conn, job_id)
-    if job is not None:
-        return job
-    cur = await conn.execute(
-        f"UPDATE docingest.upload_jobs SET claimed_by = NULL, lease_expires_at = NULL,"
-        f" next_attempt_at = now(), updated_at = now()"
-        f" WHERE job_id = %s AND status NOT IN {_TERMINAL_SQL} RETURNING *",
+        "SELECT status, resume_status FROM docingest.upload_jobs"
+        f" WHERE job_id = %s AND status IN {FAILED_SQL} AND resume_status IS NOT NULL",
         (job_id,),
     )
-    row = await cur.fetchone()
+    found = await cur.fetchone()
+    if found is None:
+        return None
+    src, dst = JobStatus(found["status"]), JobStatus(found["resume_status"])
+    query = sql.SQL(
+        "UPDATE docingest.upload_jobs SET status = %(dst)s, resume_status = NULL,"
+        " retry_count = 0, last_error = NULL, next_attempt_at = now(), claimed_by = NULL,"
+        " lease_expires_at = NULL, updated_at = now(), user_retries = user_retries + 1"
+        " WHERE job_id = %(job_id)s AND status = %(src)s AND resume_status = %(dst)s"
+        " AND (%(max)s::integer IS NULL OR user_retries < %(max)s::integer) RETURNING *"
+    )
+    params = {"job_id": job_id, "src": src.value, "dst": dst.value, "max": max_user_retries}
+    retried = await _change_status(conn, src, dst, query, params, event)
+    if retried is not None:
+        await notify(conn)
+    return retried
+
+
+async def advance(conn: DictConn, job_id: UUID, actor: str) -> Job | None:
+    """Admin: re-evaluate a stuck job. Failed -> retry; non-terminal -> drop any lease and make
+    it claimable now (its stage re-runs idempotently); complete -> unchanged. Each case
+    writes one `job.advance` event naming the status the job is left in."""
+    job = await retry_failed(conn, job_id, StatusEvent(actor=actor, action="job.advance"))
+    if job is not None:
+        return job
+    async with conn.transaction():
+        cur = await conn.execute(
+            f"UPDATE docingest.upload_jobs SET claimed_by = NULL, lease_expires_at = NULL,"
+            f" next_attempt_at = now(), updated_at = now()"
+            f" WHERE job_id = %s AND status NOT IN {TERMINAL_SQL} RETURNING *",
+            (job_id,),
+        )
+        row = await cur.fetchone()
+        job = Job.from_row(row) if row is not None else await get(conn, job_id)
+        if job is not None:
+            detail = {"status": job.status.value}
+            await events.record_for_job(conn, job, actor=actor, action="job.advance", detail=detail)
     if row is not None:
         await notify(conn)
-        return Job.from_row(row)
-    return await get(conn, job_id)
+    return job
 
 
 # A parse callback may act on a job waiting in parse_queued that no worker holds right now
@@ -336,26 +409,43 @@ _WAITING_FOR_PARSE = (
 )
 
 
-async def complete_parse(
-    conn: DictConn, job_id: UUID, document_id: UUID, sets: Mapping[str, Any]
+async def record_parsed(
+    conn: DictConn,
+    job: Job,
+    artifact: ParsedArtifact,
+    *,
+    parser_name: str,
+    parser_version: str,
+    event: StatusEvent,
+    worker_id: str | None = None,
 ) -> Job | None:
-    """parse_queued -> parsed from a callback, fenced as above; claimable at once (NOTIFY).
-    None when the job is not waiting or is held by a worker. Run it in the transaction that
-    records the callback."""
+    """parse_queued -> parsed, recording the stored artifact: by the worker holding the job
+    (`worker_id`: fenced on its lease, LeaseLost if lost), or from a parse callback
+    (`worker_id` None: only while no worker holds the job, see above; then claimable at once,
+    NOTIFY; None when the job is not waiting or is held). The artifact is put in the blob
+    store before; run it in the transaction that records whatever else came with it."""
+    sets = {
+        "parsed_path": artifact.key,
+        "parsed_sha256": artifact.sha256,
+        "parser_name": parser_name,
+        "parser_version": parser_version,
+    }
+    if worker_id is not None:
+        return await transition(conn, job, worker_id, JobStatus.PARSED, sets=sets, event=event)
     assignments, params = _assignments(sets)
-    params.update(job_id=job_id, document_id=document_id)
+    params.update(job_id=job.job_id, document_id=job.document_id)
     query = sql.SQL(
         "UPDATE docingest.upload_jobs SET status = 'parsed', retry_count = 0, last_error = NULL,"
         " claimed_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),"
         " updated_at = now(){extra}"
         " WHERE document_id = %(document_id)s AND " + _WAITING_FOR_PARSE + " RETURNING *"
     ).format(extra=sql.SQL("").join(sql.SQL(", ") + a for a in assignments))
-    cur = await conn.execute(query, params)
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    await notify(conn)
-    return Job.from_row(row)
+    moved = await _change_status(
+        conn, JobStatus.PARSE_QUEUED, JobStatus.PARSED, query, params, event
+    )
+    if moved is not None:
+        await notify(conn)
+    return moved
 
 
 async def wake_parse(conn: DictConn, job_id: UUID) -> bool:

@@ -19,6 +19,7 @@ while alive loses its jobs the same way; every later write of its is fenced
 from __future__ import annotations
 
 from docingest.store.db import DictConn
+from docingest.store.statuses import TERMINAL_SQL
 
 LOCK_CLASS = 0x6C8A1E6F  # the advisory lock classid of worker sessions (two-int4 form)
 
@@ -48,7 +49,7 @@ WHERE w.worker_id IN ({DEAD_WORKERS})
   AND NOT EXISTS (
     SELECT 1 FROM docingest.upload_jobs AS j
     WHERE j.claimed_by = w.worker_id
-      AND j.status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')
+      AND j.status NOT IN {TERMINAL_SQL}
   )
 """
 
@@ -86,8 +87,7 @@ async def unregister(conn: DictConn, worker_id: str) -> None:
     await conn.execute(
         "DELETE FROM docingest.worker_sessions AS w WHERE w.worker_id = %s"
         " AND NOT EXISTS (SELECT 1 FROM docingest.upload_jobs AS j"
-        " WHERE j.claimed_by = w.worker_id AND j.status NOT IN"
-        " ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding'))",
+        f" WHERE j.claimed_by = w.worker_id AND j.status NOT IN {TERMINAL_SQL})",
         (worker_id,),
     )
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from docingest.domain.states import TERMINAL, JobStatus
+from docingest.domain.states import JobStatus
 from docingest.store.db import DictConn
+from docingest.store.statuses import TERMINAL_SQL
 
 # A literal list (not a parameter) so the planner can match the partial index predicate.
-_NOT_TERMINAL = "status NOT IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(TERMINAL)))
+_NOT_TERMINAL = f"status NOT IN {TERMINAL_SQL}"
 
 _BY_STATUS = "SELECT status::text AS status, count(*) AS n FROM docingest.upload_jobs GROUP BY 1"
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from docingest.domain.states import JobStatus, progress_percent
+from docingest.domain.states import JobStatus
 
 
 @dataclass(frozen=True)
@@ -70,35 +70,6 @@ class Job:
             callback_token_sha256=row.get("callback_token_sha256"),
             user_retries=row.get("user_retries") or 0,
         )
-
-    def to_api(self) -> dict[str, Any]:
-        """The job status body of DESIGN.md §4."""
-        p = self.progress
-        return {
-            "job_id": str(self.job_id),
-            "document_id": str(self.document_id),
-            "status": self.status.value,
-            "progress": {
-                "chunks_total": p.get("chunks_total", 0),
-                "chunks_done": p.get("chunks_done", 0),
-                "embeds_total": p.get("embeds_total", 0),
-                "embeds_done": p.get("embeds_done", 0),
-                "percent": progress_percent(
-                    self.status,
-                    p.get("chunks_total", 0),
-                    p.get("embeds_total", 0),
-                    p.get("embeds_done", 0),
-                ),
-            },
-            "retry_count": self.retry_count,
-            "last_error": (
-                {"code": self.last_error.get("code"), "message": self.last_error.get("message")}
-                if self.last_error
-                else None
-            ),
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-        }
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from docingest.ops.blob_import import export_path
+from docingest.domain.legacy_001 import export_path
 from docingest.pipeline import hashing, ids
 from docingest.pipeline.chunker import CHUNKER_NAME, CHUNKER_VERSION
 from docingest.pipeline.hash_embedding import HASH_EMBEDDER_VERSION, hash_embed_many

@@ -42,7 +42,7 @@ from docingest.domain.errors import (
 )
 from docingest.domain.retry import RetryPolicy
 from docingest.domain.states import JobStatus
-from docingest.store import events, jobs
+from docingest.store import jobs
 from docingest.store.jobs import LeaseLost
 from docingest.store.records import Job
 from docingest.worker import cleanup, metrics
@@ -367,18 +367,8 @@ class BaseWorker:
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         async def write() -> None:
-            async with self.ctx.pool.connection() as conn, conn.transaction():
+            async with self.ctx.pool.connection() as conn:
                 failed = await jobs.fail(conn, job, self.worker_id, code, message)
-                await events.record(
-                    conn,
-                    actor=f"worker:{self.worker_id}",
-                    action=f"job.{failed.status.value}",
-                    outcome="failed",
-                    job_id=job.job_id,
-                    document_id=job.document_id,
-                    correlation_id=job.correlation_id,
-                    detail={"code": code, "stage": job.status.value},
-                )
             metrics.JOBS_FINISHED.labels(status=failed.status.value).inc()
             metrics.JOBS_FAILED.labels(status=failed.status.value, code=code).inc()
             self.processed += 1

@@ -281,19 +281,11 @@ class DocumentEmbedding:
                 "embeds_total": total,
                 "embeds_done": done,
             }
-            moved = await jobs.transition(
+            return await jobs.transition(
                 conn,
                 job,
                 self.ctx.worker_id,
                 JobStatus.EMBEDDINGS_STORED,
                 sets={"progress": progress},
+                event=jobs.worker_event(self.ctx.worker_id, vectors=done, **self.spend.progress()),
             )
-            await event(
-                conn,
-                self.ctx.worker_id,
-                moved,
-                "job.embeddings_stored",
-                vectors=done,
-                **self.spend.progress(),
-            )
-        return moved

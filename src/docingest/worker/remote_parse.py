@@ -76,17 +76,19 @@ async def submit(ctx: StageContext, job: Job, remote: RemoteParser) -> NoReturn:
         "parser_version": remote.version,
     }
     resubmit = job.parse_external_id is not None
+    detail = {"parser": remote.name, "resubmit": resubmit}
     async with ctx.pool.connection() as conn, conn.transaction():
         if job.status == JobStatus.UPLOADED:
-            moved = await jobs.transition(
-                conn, job, ctx.worker_id, JobStatus.PARSE_QUEUED, sets=sets
+            submitted = jobs.StatusEvent(
+                actor=f"worker:{ctx.worker_id}", action="parse.submitted", detail=detail
+            )
+            await jobs.transition(
+                conn, job, ctx.worker_id, JobStatus.PARSE_QUEUED, sets=sets, event=submitted
             )
         else:
             sets["parse_resubmits"] = job.parse_resubmits + int(resubmit)
             moved = await jobs.update_fields(conn, job, ctx.worker_id, sets)
-        await event(
-            conn, ctx.worker_id, moved, "parse.submitted", parser=remote.name, resubmit=resubmit
-        )
+            await event(conn, ctx.worker_id, moved, "parse.submitted", **detail)
     raise Deferred(cb.wait_s, "waiting for the parse callback")
 
 

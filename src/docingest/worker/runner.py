@@ -18,6 +18,9 @@ from docingest.worker.context import CallbackSettings, StageContext
 from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embed_gate import gate_from_settings
 
+#: job slots of one `docingest worker` process unless DOCINGEST_WORKER_CONCURRENCY says otherwise
+DEFAULT_CONCURRENCY = 2
+
 
 def pool_size(concurrency: int) -> int:
     """Connections a worker process may open: two per job slot (a stage's transaction and

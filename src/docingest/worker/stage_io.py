@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from docingest.domain.errors import ErrorCode, PermanentError
-from docingest.domain.states import JobStatus
 from docingest.pipeline.parsed_markdown import ParsedArtifact
 from docingest.store import documents, events, jobs
 from docingest.store.db import DictConn
@@ -17,14 +16,8 @@ from docingest.worker.context import StageContext
 async def event(conn: DictConn, worker_id: str, job: Job, action: str, **detail: object) -> None:
     """A worker event, its actor the worker itself (a job moved to a terminal status has
     already given up its lease, so the row's `claimed_by` no longer names anyone)."""
-    await events.record(
-        conn,
-        actor=f"worker:{worker_id}",
-        action=action,
-        job_id=job.job_id,
-        document_id=job.document_id,
-        correlation_id=job.correlation_id,
-        detail=detail,
+    await events.record_for_job(
+        conn, job, actor=f"worker:{worker_id}", action=action, detail=detail
     )
 
 
@@ -48,22 +41,20 @@ async def store_parsed(
     **detail: object,
 ) -> Job:
     """parse_queued -> parsed: the artifact (encrypted, content-addressed, so a repeat writes
-    nothing new) is stored first, then recorded with the status. `also`: extra event actions."""
+    nothing new) is stored first, then recorded with the status (`jobs.record_parsed`, which
+    a parse callback uses too). `also`: extra event actions, in the same transaction."""
     await ctx.blobs.put_bytes(artifact.key, artifact.markdown.encode("utf-8"))
     async with ctx.pool.connection() as conn, conn.transaction():
-        moved = await jobs.transition(
+        moved = await jobs.record_parsed(
             conn,
             job,
-            ctx.worker_id,
-            JobStatus.PARSED,
-            sets={
-                "parsed_path": artifact.key,
-                "parsed_sha256": artifact.sha256,
-                "parser_name": parser_name,
-                "parser_version": parser_version,
-            },
+            artifact,
+            parser_name=parser_name,
+            parser_version=parser_version,
+            event=jobs.worker_event(ctx.worker_id, **detail),
+            worker_id=ctx.worker_id,
         )
-        await event(conn, ctx.worker_id, moved, "job.parsed", **detail)
+        assert moved is not None  # a worker's move raises LeaseLost instead
         for action in also:
             await event(conn, ctx.worker_id, moved, action)
     return moved

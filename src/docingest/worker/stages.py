@@ -23,7 +23,6 @@ from docingest.worker.context import RemoteParser, StageContext
 from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embed_gate import EmbeddingGate
 from docingest.worker.embedding import DocumentEmbedding
-from docingest.worker.stage_io import event as _event
 from docingest.worker.stage_io import load_raw, store_parsed
 
 Stage = Callable[[StageContext, Job], Awaitable[Job]]
@@ -32,11 +31,9 @@ CHUNKS_VERSION = f"{chunker.CHUNKER_NAME}@{chunker.CHUNKER_VERSION}"
 
 
 async def _advance(ctx: StageContext, job: Job, dst: JobStatus, **sets: object) -> Job:
-    """A transition with nothing else to write, plus its event, in one transaction."""
-    async with ctx.pool.connection() as conn, conn.transaction():
-        moved = await jobs.transition(conn, job, ctx.worker_id, dst, sets=sets)
-        await _event(conn, ctx.worker_id, moved, f"job.{dst.value}")
-    return moved
+    """A transition with nothing else to write (its event comes with it)."""
+    async with ctx.pool.connection() as conn:
+        return await jobs.transition(conn, job, ctx.worker_id, dst, sets=sets)
 
 
 async def submit_parse(ctx: StageContext, job: Job) -> Job:
@@ -164,11 +161,14 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
                 ErrorCode.CHUNKING_ERROR, "chunk buffer disagrees with chunker output"
             )
         progress = {**job.progress, "chunks_total": total, "chunks_done": total}
-        moved = await jobs.transition(
-            conn, job, ctx.worker_id, JobStatus.CHUNKS_STORED, sets={"progress": progress}
+        return await jobs.transition(
+            conn,
+            job,
+            ctx.worker_id,
+            JobStatus.CHUNKS_STORED,
+            sets={"progress": progress},
+            event=jobs.worker_event(ctx.worker_id, chunks=total),
         )
-        await _event(conn, ctx.worker_id, moved, "job.chunks_stored", chunks=total)
-    return moved
 
 
 async def queue_embedding(ctx: StageContext, job: Job) -> Job:
@@ -181,15 +181,13 @@ async def queue_embedding(ctx: StageContext, job: Job) -> Job:
             "embeds_total": job.progress.get("chunks_total", 0),
             "embeds_done": done,
         }
-        moved = await jobs.transition(
+        return await jobs.transition(
             conn,
             job,
             ctx.worker_id,
             JobStatus.EMBEDDING_QUEUED,
             sets={"embed_model": e.model, "embed_version": e.version, "progress": progress},
         )
-        await _event(conn, ctx.worker_id, moved, "job.embedding_queued")
-    return moved
 
 
 async def start_embedding(ctx: StageContext, job: Job) -> Job:
@@ -235,9 +233,13 @@ async def finalize(ctx: StageContext, job: Job) -> Job:
                 ErrorCode.INTEGRITY_ERROR, "promotion would leave chunks without vectors"
             )
         await chunk_store.clear_buffers(conn, job.document_id)
-        moved = await jobs.transition(conn, job, ctx.worker_id, JobStatus.COMPLETE)
-        await _event(conn, ctx.worker_id, moved, "job.complete", chunks=searchable)
-    return moved
+        return await jobs.transition(
+            conn,
+            job,
+            ctx.worker_id,
+            JobStatus.COMPLETE,
+            event=jobs.worker_event(ctx.worker_id, chunks=searchable),
+        )
 
 
 STAGES: dict[JobStatus, Stage] = {

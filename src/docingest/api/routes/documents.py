@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from docingest.api import audit
 from docingest.api.deps import ConnDep, PrincipalDep, ReaderDep, StateDep, parse_id
 from docingest.api.errors import ApiError, not_found
+from docingest.api.job_body import job_body
 from docingest.api.multipart_stream import FilePart, boundary_of, file_part_stream
 from docingest.domain.errors import ErrorCode
 from docingest.store import documents, events, jobs
@@ -133,7 +134,7 @@ async def get_document(document_id: str, principal: ReaderDep, conn: ConnDep) ->
         raise not_found("document")
     counts = await documents.chunk_count(conn, doc_id)
     await audit.job_read(conn, principal, "document.read", job)
-    return {**_document_body(doc, job), **counts, "job": job.to_api()}
+    return {**_document_body(doc, job), **counts, "job": job_body(job)}
 
 
 @router.delete("/{document_id}", status_code=204)

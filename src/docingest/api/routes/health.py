@@ -41,7 +41,9 @@ async def _database_check(state: AppState) -> tuple[int, str | None]:
             row = await cur.fetchone()
     except PoolTimeout:
         return 0, "database busy"
-    except Exception:
+    except (psycopg.Error, OSError):
+        # the server gone, refusing, or failing the query; anything else is a bug of ours
+        # and answers 500 instead of passing for an outage
         return 0, "database unreachable"
     return (int(row["v"]) if row else 0), None
 

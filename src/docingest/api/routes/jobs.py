@@ -12,6 +12,7 @@ from docingest.api import audit
 from docingest.api.auth import Principal
 from docingest.api.deps import AdminDep, ConnDep, PrincipalDep, ReaderDep, StateDep, parse_id
 from docingest.api.errors import ApiError, not_found
+from docingest.api.job_body import job_body
 from docingest.store import events, jobs
 from docingest.store.db import DictConn
 from docingest.store.records import Job
@@ -25,7 +26,7 @@ async def get_job(job_id: str, principal: ReaderDep, conn: ConnDep) -> dict[str,
     if job is None:
         raise not_found("job")
     await audit.job_read(conn, principal, "job.read", job)
-    return job.to_api()
+    return job_body(job)
 
 
 @router.get("/jobs/{document_id}")
@@ -36,7 +37,7 @@ async def get_job_by_document(
     if job is None:
         raise not_found("job")
     await audit.job_read(conn, principal, "job.read", job)
-    return job.to_api()
+    return job_body(job)
 
 
 async def _retry(
@@ -44,16 +45,12 @@ async def _retry(
 ) -> JSONResponse:
     if job is None:
         raise not_found("job")
-    retried = await jobs.retry_failed(conn, job.job_id, max_user_retries=max_user_retries)
-    await events.record(
-        conn,
-        actor=principal.actor,
-        action="job.retry",
-        outcome="accepted" if retried else "refused",
-        job_id=job.job_id,
-        document_id=job.document_id,
-        correlation_id=job.correlation_id,
-    )
+    accepted = jobs.StatusEvent(actor=principal.actor, action="job.retry", outcome="accepted")
+    retried = await jobs.retry_failed(conn, job.job_id, accepted, max_user_retries=max_user_retries)
+    if retried is None:  # no status change: the refusal is recorded on its own
+        await events.record_for_job(
+            conn, job, actor=principal.actor, action="job.retry", outcome="refused"
+        )
     if retried is None and job.status.is_failed and job.user_retries >= max_user_retries:
         raise ApiError(
             409, "retry_limit", f"job was already retried {job.user_retries} times; the limit"
@@ -62,7 +59,7 @@ async def _retry(
         raise ApiError(
             409, "not_failed", f"job is {job.status.value}; only failed jobs can be retried"
         )
-    return JSONResponse(retried.to_api(), status_code=202)
+    return JSONResponse(job_body(retried), status_code=202)
 
 
 @router.post("/v1/jobs/{job_id}/retry", status_code=202)
@@ -90,15 +87,7 @@ async def advance_job(document_id: str, admin: AdminDep, conn: ConnDep) -> dict[
     row = await cur.fetchone()
     if row is None:
         raise not_found("job")
-    job = await jobs.advance(conn, row["job_id"])
-    assert job is not None
-    await events.record(
-        conn,
-        actor=admin.actor,
-        action="job.advance",
-        job_id=job.job_id,
-        document_id=job.document_id,
-        correlation_id=job.correlation_id,
-        detail={"status": job.status.value},
-    )
-    return job.to_api()
+    job = await jobs.advance(conn, row["job_id"], admin.actor)
+    if job is None:  # deleted since
+        raise not_found("job")
+    return job_body(job)

@@ -177,30 +177,17 @@ async def _complete(
     async with conn.transaction():
         if not await webhook_log.record(conn, webhook_id, job.job_id):
             return await _acknowledge(conn, job.job_id, job, "duplicate")  # a concurrent twin
-        moved = await jobs.complete_parse(
+        moved = await jobs.record_parsed(
             conn,
-            job.job_id,
-            job.document_id,
-            {
-                "parsed_path": artifact.key,
-                "parsed_sha256": artifact.sha256,
-                "parser_name": cb.parser_name,
-                "parser_version": cb.parser_version,
-            },
+            job,
+            artifact,
+            parser_name=cb.parser_name,
+            parser_version=cb.parser_version,
+            event=jobs.StatusEvent(actor=SIGNED_ACTOR, detail={"via": "signed_callback"}),
         )
         if moved is None:  # rolls back the webhook_log row: a retry may still act
             raise _Refused(409, "job_busy", job.job_id, busy=True, verified=True)
-        response = await _acknowledge(conn, job.job_id, moved, "accepted")
-        await events.record(
-            conn,
-            actor=SIGNED_ACTOR,
-            action="job.parsed",
-            job_id=moved.job_id,
-            document_id=moved.document_id,
-            correlation_id=moved.correlation_id,
-            detail={"via": "signed_callback"},
-        )
-    return response
+        return await _acknowledge(conn, job.job_id, moved, "accepted")
 
 
 async def _hint(raw_job_id: str, token: str | None, state: AppState) -> JSONResponse:

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from docingest.domain.states import TERMINAL
+
 MANIFEST = "MANIFEST.tsv"
-TERMINAL = frozenset({"complete", "failed_parse", "failed_chunking", "failed_embedding"})
 # A remote parser's failure is `parser_failed`, its own code in the message (worker/remote_parse)
 _REMOTE_CODE = re.compile(r"\(error_code=([A-Za-z0-9_]+)\)")
 

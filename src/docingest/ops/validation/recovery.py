@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from docingest.domain.states import TERMINAL
 from docingest.ops.validation import faults
 from docingest.ops.validation.plan import Plan
-from docingest.ops.validation.stack import EMBEDDING, TERMINAL, Stack
+from docingest.ops.validation.stack import EMBEDDING, Stack
 from docingest.ops.validation.traffic import fresh_documents
 from docingest.testing.procs import wait_for
 

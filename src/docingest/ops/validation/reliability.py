@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from docingest.domain.states import TERMINAL
 from docingest.ops.validation import duplicates, faults
 from docingest.ops.validation.corpus_manifest import (
     CorpusFile,
@@ -20,7 +21,7 @@ from docingest.ops.validation.corpus_manifest import (
     should_complete,
 )
 from docingest.ops.validation.plan import Plan
-from docingest.ops.validation.stack import TERMINAL, Stack
+from docingest.ops.validation.stack import Stack
 from docingest.ops.validation.traffic import StatusSampler, Upload, upload, upload_generated
 
 

@@ -27,7 +27,8 @@ from docingest.ops.validation import (
     targets,
 )
 from docingest.ops.validation.plan import Plan
-from docingest.ops.validation.probes import ProbeTarget, run_probes
+from docingest.ops.validation.probe_kit import ProbeTarget
+from docingest.ops.validation.probes import run_probes
 from docingest.ops.validation.stack import Stack
 from docingest.testing.pdfgen import make_pdf
 

@@ -29,8 +29,9 @@ from typing import Any
 
 from docingest.ops.validation import cpu
 from docingest.ops.validation.plan import Plan
-from docingest.ops.validation.stack import WORKER_CONCURRENCY, FakeLatencies, Stack
+from docingest.ops.validation.stack import FakeLatencies, Stack
 from docingest.ops.validation.traffic import fresh_documents
+from docingest.worker.runner import DEFAULT_CONCURRENCY
 
 IO_EMBED_MS, IO_EMBED_JITTER_MS = 250.0, 500.0
 CPU_EMBED_MS = 50.0
@@ -104,7 +105,7 @@ def _series(
         if any(r["status"] != "complete" for r in rows):
             raise RuntimeError(f"a job did not complete with {n} workers")
         done = sorted(float(r["updated"]) for r in rows)
-        wave = min(n * WORKER_CONCURRENCY, len(done) - 1)
+        wave = min(n * DEFAULT_CONCURRENCY, len(done) - 1)
         per_min.append(round(60 * (len(done) - wave) / (done[-1] - done[wave - 1]), 2))
         whole_run.append(round(60 * len(done) / (done[-1] - started), 2))
         cpu_ms.append(round(1000 * use.stack_s / len(done), 1))
@@ -114,7 +115,7 @@ def _series(
         cores = use.cores
     return {
         "workers": list(workers),
-        "slots_per_worker": WORKER_CONCURRENCY,
+        "slots_per_worker": DEFAULT_CONCURRENCY,
         "docs_per_worker": docs_per_worker,
         "docs_per_min": per_min,
         "docs_per_min_whole_run": whole_run,

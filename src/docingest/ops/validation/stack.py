@@ -14,7 +14,6 @@ Process output goes to `<root>/logs/<name>.log` (ids only; nothing logs document
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import signal
 import subprocess
@@ -30,20 +29,18 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from docingest.api.auth import mint_token
-from docingest.cli import services
 from docingest.config import Settings
+from docingest.domain.states import TERMINAL
+from docingest.security.bearer_tokens import mint_token
 from docingest.store import embedded_pg, migrate
 from docingest.store.liveness import HELD_LOCK_KEYS
 from docingest.testing.procs import free_port, stop_process, wait_for, wait_http_ok
 from docingest.worker.base import WorkerOptions
-from docingest.worker.runner import pool_size
+from docingest.worker.runner import DEFAULT_CONCURRENCY, pool_size
 
-TERMINAL = ("complete", "failed_parse", "failed_chunking", "failed_embedding")
 EMBEDDING = ("embedding_queued", "embedding_in_progress")
 LLAMAPARSE_KEY = "llx-validate"
 OPENAI_KEY = "sk-validate"
-WORKER_CONCURRENCY = int(inspect.signature(services.worker).parameters["concurrency"].default)
 
 
 @dataclass(frozen=True)
@@ -177,8 +174,8 @@ class Stack:
             "circuit_failures": s.circuit_failures,
             "circuit_cooldown_s": s.circuit_cooldown_s,
             "parse_callback_timeout_s": s.parse_callback_timeout_s,
-            "worker_concurrency": WORKER_CONCURRENCY,
-            "worker_pool_size": pool_size(WORKER_CONCURRENCY),
+            "worker_concurrency": DEFAULT_CONCURRENCY,
+            "worker_pool_size": pool_size(DEFAULT_CONCURRENCY),
             "embedding_jobs": WorkerOptions.max_embedding_jobs,
             "embed_batch_size": s.embed_batch_size,
             "embed_rpm_tpm": f"{s.embed_rpm or 'unlimited'}/{s.embed_tpm or 'unlimited'}",
