@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -16,8 +17,8 @@ from docingest.clients.embedders import (
     OpenAIEmbedder,
     parse_duration,
     parse_rate_limit_headers,
-    retry_after_seconds,
 )
+from docingest.clients.http_retry import retry_after_seconds
 from docingest.domain.errors import (
     ErrorCode,
     InputRejected,
@@ -110,12 +111,14 @@ KNOWN = [[0.5, -1.25, 3.0, 1e-3], [0.1, 0.2, -0.3, 1e6]]
 async def test_base64_decodes_little_endian_float32_exactly() -> None:
     rec = Recorder(httpx.Response(200, json=ok_body(KNOWN)))
     emb = make(rec)
-    vectors = await emb.embed(["a", "b"])
+    result = await emb.embed(["a", "b"])
     await emb.aclose()
+    vectors = result.vectors
     assert [v.dtype for v in vectors] == [np.float32, np.float32]
     np.testing.assert_array_equal(vectors[0], np.asarray(KNOWN[0], dtype=np.float32))
     np.testing.assert_array_equal(vectors[1], np.asarray(KNOWN[1], dtype=np.float32))
-    assert emb.last_usage_tokens == 7
+    assert result.usage_tokens == 7
+    assert result.rate_limit is None  # the response carried no x-ratelimit-* headers
 
 
 async def test_request_shape_auth_dimensions_and_base64() -> None:
@@ -147,7 +150,7 @@ async def test_dimensions_not_sent_for_other_models() -> None:
 async def test_float_lists_accepted_and_sorted_by_index() -> None:
     rec = Recorder(httpx.Response(200, json=ok_body(KNOWN, encode=False, order=[1, 0])))
     emb = make(rec)
-    vectors = await emb.embed(["first", "second"])
+    vectors = (await emb.embed(["first", "second"])).vectors
     await emb.aclose()
     np.testing.assert_array_equal(vectors[0], np.asarray(KNOWN[0], dtype=np.float32))
     np.testing.assert_array_equal(vectors[1], np.asarray(KNOWN[1], dtype=np.float32))
@@ -162,7 +165,7 @@ async def test_retry_after_ms_is_honoured_before_retry_after() -> None:
     rec = Recorder(limited, httpx.Response(200, json=ok_body(KNOWN[:1])))
     sleeps = Sleeps()
     emb = make(rec, sleeps)
-    vectors = await emb.embed(["x"])
+    vectors = (await emb.embed(["x"])).vectors
     await emb.aclose()
     assert sleeps.calls == [0.25]
     assert len(rec.requests) == 2
@@ -243,7 +246,7 @@ async def test_single_attempt_sends_one_request_and_400_is_input_rejected() -> N
     await emb.aclose()
     assert info.value.code is ErrorCode.EMBEDDING_REJECTED
     assert len(rec.requests) == 2 and sleeps.calls == []
-    assert emb.max_attempts == 3  # the original keeps its own retries
+    assert emb.backoff.max_attempts == 3  # the original keeps its own retries
 
 
 async def test_long_retry_after_is_not_waited_inline() -> None:
@@ -354,7 +357,7 @@ async def test_empty_input_refused_before_any_call() -> None:
     emb = make(rec)
     with pytest.raises(PermanentError) as info:
         await emb.embed(["ok", ""])
-    assert await emb.embed([]) == []
+    assert (await emb.embed([])).vectors == []
     await emb.aclose()
     assert info.value.code is ErrorCode.EMBEDDING_REJECTED
     assert rec.requests == []
@@ -402,9 +405,8 @@ async def test_rate_limit_headers_are_kept() -> None:
     }
     rec = Recorder(httpx.Response(200, json=ok_body(KNOWN[:1]), headers=headers))
     emb = make(rec)
-    await emb.embed(["x"])
+    snap = (await emb.embed(["x"])).rate_limit
     await emb.aclose()
-    snap = emb.last_rate_limit
     assert snap is not None
     assert (snap.limit_requests, snap.remaining_tokens) == (60, 149984)
     assert (snap.reset_requests_s, snap.reset_tokens_s) == (1.0, 360.0)
@@ -453,8 +455,8 @@ async def test_hash_embedder_is_deterministic_and_unit_norm() -> None:
     assert emb.model == "hash-lexical"
     assert emb.version.endswith("-d384")
     texts = ["deductible applies to inpatient care", "copay for specialist visits", "x y z"]
-    first = await emb.embed(texts)
-    second = await emb.embed(list(reversed(texts)))
+    first = (await emb.embed(texts)).vectors
+    second = (await emb.embed(list(reversed(texts)))).vectors
     await emb.aclose()
     assert len(first) == 3
     for i, vec in enumerate(first):
@@ -468,14 +470,39 @@ async def test_hash_embedder_is_deterministic_and_unit_norm() -> None:
 async def test_hash_embedder_thread_path_matches_inline_path() -> None:
     emb = HashEmbedder(64)
     texts = [f"benefit clause number {i}" for i in range(HashEmbedder.INLINE_MAX_INPUTS + 5)]
-    big = await emb.embed(texts)  # above the inline threshold: hashed in a thread
-    small = [(await emb.embed([t]))[0] for t in texts[:3]]
+    big = (await emb.embed(texts)).vectors  # above the inline threshold: hashed in a thread
+    small = [(await emb.embed([t])).vectors[0] for t in texts[:3]]
     assert len(big) == len(texts)
     for a, b in zip(big[:3], small, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert await emb.embed([]) == []
+    assert (await emb.embed([])).vectors == []
 
 
 async def test_openai_embedder_satisfies_the_protocol() -> None:
     async with OpenAIEmbedder("http://127.0.0.1:1/v1", None) as emb:
         assert isinstance(emb, Embedder)
+
+
+async def test_concurrent_calls_each_get_their_own_rate_limit_hints() -> None:
+    """Two requests on one shared embedder: the first is answered last, so a client that
+    kept 'the last headers' as state would hand the first caller the second's hints."""
+    first_may_answer = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        (text,) = json.loads(request.content)["input"]
+        if text == "first":
+            await first_may_answer.wait()
+            remaining, reset = "0", "20s"
+        else:
+            first_may_answer.set()
+            remaining, reset = "41", "1s"
+        headers = {"x-ratelimit-remaining-requests": remaining, "x-ratelimit-reset-requests": reset}
+        return httpx.Response(200, json=ok_body(KNOWN[:1]), headers=headers)
+
+    emb = OpenAIEmbedder(BASE, "sk-test", dimensions=4, transport=httpx.MockTransport(handler))
+    first, second = await asyncio.gather(emb.embed(["first"]), emb.embed(["second"]))
+    await emb.aclose()
+    assert first.rate_limit is not None and second.rate_limit is not None
+    assert (first.rate_limit.remaining_requests, first.rate_limit.reset_requests_s) == (0, 20.0)
+    assert (second.rate_limit.remaining_requests, second.rate_limit.reset_requests_s) == (41, 1.0)
+    assert not hasattr(emb, "last_rate_limit")  # nothing shared left to read
