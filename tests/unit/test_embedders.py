@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from docingest.clients.embedders import (
     Embedder,
     HashEmbedder,
     OpenAIEmbedder,
-    parse_duration,
     parse_rate_limit_headers,
 )
 from docingest.clients.http_retry import retry_after_seconds
@@ -412,30 +410,6 @@ async def test_rate_limit_headers_are_kept() -> None:
     assert (snap.reset_requests_s, snap.reset_tokens_s) == (1.0, 360.0)
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("12ms", 0.012),
-        ("1s", 1.0),
-        ("1.5s", 1.5),
-        ("6m0s", 360.0),
-        ("1h1m1s", 3661.0),
-        ("0s", 0.0),
-        ("2", 2.0),
-        ("-1", None),
-        ("soon", None),
-        ("1s junk", None),
-        (None, None),
-    ],
-)
-def test_parse_duration(text: str | None, seconds: float | None) -> None:
-    result = parse_duration(text)
-    if seconds is None:
-        assert result is None
-    else:
-        assert result == pytest.approx(seconds)
-
-
 def test_retry_after_parsing() -> None:
     assert retry_after_seconds(httpx.Headers({"retry-after-ms": "1500"})) == 1.5
     assert retry_after_seconds(httpx.Headers({"retry-after-ms": "0", "retry-after": "4"})) == 4.0
@@ -481,28 +455,3 @@ async def test_hash_embedder_thread_path_matches_inline_path() -> None:
 async def test_openai_embedder_satisfies_the_protocol() -> None:
     async with OpenAIEmbedder("http://127.0.0.1:1/v1", None) as emb:
         assert isinstance(emb, Embedder)
-
-
-async def test_concurrent_calls_each_get_their_own_rate_limit_hints() -> None:
-    """Two requests on one shared embedder: the first is answered last, so a client that
-    kept 'the last headers' as state would hand the first caller the second's hints."""
-    first_may_answer = asyncio.Event()
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        (text,) = json.loads(request.content)["input"]
-        if text == "first":
-            await first_may_answer.wait()
-            remaining, reset = "0", "20s"
-        else:
-            first_may_answer.set()
-            remaining, reset = "41", "1s"
-        headers = {"x-ratelimit-remaining-requests": remaining, "x-ratelimit-reset-requests": reset}
-        return httpx.Response(200, json=ok_body(KNOWN[:1]), headers=headers)
-
-    emb = OpenAIEmbedder(BASE, "sk-test", dimensions=4, transport=httpx.MockTransport(handler))
-    first, second = await asyncio.gather(emb.embed(["first"]), emb.embed(["second"]))
-    await emb.aclose()
-    assert first.rate_limit is not None and second.rate_limit is not None
-    assert (first.rate_limit.remaining_requests, first.rate_limit.reset_requests_s) == (0, 20.0)
-    assert (second.rate_limit.remaining_requests, second.rate_limit.reset_requests_s) == (41, 1.0)
-    assert not hasattr(emb, "last_rate_limit")  # nothing shared left to read
