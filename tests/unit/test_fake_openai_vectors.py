@@ -51,3 +51,13 @@ def test_lone_surrogates_and_empty_batches() -> None:
     assert deterministic_vectors(MODEL, [], 8).shape == (0, 8)
     odd = deterministic_vector(MODEL, "broken \ud800 text", 8)
     assert np.isfinite(odd).all()
+
+
+def test_every_row_of_a_batch_equals_the_text_embedded_alone() -> None:
+    """Bit for bit, at any width: `docingest validate` recomputes each stored vector alone
+    and compares hashes, while the server computed it inside a batch."""
+    texts = [f"chunk {i} of the policy booklet" for i in range(257)]
+    for dims in (3, 1536):
+        batch = deterministic_vectors(MODEL, texts, dims)
+        for i in range(0, len(texts), 17):
+            np.testing.assert_array_equal(deterministic_vector(MODEL, texts[i], dims), batch[i])
