@@ -4,6 +4,8 @@ A ~1,800-chunk plain-text document (generated, deterministic) is placed at `pars
 the BaseWorker (default settings) then chunks it, embeds it through the fake server over HTTP
 in micro-batches, persists every batch, and promotes everything into the searchable table.
 Targets (issue 12): searchable >= 1,300 chunks/s, and searchable within 1.25x of durable.
+The fake server's own CPU time per run is printed too: on a loaded 2-core machine it is
+CPU taken from the worker and Postgres.
 Rerun: `.venv/bin/python bench/embed_throughput.py [--chunks 1800] [--latency-ms 50]`.
 """
 
@@ -16,6 +18,7 @@ import sys
 import uuid
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from bench._stack import scratch_database
@@ -115,9 +118,10 @@ def main() -> None:
         str(args.latency_ms),
     ]
     with (
-        run_process(fake, ready_url=f"http://127.0.0.1:{port}/healthz"),
+        run_process(fake, ready_url=f"http://127.0.0.1:{port}/healthz") as fake_proc,
         scratch_database() as (dsn, home),
     ):
+        fake_cpu = psutil.Process(fake_proc.pid)
         settings = Settings.from_env(
             {
                 "DOCINGEST_HOME": str(home),
@@ -144,13 +148,17 @@ def main() -> None:
         )
         for run in range(args.runs):
             httpx.post(f"http://127.0.0.1:{port}/stats/reset").raise_for_status()
+            cpu_before = sum(fake_cpu.cpu_times()[:2])
             n, stored_s, complete_s = asyncio.run(measure(dsn, settings, args.chunks, seed=run))
             stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
+            fake_ms = (sum(fake_cpu.cpu_times()[:2]) - cpu_before) * 1000
             print(
                 f"run {run + 1}: {n} chunks, {stats['requests']} requests; vectors durable"
                 f" (embeddings_stored) in {stored_s:.2f} s = {n / stored_s:.0f} chunks/s;"
                 f" searchable (complete) in {complete_s:.2f} s = {n / complete_s:.0f} chunks/s;"
-                f" searchable/durable time {complete_s / stored_s:.2f}x"
+                f" searchable/durable time {complete_s / stored_s:.2f}x;"
+                f" fake server CPU {fake_ms:.0f} ms"
+                f" ({fake_ms / max(1, stats['requests']):.0f} ms per request)"
             )
 
 

@@ -9,11 +9,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-import numpy as np
 import psycopg
 import uvicorn
 from fastapi import FastAPI
@@ -21,7 +19,7 @@ from psycopg import sql
 
 from docingest import bootstrap
 from docingest.bootstrap import Runtime
-from docingest.clients.embedders import HashEmbedder
+from docingest.clients.embedders import Embedded, HashEmbedder
 from docingest.config import Settings
 from docingest.security.bearer_tokens import mint_token
 from docingest.store import documents, liveness
@@ -133,7 +131,7 @@ class CountingEmbedder(HashEmbedder):
         self.fail_on_calls = set(fail_on_calls)
         self.error = error
 
-    async def embed(self, texts: Sequence[str]) -> list[np.ndarray[Any, Any]]:
+    async def embed(self, texts: Sequence[str]) -> Embedded:
         self.calls += 1
         if self.calls in self.fail_on_calls and self.error is not None:
             raise self.error

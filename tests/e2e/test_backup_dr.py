@@ -68,7 +68,7 @@ async def search_all(rt: Runtime, user: uuid.UUID) -> list[list[tuple[str, float
         async with pool.connection() as conn:
             out = []
             for q in QUERIES:
-                [vec] = await e.embed([q])
+                [vec] = (await e.embed([q])).vectors
                 rows = await search(conn, user, vec, model=e.model, version=e.version, k=5)
                 out.append([(str(r["chunk_id"]), round(float(r["score"]), 6)) for r in rows])
             return out

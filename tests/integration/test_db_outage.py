@@ -17,13 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from docingest.bootstrap import parser
-from docingest.clients.embedders import HashEmbedder
+from docingest.clients.embedders import Embedded, HashEmbedder
 from docingest.domain.states import JobStatus
 from docingest.store.db import open_pool
 from docingest.worker.base import BaseWorker, WorkerOptions
@@ -43,7 +42,7 @@ class GatedEmbedder(HashEmbedder):
         self.entered = asyncio.Event()
         self.proceed = asyncio.Event()
 
-    async def embed(self, texts: Sequence[str]) -> list[np.ndarray[Any, Any]]:
+    async def embed(self, texts: Sequence[str]) -> Embedded:
         if not self.entered.is_set():
             self.entered.set()
             await self.proceed.wait()

@@ -98,8 +98,9 @@ TEXTS = ["Annual deductible: $1,500 per member.", "Specialist copay: $40.", "Out
 async def test_vectors_are_deterministic_unit_norm(
     fake: FakeServer, embedder: OpenAIEmbedder
 ) -> None:
-    first = await embedder.embed(TEXTS)
-    second = await embedder.embed(TEXTS)
+    answered = await embedder.embed(TEXTS)
+    first = answered.vectors
+    second = (await embedder.embed(TEXTS)).vectors
     assert len(first) == 3
     for a, b, text in zip(first, second, TEXTS, strict=True):
         assert a.shape == (1536,)
@@ -113,7 +114,7 @@ async def test_vectors_are_deterministic_unit_norm(
     assert stats["inputs"] == 6
     assert stats["tokens"] == 2 * sum(count_tokens(t) for t in TEXTS)
     assert stats["status_counts"] == {"200": 2}
-    assert embedder.last_usage_tokens == sum(count_tokens(t) for t in TEXTS)
+    assert answered.usage_tokens == sum(count_tokens(t) for t in TEXTS)
 
 
 def test_float_and_base64_encodings_are_equal(fake: FakeServer) -> None:
@@ -139,7 +140,7 @@ def test_float_and_base64_encodings_are_equal(fake: FakeServer) -> None:
 
 async def test_dimensions_are_honoured(fake: FakeServer, sleeps: Sleeps) -> None:
     async with OpenAIEmbedder(fake.v1, API_KEY, MODEL, 256, sleep=sleeps) as emb:
-        (short,) = await emb.embed([TEXTS[0]])
+        (short,) = (await emb.embed([TEXTS[0]])).vectors
     assert short.shape == (256,)
     assert float(np.linalg.norm(short)) == pytest.approx(1.0, abs=1e-5)
     full = deterministic_vector(MODEL, TEXTS[0], 1536)
@@ -158,7 +159,7 @@ async def test_injected_429_is_retried_after_retry_after_ms(
     fake: FakeServer, embedder: OpenAIEmbedder, sleeps: Sleeps
 ) -> None:
     fake.control(fail_429_next=2, retry_after_ms=30)
-    vectors = await embedder.embed(TEXTS[:1])
+    vectors = (await embedder.embed(TEXTS[:1])).vectors
     assert len(vectors) == 1
     assert sleeps.calls == [0.03, 0.03]
     stats = fake.stats()
@@ -183,7 +184,7 @@ async def test_injected_500s_retried_then_exhausted(
     fake: FakeServer, embedder: OpenAIEmbedder, sleeps: Sleeps
 ) -> None:
     fake.control(fail_500_next=1)
-    assert len(await embedder.embed(TEXTS[:2])) == 2
+    assert len((await embedder.embed(TEXTS[:2])).vectors) == 2
     assert len(sleeps.calls) == 1
     fake.control(fail_500_next=5)
     with pytest.raises(TransientError) as info:
@@ -227,7 +228,7 @@ async def test_poison_substring_is_a_permanent_rejection(
     assert "TOXIC" not in str(info.value)
     assert "invalid_request_error" in info.value.message
     assert fake.stats()["status_counts"] == {"400": 1}
-    assert len(await embedder.embed(["fine text"])) == 1
+    assert len((await embedder.embed(["fine text"])).vectors) == 1
 
 
 async def test_quota_exhausted_is_not_retried(
@@ -255,7 +256,7 @@ async def test_hung_request_times_out_and_is_retried(fake: FakeServer, sleeps: S
     fake.control(hang_next=1, hang_seconds=1.0)
     timeout = httpx.Timeout(0.2, connect=5.0)
     async with OpenAIEmbedder(fake.v1, API_KEY, MODEL, 1536, timeout=timeout, sleep=sleeps) as emb:
-        vectors = await emb.embed(TEXTS[:1])
+        vectors = (await emb.embed(TEXTS[:1])).vectors
     assert len(vectors) == 1
     assert len(sleeps.calls) == 1  # one timeout, then success
     # Wait for the hung handler to finish so it does not leak into the next test's stats.
@@ -386,5 +387,5 @@ async def test_app_runs_in_process() -> None:
     app = create_app(FakeOpenAIConfig(api_key=None))
     transport = httpx.ASGITransport(app=app)
     async with OpenAIEmbedder("http://127.0.0.1/v1", None, MODEL, 64, transport=transport) as emb:
-        (vec,) = await emb.embed(["in process"])
+        (vec,) = (await emb.embed(["in process"])).vectors
     np.testing.assert_array_equal(vec, deterministic_vector(MODEL, "in process", 64))

@@ -10,15 +10,13 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from docingest.bootstrap import parser
-from docingest.clients.embedders import HashEmbedder
+from docingest.clients.embedders import Embedded, HashEmbedder
 from docingest.domain.states import JobStatus
 from docingest.store import jobs, liveness
 from docingest.store.db import DictConn, open_pool
@@ -135,7 +133,7 @@ class SlowEmbedder(HashEmbedder):
         super().__init__(dimensions)
         self.seconds = seconds
 
-    async def embed(self, texts: Sequence[str]) -> list[np.ndarray[Any, Any]]:
+    async def embed(self, texts: Sequence[str]) -> Embedded:
         await asyncio.sleep(self.seconds)
         return await super().embed(texts)
 

@@ -57,7 +57,7 @@ async def test_examples_complete_with_one_vector_per_chunk_and_are_searchable(
             target = await cur.fetchone()
             assert target is not None
             e = rt.embedder
-            [q] = await e.embed([target["text"]])
+            [q] = (await e.embed([target["text"]])).vectors
             mine = await search(conn, user, q, model=e.model, version=e.version, k=5)
             theirs = await search(conn, other, q, model=e.model, version=e.version, k=5)
         assert len(mine) == 5

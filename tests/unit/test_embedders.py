@@ -14,10 +14,9 @@ from docingest.clients.embedders import (
     Embedder,
     HashEmbedder,
     OpenAIEmbedder,
-    parse_duration,
     parse_rate_limit_headers,
-    retry_after_seconds,
 )
+from docingest.clients.http_retry import retry_after_seconds
 from docingest.domain.errors import (
     ErrorCode,
     InputRejected,
@@ -110,12 +109,14 @@ KNOWN = [[0.5, -1.25, 3.0, 1e-3], [0.1, 0.2, -0.3, 1e6]]
 async def test_base64_decodes_little_endian_float32_exactly() -> None:
     rec = Recorder(httpx.Response(200, json=ok_body(KNOWN)))
     emb = make(rec)
-    vectors = await emb.embed(["a", "b"])
+    result = await emb.embed(["a", "b"])
     await emb.aclose()
+    vectors = result.vectors
     assert [v.dtype for v in vectors] == [np.float32, np.float32]
     np.testing.assert_array_equal(vectors[0], np.asarray(KNOWN[0], dtype=np.float32))
     np.testing.assert_array_equal(vectors[1], np.asarray(KNOWN[1], dtype=np.float32))
-    assert emb.last_usage_tokens == 7
+    assert result.usage_tokens == 7
+    assert result.rate_limit is None  # the response carried no x-ratelimit-* headers
 
 
 async def test_request_shape_auth_dimensions_and_base64() -> None:
@@ -147,7 +148,7 @@ async def test_dimensions_not_sent_for_other_models() -> None:
 async def test_float_lists_accepted_and_sorted_by_index() -> None:
     rec = Recorder(httpx.Response(200, json=ok_body(KNOWN, encode=False, order=[1, 0])))
     emb = make(rec)
-    vectors = await emb.embed(["first", "second"])
+    vectors = (await emb.embed(["first", "second"])).vectors
     await emb.aclose()
     np.testing.assert_array_equal(vectors[0], np.asarray(KNOWN[0], dtype=np.float32))
     np.testing.assert_array_equal(vectors[1], np.asarray(KNOWN[1], dtype=np.float32))
@@ -162,7 +163,7 @@ async def test_retry_after_ms_is_honoured_before_retry_after() -> None:
     rec = Recorder(limited, httpx.Response(200, json=ok_body(KNOWN[:1])))
     sleeps = Sleeps()
     emb = make(rec, sleeps)
-    vectors = await emb.embed(["x"])
+    vectors = (await emb.embed(["x"])).vectors
     await emb.aclose()
     assert sleeps.calls == [0.25]
     assert len(rec.requests) == 2
@@ -243,7 +244,7 @@ async def test_single_attempt_sends_one_request_and_400_is_input_rejected() -> N
     await emb.aclose()
     assert info.value.code is ErrorCode.EMBEDDING_REJECTED
     assert len(rec.requests) == 2 and sleeps.calls == []
-    assert emb.max_attempts == 3  # the original keeps its own retries
+    assert emb.backoff.max_attempts == 3  # the original keeps its own retries
 
 
 async def test_long_retry_after_is_not_waited_inline() -> None:
@@ -354,7 +355,7 @@ async def test_empty_input_refused_before_any_call() -> None:
     emb = make(rec)
     with pytest.raises(PermanentError) as info:
         await emb.embed(["ok", ""])
-    assert await emb.embed([]) == []
+    assert (await emb.embed([])).vectors == []
     await emb.aclose()
     assert info.value.code is ErrorCode.EMBEDDING_REJECTED
     assert rec.requests == []
@@ -402,36 +403,11 @@ async def test_rate_limit_headers_are_kept() -> None:
     }
     rec = Recorder(httpx.Response(200, json=ok_body(KNOWN[:1]), headers=headers))
     emb = make(rec)
-    await emb.embed(["x"])
+    snap = (await emb.embed(["x"])).rate_limit
     await emb.aclose()
-    snap = emb.last_rate_limit
     assert snap is not None
     assert (snap.limit_requests, snap.remaining_tokens) == (60, 149984)
     assert (snap.reset_requests_s, snap.reset_tokens_s) == (1.0, 360.0)
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("12ms", 0.012),
-        ("1s", 1.0),
-        ("1.5s", 1.5),
-        ("6m0s", 360.0),
-        ("1h1m1s", 3661.0),
-        ("0s", 0.0),
-        ("2", 2.0),
-        ("-1", None),
-        ("soon", None),
-        ("1s junk", None),
-        (None, None),
-    ],
-)
-def test_parse_duration(text: str | None, seconds: float | None) -> None:
-    result = parse_duration(text)
-    if seconds is None:
-        assert result is None
-    else:
-        assert result == pytest.approx(seconds)
 
 
 def test_retry_after_parsing() -> None:
@@ -453,8 +429,8 @@ async def test_hash_embedder_is_deterministic_and_unit_norm() -> None:
     assert emb.model == "hash-lexical"
     assert emb.version.endswith("-d384")
     texts = ["deductible applies to inpatient care", "copay for specialist visits", "x y z"]
-    first = await emb.embed(texts)
-    second = await emb.embed(list(reversed(texts)))
+    first = (await emb.embed(texts)).vectors
+    second = (await emb.embed(list(reversed(texts)))).vectors
     await emb.aclose()
     assert len(first) == 3
     for i, vec in enumerate(first):
@@ -468,12 +444,12 @@ async def test_hash_embedder_is_deterministic_and_unit_norm() -> None:
 async def test_hash_embedder_thread_path_matches_inline_path() -> None:
     emb = HashEmbedder(64)
     texts = [f"benefit clause number {i}" for i in range(HashEmbedder.INLINE_MAX_INPUTS + 5)]
-    big = await emb.embed(texts)  # above the inline threshold: hashed in a thread
-    small = [(await emb.embed([t]))[0] for t in texts[:3]]
+    big = (await emb.embed(texts)).vectors  # above the inline threshold: hashed in a thread
+    small = [(await emb.embed([t])).vectors[0] for t in texts[:3]]
     assert len(big) == len(texts)
     for a, b in zip(big[:3], small, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert await emb.embed([]) == []
+    assert (await emb.embed([])).vectors == []
 
 
 async def test_openai_embedder_satisfies_the_protocol() -> None:

@@ -125,7 +125,7 @@ def search_cmd(
     async def run() -> list[dict[str, Any]]:
         pool = await open_pool(rt.dsn, max_size=2, name="docingest-search")
         try:
-            [vec] = await rt.embedder.embed([query])
+            [vec] = (await rt.embedder.embed([query])).vectors
             async with pool.connection() as conn:
                 e = rt.embedder
                 return await search(

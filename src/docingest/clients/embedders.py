@@ -22,13 +22,12 @@ import asyncio
 import base64
 import binascii
 import copy
-import email.utils
+import dataclasses
 import json
 import logging
 import math
 import random
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, Protocol, runtime_checkable
@@ -37,6 +36,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from docingest.clients.http_retry import Backoff, Retryable, retry_after_seconds, with_retries
 from docingest.domain.errors import (
     ErrorCode,
     InputRejected,
@@ -62,6 +62,29 @@ INITIAL_RETRY_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 8.0
 
 
+@dataclass(frozen=True)
+class RateLimitSnapshot:
+    """The provider's `x-ratelimit-*` headers from one response (None where absent)."""
+
+    limit_requests: int | None
+    limit_tokens: int | None
+    remaining_requests: int | None
+    remaining_tokens: int | None
+    reset_requests_s: float | None
+    reset_tokens_s: float | None
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What one `embed` call returns: its vectors, in input order, and what the provider
+    said about that very request. A result, not client state, so concurrent calls on one
+    shared embedder never see each other's usage or rate-limit headers."""
+
+    vectors: list[Vector]
+    usage_tokens: int | None = None  # billed tokens, when the provider reports them
+    rate_limit: RateLimitSnapshot | None = None  # the answered response's x-ratelimit-*
+
+
 @runtime_checkable
 class Embedder(Protocol):
     """Turns texts into float32 vectors, in input order, one request per call.
@@ -78,7 +101,7 @@ class Embedder(Protocol):
     max_batch_inputs: int
     max_batch_tokens: int
 
-    async def embed(self, texts: Sequence[str]) -> list[Vector]: ...
+    async def embed(self, texts: Sequence[str]) -> Embedded: ...
 
     async def aclose(self) -> None: ...
 
@@ -103,9 +126,9 @@ class HashEmbedder:
         self.max_batch_inputs = MAX_BATCH_INPUTS
         self.max_batch_tokens = MAX_BATCH_TOKENS
 
-    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+    async def embed(self, texts: Sequence[str]) -> Embedded:
         if not texts:
-            return []
+            return Embedded([])
         batch = list(texts)
         if len(batch) > self.INLINE_MAX_INPUTS or sum(map(len, batch)) > self.INLINE_MAX_CHARS:
             matrix = await asyncio.to_thread(hash_embed_many, batch, self.dimensions)
@@ -113,7 +136,7 @@ class HashEmbedder:
             matrix = hash_embed_many(batch, self.dimensions)
         if matrix.shape != (len(batch), self.dimensions):
             raise RuntimeError(f"hash_embed_many returned shape {matrix.shape}")
-        return [np.asarray(row, dtype=np.float32) for row in matrix]
+        return Embedded([np.asarray(row, dtype=np.float32) for row in matrix])
 
     async def aclose(self) -> None:
         return None
@@ -152,18 +175,6 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
-class RateLimitSnapshot:
-    """The provider's `x-ratelimit-*` headers from one response (None where absent)."""
-
-    limit_requests: int | None
-    limit_tokens: int | None
-    remaining_requests: int | None
-    remaining_tokens: int | None
-    reset_requests_s: float | None
-    reset_tokens_s: float | None
-
-
 def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitSnapshot | None:
     """Read `x-ratelimit-*` headers; None when the response carries none of them."""
     snap = RateLimitSnapshot(
@@ -177,32 +188,6 @@ def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitSnapshot | 
     if all(v is None for v in vars(snap).values()):
         return None
     return snap
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """The server's wait hint: `retry-after-ms`, else `retry-after` (seconds or HTTP date).
-
-    Only positive values count (like openai-python); None otherwise.
-    """
-    try:
-        ms = float(headers.get("retry-after-ms", ""))
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(ms) and ms > 0:
-            return ms / 1000.0
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 # --------------------------------------------------------------------------- openai
@@ -228,16 +213,6 @@ def _error_fields(response: httpx.Response) -> tuple[str, str, str]:
     if not isinstance(error, dict):
         return "none", "none", "none"
     return _safe(error.get("type")), _safe(error.get("code")), _safe(error.get("param"))
-
-
-class _RetryableFailure(Exception):
-    def __init__(
-        self, reason: str, retry_after: float | None = None, *, throttled: bool = False
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.throttled = throttled  # a 429 rate limit, not a failure of the service
 
 
 def _rejected(message: str) -> PermanentError:
@@ -273,8 +248,6 @@ class OpenAIEmbedder:
     ) -> None:
         if dimensions < 1:
             raise ValueError("dimensions must be >= 1")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
         if model == "text-embedding-ada-002" and dimensions != 1536:
             raise ValueError("text-embedding-ada-002 has a fixed 1536 dimensions")
         self._endpoint = require_tls_or_loopback(base_url, "embedding base_url") + "/embeddings"
@@ -284,7 +257,12 @@ class OpenAIEmbedder:
         self.max_input_tokens = MAX_INPUT_TOKENS
         self.max_batch_inputs = MAX_BATCH_INPUTS
         self.max_batch_tokens = MAX_BATCH_TOKENS
-        self.max_attempts = max_attempts
+        self.backoff = Backoff(
+            max_attempts=max_attempts,
+            initial_delay_s=INITIAL_RETRY_DELAY_S,
+            max_delay_s=MAX_RETRY_DELAY_S,
+            max_inline_wait_s=MAX_INLINE_RETRY_WAIT_S,
+        )
         # Only text-embedding-3* accept `dimensions`; others reject or ignore it.
         self._send_dimensions = model.startswith("text-embedding-3")
         self._sleep = sleep
@@ -293,8 +271,6 @@ class OpenAIEmbedder:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport, headers=headers)
-        self.last_rate_limit: RateLimitSnapshot | None = None
-        self.last_usage_tokens: int | None = None
 
     async def __aenter__(self) -> OpenAIEmbedder:
         return self
@@ -310,13 +286,13 @@ class OpenAIEmbedder:
         for a caller that owns retries: the worker reserves every attempt from the shared
         rate budget, so no request may leave without a reservation."""
         twin = copy.copy(self)
-        twin.max_attempts = 1
+        twin.backoff = dataclasses.replace(self.backoff, max_attempts=1)
         return twin
 
-    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+    async def embed(self, texts: Sequence[str]) -> Embedded:
         """Embed one batch in one request (retried here on transient faults)."""
         if not texts:
-            return []
+            return Embedded([])
         for i, text in enumerate(texts):
             if not text:
                 raise _rejected(f"input {i} is empty; the provider refuses empty strings")
@@ -328,49 +304,28 @@ class OpenAIEmbedder:
         if self._send_dimensions:
             payload["dimensions"] = self.dimensions
         content = json.dumps(payload).encode("utf-8")  # ASCII-escaped: lone surrogates survive
-        failure = _RetryableFailure("no attempt made")
-        for attempt in range(self.max_attempts):
-            try:
-                return await self._post(content, len(texts))
-            except _RetryableFailure as exc:
-                failure = exc
-            hint = failure.retry_after
-            if attempt + 1 >= self.max_attempts or (
-                hint is not None and hint > MAX_INLINE_RETRY_WAIT_S
-            ):
-                break
-            delay = self._delay(attempt, hint)
-            logger.warning(
-                "embedding request failed (%s), retrying in %.2fs (attempt %d/%d, %d inputs)",
-                failure.reason,
-                delay,
-                attempt + 1,
-                self.max_attempts,
-                len(texts),
-                extra={"action": "embed_retry", "inputs": len(texts)},
+        try:
+            return await with_retries(
+                lambda: self._post(content, len(texts)),
+                self.backoff,
+                what="embedding request",
+                sleep=self._sleep,
+                jitter=self._jitter,
+                log_extra={"action": "embed_retry", "inputs": len(texts)},
             )
-            await self._sleep(delay)
-        error = RateLimited if failure.throttled else TransientError
-        raise error(
-            ErrorCode.EMBEDDING_UNAVAILABLE,
-            f"embedding provider unavailable: {failure.reason}",
-            retry_after=failure.retry_after,
-        ) from failure
+        except Retryable as failure:
+            error = RateLimited if failure.throttled else TransientError
+            raise error(
+                ErrorCode.EMBEDDING_UNAVAILABLE,
+                f"embedding provider unavailable: {failure.reason}",
+                retry_after=failure.retry_after,
+            ) from failure
 
-    def _delay(self, attempt: int, hint: float | None) -> float:
-        if hint is not None and 0 < hint <= MAX_INLINE_RETRY_WAIT_S:
-            return hint
-        base = min(INITIAL_RETRY_DELAY_S * 2.0**attempt, MAX_RETRY_DELAY_S)
-        return base * (1 - 0.25 * self._jitter())
-
-    async def _post(self, content: bytes, count: int) -> list[Vector]:
+    async def _post(self, content: bytes, count: int) -> Embedded:
         try:
             response = await self._client.post(self._endpoint, content=content)
         except httpx.TransportError as exc:  # connection errors and timeouts
-            raise _RetryableFailure(type(exc).__name__) from exc
-        snap = parse_rate_limit_headers(response.headers)
-        if snap is not None:
-            self.last_rate_limit = snap
+            raise Retryable(type(exc).__name__) from exc
         if response.is_success:
             return self._decode(response, count)
         self._raise_for_status(response)
@@ -387,7 +342,7 @@ class OpenAIEmbedder:
             )
         if status in (408, 409, 429) or status >= 500:
             wait = retry_after_seconds(response.headers)
-            raise _RetryableFailure(detail, wait, throttled=status == 429)
+            raise Retryable(detail, wait, throttled=status == 429)
         if status in (401, 403):
             raise PermanentError(
                 ErrorCode.EMBEDDING_AUTH, f"provider refused our credentials: {detail}"
@@ -400,7 +355,7 @@ class OpenAIEmbedder:
         hint = " (check that base_url ends with the API prefix, e.g. /v1)" if status == 404 else ""
         raise _rejected(f"provider rejected the request: {detail} param={param}{hint}")
 
-    def _decode(self, response: httpx.Response, count: int) -> list[Vector]:
+    def _decode(self, response: httpx.Response, count: int) -> Embedded:
         try:
             body = response.json()
         except (ValueError, UnicodeDecodeError):
@@ -416,9 +371,12 @@ class OpenAIEmbedder:
                 raise _rejected(f"provider returned a bad or repeated embedding index {index!r}")
             vectors[index] = self._vector(item.get("embedding"), index)
         usage = body.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-            self.last_usage_tokens = usage["total_tokens"]
-        return [v for v in vectors if v is not None]
+        tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+        return Embedded(
+            [v for v in vectors if v is not None],
+            usage_tokens=tokens if isinstance(tokens, int) else None,
+            rate_limit=parse_rate_limit_headers(response.headers),
+        )
 
     def _vector(self, raw: object, index: int) -> Vector:
         if isinstance(raw, str):

@@ -21,7 +21,6 @@ status codes and the parser's error code, never document text or the API key.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -31,11 +30,9 @@ from uuid import UUID
 
 import httpx
 
-from docingest.clients.embedders import retry_after_seconds
+from docingest.clients.http_retry import Backoff, Retryable, retry_after_seconds, with_retries
 from docingest.domain.errors import ErrorCode, PermanentError, TransientError
 from docingest.security.outbound import require_tls_or_loopback
-
-logger = logging.getLogger(__name__)
 
 PARSER_NAME = "llamaparse"
 PARSER_VERSION = "v1-markdown"
@@ -72,13 +69,6 @@ def interpret_status(body: object) -> RemoteJobStatus:
     return RemoteJobStatus("failed", status, error_code)
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
 class LlamaParseClient:
     """The remote parser: `submit`, `status`, `markdown`. One short-lived HTTP client per
     call (all sharing one TLS context): parse traffic is a few requests per document, and
@@ -98,8 +88,6 @@ class LlamaParseClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
         self._base = require_tls_or_loopback(base_url, "LlamaParse URL")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._timeout = timeout
@@ -107,7 +95,12 @@ class LlamaParseClient:
         # Building a TLS context loads the CA bundle: ~25 ms of CPU. Once per client, not
         # once per request (a document takes three or more requests).
         self._tls = httpx.create_ssl_context()
-        self.max_attempts = max_attempts
+        self.backoff = Backoff(
+            max_attempts=max_attempts,
+            initial_delay_s=_BASE_DELAY_S,
+            max_delay_s=_MAX_DELAY_S,
+            max_inline_wait_s=MAX_INLINE_WAIT_S,
+        )
         self._sleep = sleep
         self._jitter = jitter
 
@@ -154,30 +147,21 @@ class LlamaParseClient:
         return text
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        failure = _Retryable("no attempt made", None)
-        for attempt in range(self.max_attempts):
-            try:
-                return await self._once(method, path, **kwargs)
-            except _Retryable as exc:
-                failure = exc
-            hint = failure.retry_after
-            if attempt + 1 >= self.max_attempts or (hint is not None and hint > MAX_INLINE_WAIT_S):
-                break
-            delay = hint if hint is not None else self._backoff(attempt)
-            logger.warning(
-                "llamaparse request failed (%s), retrying in %.2fs (attempt %d/%d)",
-                failure.reason,
-                delay,
-                attempt + 1,
-                self.max_attempts,
-                extra={"action": "llamaparse_retry"},
+        try:
+            return await with_retries(
+                lambda: self._once(method, path, **kwargs),
+                self.backoff,
+                what="llamaparse request",
+                sleep=self._sleep,
+                jitter=self._jitter,
+                log_extra={"action": "llamaparse_retry"},
             )
-            await self._sleep(delay)
-        raise TransientError(
-            ErrorCode.PARSER_UNAVAILABLE,
-            f"llamaparse unavailable: {failure.reason}",
-            retry_after=failure.retry_after,
-        )
+        except Retryable as failure:
+            raise TransientError(
+                ErrorCode.PARSER_UNAVAILABLE,
+                f"llamaparse unavailable: {failure.reason}",
+                retry_after=failure.retry_after,
+            ) from failure
 
     async def _once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -189,14 +173,10 @@ class LlamaParseClient:
             ) as client:
                 response = await client.request(method, self._base + path, **kwargs)
         except httpx.TransportError as exc:  # connection errors and timeouts
-            raise _Retryable(type(exc).__name__, None) from exc
+            raise Retryable(type(exc).__name__) from exc
         if response.status_code in RETRY_STATUSES:
-            raise _Retryable(f"HTTP {response.status_code}", retry_after_seconds(response.headers))
+            raise Retryable(f"HTTP {response.status_code}", retry_after_seconds(response.headers))
         return response
-
-    def _backoff(self, attempt: int) -> float:
-        base = min(_BASE_DELAY_S * 2.0**attempt, _MAX_DELAY_S)
-        return base * (1 - 0.25 * self._jitter())
 
     @staticmethod
     def _raise_for_status(response: httpx.Response, what: str) -> None:

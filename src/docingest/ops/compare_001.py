@@ -75,7 +75,7 @@ async def reprocess(raw: bytes, parser: Parser, embedder: Embedder) -> Shadow:
     vectors: list[np.ndarray] = []
     step = max(1, embedder.max_batch_inputs)
     for i in range(0, len(texts), step):
-        vectors.extend(np.asarray(v) for v in await embedder.embed(texts[i : i + step]))
+        vectors.extend(np.asarray(v) for v in (await embedder.embed(texts[i : i + step])).vectors)
     return Shadow(texts, vectors)
 
 

@@ -31,13 +31,12 @@ Messages carry object keys (ids and hashes), never content or filenames.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import secrets
 import struct
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,15 +62,10 @@ __all__ = [
     "KeySource",
     "Keyring",
     "check_sha256",
-    "collect_verified",
     "decrypt_object",
-    "digest_of",
-    "ensure_same_content",
-    "feed_frames",
     "read_exact",
     "read_key_id",
     "rewrapped_header",
-    "split_frames",
     "validate_key",
 ]
 
@@ -377,42 +371,6 @@ class FrameSealer:
         return BlobInfo(self.key, self._sha.hexdigest(), self._size)
 
 
-def split_frames(data: bytes | memoryview, frame_size: int) -> list[memoryview]:
-    """`data` cut into frames (zero-copy); one empty frame for empty data."""
-    view = memoryview(data)
-    return [view[i : i + frame_size] for i in range(0, len(view), frame_size)] or [view]
-
-
-async def feed_frames(
-    chunks: AsyncIterator[bytes],
-    frame_size: int,
-    max_bytes: int | None,
-    write: Callable[[list[memoryview], bool], None],
-) -> None:
-    """Cut a stream into frames and hand them to `write(frames, final)` in a worker thread.
-
-    Full frames are handed over as soon as they are complete, but at least one byte is
-    kept back so that only the last call is final. Raises BlobTooLarge past `max_bytes`.
-    """
-    buf = bytearray()
-    size = 0
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        size += len(chunk)
-        if max_bytes is not None and size > max_bytes:
-            raise BlobTooLarge(max_bytes)
-        buf += chunk
-        if len(buf) > frame_size:
-            # The filled buffer is handed over whole (zero-copy views); only the
-            # remainder (< 1 frame) is copied into a fresh buffer on the loop.
-            cut = (len(buf) - 1) // frame_size * frame_size
-            ready, buf = memoryview(buf), bytearray(buf[cut:])
-            frames = [ready[i : i + frame_size] for i in range(0, cut, frame_size)]
-            await asyncio.to_thread(write, frames, False)
-    await asyncio.to_thread(write, [memoryview(buf)], True)
-
-
 # --------------------------------------------------------------------------- reading
 
 
@@ -463,31 +421,3 @@ def decrypt_object(
             raise BlobIntegrityError(key, "frame") from None
     if read(1):  # longer than announced (grew while we read)
         raise BlobIntegrityError(key, "truncated")
-
-
-def collect_verified(key: str, plaintext: Iterable[bytes], expected_sha256: str) -> bytes:
-    """The whole plaintext, after checking it against the sha256 the caller expects."""
-    sha = hashlib.sha256()
-    parts: list[bytes] = []
-    for plain in plaintext:
-        sha.update(plain)
-        parts.append(plain)
-    if sha.hexdigest() != expected_sha256:
-        raise BlobIntegrityError(key, "sha256")
-    return b"".join(parts)
-
-
-def digest_of(plaintext: Iterable[bytes]) -> tuple[str, int]:
-    """(sha256, size) of a verified plaintext stream."""
-    sha = hashlib.sha256()
-    size = 0
-    for plain in plaintext:
-        sha.update(plain)
-        size += len(plain)
-    return sha.hexdigest(), size
-
-
-def ensure_same_content(info: BlobInfo, existing: tuple[str, int]) -> None:
-    """Idempotent put: an existing object is accepted only if it holds the same plaintext."""
-    if existing != (info.sha256, info.size):
-        raise BlobExists(info.key)

@@ -1,11 +1,12 @@
-"""Encrypted blob store in an S3-compatible bucket (DESIGN.md §1: production blobs):
-AWS S3, Supabase Storage, MinIO, Cloudflare R2 (`DOCINGEST_STORAGE_URL=s3://bucket/prefix`,
-`DOCINGEST_S3_ENDPOINT_URL` for anything but AWS).
+"""The S3-compatible raw backend and the encrypted store over it (DESIGN.md §1: production
+blobs): AWS S3, Supabase Storage, MinIO, Cloudflare R2
+(`DOCINGEST_STORAGE_URL=s3://bucket/prefix`, `DOCINGEST_S3_ENDPOINT_URL` for anything but
+AWS).
 
-Objects are byte-identical to the local backend's (`blob_format.py`): encrypted in this
-process before they leave it, so the bucket and the network only ever see ciphertext, and
-the plaintext sha256 is verified on every read. Object names are `prefix/key`; the
-encryption binds `key` alone, so a bucket prefix can be moved.
+`S3BlobStore` is `encrypted_blobs.EncryptedBlobStore` over `S3Backend`: objects are
+byte-identical to the local folder's (`blob_format.py`), encrypted in this process before
+they leave it, so the bucket and the network only ever see ciphertext. Object names are
+`prefix/key`; the encryption binds `key` alone, so a bucket prefix can be moved.
 
 Writes: an object smaller than one part is one PutObject; a larger one streams into a
 multipart upload, `part_size` (>= 5 MiB, the S3 minimum) at a time, so memory holds one
@@ -13,8 +14,7 @@ part whatever the object's size. A failed or cancelled put aborts its multipart 
 leaving nothing behind.
 
 Immutability: before committing, a put looks for an existing object (HEAD) and, if there
-is one, accepts it only when it holds the same plaintext (idempotent put), else
-BlobExists. The commit itself carries `If-None-Match: *` (AWS S3 since 2024, R2, MinIO), so
+is one, leaves it alone (the encrypting store then compares plaintexts). The commit itself carries `If-None-Match: *` (AWS S3 since 2024, R2, MinIO), so
 two racing puts cannot overwrite each other: the loser gets 412 and compares instead. A
 server that answers 501 NotImplemented to the header is remembered and gets plain puts:
 there, check-then-put has a race window between HEAD and PUT in which a concurrent writer
@@ -30,46 +30,30 @@ codes only, never content, credentials or URLs.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from docingest.clients.http_safety import require_tls_or_loopback
 from docingest.domain.errors import ErrorCode, TransientError
+from docingest.security.outbound import require_tls_or_loopback
 from docingest.store.blob_format import (
     DEFAULT_FRAME_SIZE,
-    HEADER_SIZE,
     KEY_RE,
-    MAX_FRAME_SIZE,
-    BlobInfo,
     BlobIntegrityError,
     BlobNotFound,
-    FrameSealer,
-    Keyring,
     KeySource,
-    check_sha256,
-    collect_verified,
-    decrypt_object,
-    digest_of,
-    ensure_same_content,
-    feed_frames,
-    read_exact,
-    read_key_id,
-    rewrapped_header,
-    split_frames,
     validate_key,
 )
+from docingest.store.encrypted_blobs import EncryptedBlobStore
 from docingest.store.keys import MasterKey
 
 if TYPE_CHECKING:
@@ -83,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PART_SIZE",
     "MIN_PART_SIZE",
+    "S3Backend",
     "S3BlobStore",
     "S3Location",
     "make_s3_client",
@@ -93,7 +78,6 @@ log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
-_COPY_CHUNK = 1 << 20
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 # 412; 409 while another conditional write of the key is in flight; 404 for If-Match on a
 # deleted object.
@@ -223,7 +207,7 @@ class _ObjectUpload:
         self._closed = False
         self._lock = threading.Lock()
 
-    def append(self, blocks: Iterable[bytes]) -> None:
+    def append(self, blocks: Iterable[bytes | memoryview]) -> None:
         with self._lock:
             self._check_open()
             for block in blocks:
@@ -289,106 +273,144 @@ class _ObjectUpload:
             raise RuntimeError("upload is closed")
 
 
-# --------------------------------------------------------------------------- store
+# --------------------------------------------------------------------------- backend
 
 
-class S3BlobStore:
-    """Encrypted objects in `bucket` under `prefix` (see the module docstring).
+class S3Object:
+    """An object's GetObject stream; failures mid-stream are storage errors."""
 
-    `master_key` wraps new objects; `old_keys` are accepted for reading and re-wrapping;
-    `key_source` (the key files) is followed through a rotation (`blob_format.Keyring`).
-    """
+    def __init__(self, answer: GetObjectOutputTypeDef) -> None:
+        self._body = answer["Body"]
+        self.size = answer["ContentLength"]
+        self.version = answer["ETag"]
 
-    def __init__(
-        self,
-        client: S3Client,
-        location: S3Location,
-        master_key: MasterKey,
-        *,
-        old_keys: Sequence[MasterKey] = (),
-        key_source: KeySource | None = None,
-        frame_size: int = DEFAULT_FRAME_SIZE,
-        part_size: int = DEFAULT_PART_SIZE,
-    ) -> None:
-        if not 1 <= frame_size <= MAX_FRAME_SIZE:
-            raise ValueError(f"frame_size must be between 1 and {MAX_FRAME_SIZE}")
+    def read(self, n: int) -> bytes:
+        with _storage_errors("get"):
+            return self._body.read(n)
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class S3Writer:
+    """One object's bytes on their way into the bucket (see `_ObjectUpload`)."""
+
+    def __init__(self, backend: S3Backend, key: str) -> None:
+        self._backend = backend
+        self._key = key
+        self._name = backend.object_name(key)
+        self._upload = _ObjectUpload(backend.client, backend.bucket, self._name, backend.part_size)
+
+    def write(self, blocks: Iterable[bytes | memoryview]) -> None:
+        with _storage_errors("put"):
+            self._upload.append(blocks)
+
+    def publish(self) -> bool:
+        with _storage_errors("put"):
+            if self._backend.head(self._name) is not None:
+                return False
+            try:
+                self._backend.commit(self._upload, {"IfNoneMatch": "*"})
+            except _ConditionFailed as exc:
+                if exc.code == "ConditionalRequestConflict":  # the other put is in flight
+                    raise TransientError(
+                        ErrorCode.STORAGE_UNAVAILABLE,
+                        f"blob {self._key} is being written concurrently",
+                    ) from None
+                return False
+            return True
+
+    def replace(self, version: str) -> None:
+        changed = BlobIntegrityError(self._key, "header", f"blob {self._key} changed during rewrap")
+        with _storage_errors("rewrap"):
+            current = self._backend.head(self._name)
+            if current is None:
+                raise BlobNotFound(self._key)  # deleted meanwhile: do not resurrect it
+            if current.get("ETag") != version:
+                raise changed
+            try:
+                self._backend.commit(self._upload, {"IfMatch": version})
+            except _ConditionFailed:
+                raise changed from None
+
+    def abort(self) -> None:
+        self._upload.abort()
+
+
+class S3Backend:
+    """Objects in `location.bucket` named `location.prefix/key`."""
+
+    def __init__(self, client: S3Client, location: S3Location, part_size: int) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE}")
         self.client = client
-        self.location = location
-        self.frame_size = frame_size
+        self.bucket = location.bucket
         self.part_size = part_size
-        self._keyring = Keyring(master_key, old_keys, source=key_source)
         self._base = f"{location.prefix}/" if location.prefix else ""
         self._conditional = True  # until the server answers NotImplemented
-
-    @property
-    def master_key(self) -> MasterKey:
-        """The key that wraps new objects (follows a rotation of the key files)."""
-        return self._keyring.current
 
     def object_name(self, key: str) -> str:
         """The bucket object name that holds `key`."""
         return self._base + validate_key(key)
 
-    # -- writing
+    def writer(self, key: str) -> S3Writer:
+        return S3Writer(self, key)
 
-    async def put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], *, max_bytes: int | None = None
-    ) -> BlobInfo:
-        """Encrypt `chunks` to `key`, streaming; returns the plaintext's sha256 and size.
-
-        Raises BlobTooLarge past `max_bytes` and BlobExists if the key holds different
-        content (nothing is left in the bucket either way), ValueError for an invalid key.
-        """
+    def open(self, key: str, *, first: int | None = None) -> S3Object:
         name = self.object_name(key)
-        sealer = FrameSealer(key, self.master_key, self.frame_size)
-        upload = _ObjectUpload(self.client, self.location.bucket, name, self.part_size)
-
-        def write(frames: list[memoryview], final: bool) -> None:
-            with _storage_errors("put"):
-                upload.append(sealer.seal(frames, final=final))
-
-        upload.append([sealer.header])  # below one part: only buffers, no I/O on the loop
-        try:
-            await feed_frames(chunks, self.frame_size, max_bytes, write)
-            return await asyncio.to_thread(self._publish, key, sealer.info(), upload)
-        finally:
-            await asyncio.to_thread(upload.abort)  # no-op after a successful commit
-
-    async def put_bytes(self, key: str, data: bytes) -> BlobInfo:
-        return await asyncio.to_thread(self._put_bytes_sync, key, data)
-
-    def _put_bytes_sync(self, key: str, data: bytes) -> BlobInfo:
-        name = self.object_name(key)
-        sealer = FrameSealer(key, self.master_key, self.frame_size)
-        upload = _ObjectUpload(self.client, self.location.bucket, name, self.part_size)
-        try:
-            with _storage_errors("put"):
-                upload.append([sealer.header])
-                upload.append(sealer.seal(split_frames(data, self.frame_size), final=True))
-            return self._publish(key, sealer.info(), upload)
-        finally:
-            upload.abort()
-
-    def _publish(self, key: str, info: BlobInfo, upload: _ObjectUpload) -> BlobInfo:
-        """Commit the upload unless the key already holds an object (then it must hold the
-        same plaintext)."""
-        with _storage_errors("put"):
-            if self._head(self.object_name(key)) is not None:
-                ensure_same_content(info, self._digest_sync(key))
-                return info
+        with _storage_errors("get"):
             try:
-                self._commit(upload, {"IfNoneMatch": "*"})
-            except _ConditionFailed as exc:
-                if exc.code == "ConditionalRequestConflict":  # the other put is in flight
-                    raise TransientError(
-                        ErrorCode.STORAGE_UNAVAILABLE, f"blob {key} is being written concurrently"
-                    ) from None
-                ensure_same_content(info, self._digest_sync(key))
-        return info
+                if first is None:
+                    answer = self.client.get_object(Bucket=self.bucket, Key=name)
+                else:
+                    answer = self.client.get_object(
+                        Bucket=self.bucket, Key=name, Range=f"bytes=0-{first - 1}"
+                    )
+            except ClientError as exc:
+                if _code(exc) in _MISSING:
+                    raise BlobNotFound(key) from None
+                if _code(exc) == "InvalidRange":  # an empty object has no header to range over
+                    raise BlobIntegrityError(key, "truncated") from None
+                raise
+        return S3Object(answer)
 
-    def _commit(self, upload: _ObjectUpload, condition: _Condition) -> None:
+    def delete(self, key: str) -> bool:
+        """HEAD then DELETE: S3 deletes are idempotent and do not say whether there was
+        anything to delete."""
+        name = self.object_name(key)
+        with _storage_errors("delete"):
+            if self.head(name) is None:
+                return False
+            self.client.delete_object(Bucket=self.bucket, Key=name)
+            return True
+
+    def exists(self, key: str) -> bool:
+        with _storage_errors("exists"):
+            return self.head(self.object_name(key)) is not None
+
+    def iter_objects(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        """In the bucket's (lexicographic) order."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._base + prefix
+        )
+        with _storage_errors("list"):
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(self._base) :]
+                    if KEY_RE.fullmatch(key):
+                        yield key, obj["LastModified"].timestamp()
+
+    def head(self, name: str) -> HeadObjectOutputTypeDef | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=name)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise
+
+    def commit(self, upload: _ObjectUpload, condition: _Condition) -> None:
+        """Commit with `condition`, or without one on a server that does not support
+        conditional writes (remembered after its first NotImplemented)."""
         if not self._conditional:
             upload.commit({})
             return
@@ -404,138 +426,31 @@ class S3BlobStore:
             )
             upload.commit({})
 
-    # -- reading
 
-    async def get_bytes(self, key: str, *, expected_sha256: str) -> bytes:
-        """Decrypt and verify every frame and the plaintext sha256.
+# --------------------------------------------------------------------------- store
 
-        Raises BlobNotFound, BlobIntegrityError (BlobKeyUnavailable when the wrapping
-        master key is not known to this store), ValueError for an invalid key or sha256,
-        TransientError when the store cannot be reached.
-        """
-        expected = check_sha256(expected_sha256)
-        self.object_name(key)
-        return await asyncio.to_thread(
-            lambda: collect_verified(key, self._iter_plaintext(key), expected)
+
+class S3BlobStore(EncryptedBlobStore):
+    """Encrypted objects in `location.bucket` under `location.prefix`."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        location: S3Location,
+        master_key: MasterKey,
+        *,
+        old_keys: Sequence[MasterKey] = (),
+        key_source: KeySource | None = None,
+        frame_size: int = DEFAULT_FRAME_SIZE,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> None:
+        self.client = client
+        self.location = location
+        self.s3 = S3Backend(client, location, part_size)
+        super().__init__(
+            self.s3, master_key, old_keys=old_keys, key_source=key_source, frame_size=frame_size
         )
 
-    def _digest_sync(self, key: str) -> tuple[str, int]:
-        return digest_of(self._iter_plaintext(key))
-
-    def _iter_plaintext(self, key: str) -> Iterator[bytes]:
-        with _storage_errors("get"):
-            answer = self._get(key)
-            body = answer["Body"]
-            try:
-                yield from decrypt_object(key, body.read, answer["ContentLength"], self._keyring)
-            finally:
-                body.close()
-
-    def _get(self, key: str, **extra: Any) -> GetObjectOutputTypeDef:
-        try:
-            return self.client.get_object(
-                Bucket=self.location.bucket, Key=self.object_name(key), **extra
-            )
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                raise BlobNotFound(key) from None
-            if _code(exc) == "InvalidRange":  # an empty object has no header to range over
-                raise BlobIntegrityError(key, "truncated") from None
-            raise
-
-    def _head(self, name: str) -> HeadObjectOutputTypeDef | None:
-        try:
-            return self.client.head_object(Bucket=self.location.bucket, Key=name)
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise
-
-    # -- management
-
-    async def delete(self, key: str) -> bool:
-        """Remove the object; True if it existed (HEAD then DELETE: S3 deletes are
-        idempotent and do not say whether there was anything to delete)."""
-        name = self.object_name(key)
-
-        def run() -> bool:
-            with _storage_errors("delete"):
-                if self._head(name) is None:
-                    return False
-                self.client.delete_object(Bucket=self.location.bucket, Key=name)
-                return True
-
-        return await asyncio.to_thread(run)
-
-    async def exists(self, key: str) -> bool:
-        name = self.object_name(key)
-
-        def run() -> bool:
-            with _storage_errors("exists"):
-                return self._head(name) is not None
-
-        return await asyncio.to_thread(run)
-
-    def key_id_of(self, key: str) -> str:
-        """The master key id recorded in the object's header (not authenticated here;
-        `rewrap` and reads authenticate it)."""
-        with _storage_errors("get"):
-            answer = self._get(key, Range=f"bytes=0-{HEADER_SIZE - 1}")
-            body = answer["Body"]
-            try:
-                return read_key_id(key, read_exact(body.read, HEADER_SIZE))
-            finally:
-                body.close()
-
-    def rewrap(self, key: str, new_master: MasterKey) -> None:
-        """Re-wrap the object's data key with `new_master`; the frames are copied verbatim,
-        streamed part by part. The replacement is committed only if the object still has
-        the ETag it had when read (`If-Match`), so a concurrent delete or change is never
-        undone. Afterwards this store also knows `new_master`; a no-op when the object is
-        already wrapped with it."""
-        name = self.object_name(key)
-        with _storage_errors("rewrap"):
-            answer = self._get(key)
-            body = answer["Body"]
-            upload = _ObjectUpload(self.client, self.location.bucket, name, self.part_size)
-            try:
-                old_header = read_exact(body.read, HEADER_SIZE)
-                new_header = rewrapped_header(key, old_header, self._keyring, new_master)
-                if new_header is None:
-                    return
-                upload.append([new_header])
-                read = functools.partial(body.read, _COPY_CHUNK)
-                for block in iter(read, b""):
-                    upload.append([block])
-                self._replace(key, upload, answer["ETag"])
-            finally:
-                upload.abort()
-                body.close()
-
-    def _replace(self, key: str, upload: _ObjectUpload, etag: str) -> None:
-        current = self._head(self.object_name(key))
-        if current is None:
-            raise BlobNotFound(key)  # deleted meanwhile: do not resurrect it
-        if current.get("ETag") != etag:
-            raise BlobIntegrityError(key, "header", f"blob {key} changed during rewrap")
-        try:
-            self._commit(upload, {"IfMatch": etag})
-        except _ConditionFailed:
-            raise BlobIntegrityError(key, "header", f"blob {key} changed during rewrap") from None
-
-    def iter_keys(self, prefix: str = "") -> Iterator[str]:
-        """Every stored object key starting with `prefix` (for rotation, backup, audits),
-        in the bucket's (lexicographic) order."""
-        for key, _ in self.iter_objects(prefix):
-            yield key
-
-    def iter_objects(self, prefix: str = "") -> Iterator[tuple[str, float]]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.location.bucket, Prefix=self._base + prefix
-        )
-        with _storage_errors("list"):
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    key = obj["Key"][len(self._base) :]
-                    if KEY_RE.fullmatch(key):
-                        yield key, obj["LastModified"].timestamp()
+    def object_name(self, key: str) -> str:
+        """The bucket object name that holds `key`."""
+        return self.s3.object_name(key)

@@ -1,8 +1,9 @@
 """A circuit breaker for one external service, shared by every worker through Postgres.
 
-Generic: the embedder uses it as service `embedder` (`embed_gate.py`, which needs finer
-feedback: quota, throttling, refused inputs); the remote parser goes through `call` as
-service `parser`. The common case (closed) costs one unlocked read; only an open/half-open
+Generic: the remote parser goes through `call` as service `parser`; the embedder's gate
+(`embed_gate.py`) as service `embedder` through `enter` and `through`, because it reserves
+rate budget between admission and the request. Both run the same sequence: admit, call,
+feed the outcome back. The common case (closed) costs one unlocked read; only an open/half-open
 circuit, a failure, or the first success after failures takes the row lock.
 """
 
@@ -14,23 +15,20 @@ from uuid import uuid4
 
 from psycopg_pool import AsyncConnectionPool
 
-from docingest.config import Settings
 from docingest.domain import circuit
 from docingest.domain.circuit import Admission, BreakerPolicy, Circuit, CircuitState
-from docingest.domain.errors import Deferred, PermanentError, TransientError
+from docingest.domain.errors import (
+    Deferred,
+    PermanentError,
+    QuotaExhausted,
+    RateLimited,
+    TransientError,
+)
 from docingest.store import circuits
 from docingest.store.db import DictConn
 from docingest.worker import metrics
 
 T = TypeVar("T")
-
-
-def policy_from_settings(settings: Settings) -> BreakerPolicy:
-    """DOCINGEST_CIRCUIT_FAILURES and DOCINGEST_CIRCUIT_COOLDOWN_SECONDS, for every service."""
-    return BreakerPolicy(
-        failure_threshold=settings.circuit_failures,
-        cooldown_s=float(settings.circuit_cooldown_s),
-    )
 
 
 class Breaker:
@@ -101,18 +99,34 @@ class Breaker:
         return self._seen(after)
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, operation: str = "call") -> T:
-        """One logical call to the service through the breaker, timed as `operation` in
-        `docingest_external_call_seconds`. Refused while open (and
-        while another caller holds the half-open probe): `Deferred`. A `TransientError`
-        counts as a failure and, once the circuit is open, becomes `Deferred` too, so the
-        job waits without spending its retry budget. Any answer, even a refusal
-        (`PermanentError`), shows the service is up."""
-        admission = await self.admit(uuid4().hex)
+        """One logical call to the service through the breaker: `enter`, then `through`."""
+        await self.enter(uuid4().hex)
+        return await self.through(fn, operation=operation)
+
+    async def enter(self, holder: str) -> None:
+        """Admit `holder` or raise `Deferred`: refused while open, and while another caller
+        holds the half-open probe."""
+        admission = await self.admit(holder)
         if not admission.allowed:
             raise self.wait(admission.retry_after_s)
+
+    async def through(self, fn: Callable[[], Awaitable[T]], *, operation: str) -> T:
+        """Make one admitted request, timed as `operation` in
+        `docingest_external_call_seconds`, and feed its outcome back to the circuit.
+
+        A `TransientError` counts as a failure and, once the circuit is open, becomes
+        `Deferred`, so the job waits without spending its retry budget. `QuotaExhausted`
+        opens the circuit for the quota cool-down and becomes `Deferred`. `RateLimited` (the
+        service is up but busy) passes through and counts neither way. Any other answer,
+        even a refusal (`PermanentError`), shows the service is up."""
         try:
             with metrics.external_call(self.service, operation):
                 result = await fn()
+        except RateLimited:
+            raise
+        except QuotaExhausted as exc:
+            await self.quota_exhausted()
+            raise self.wait(self.policy.quota_cooldown_s) from exc
         except TransientError as exc:
             if (await self.failed()).state is CircuitState.OPEN:
                 raise self.wait(self.policy.cooldown_s) from exc

@@ -17,7 +17,7 @@ short transaction before or after it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,22 +25,21 @@ from uuid import uuid4
 
 from psycopg_pool import AsyncConnectionPool
 
-from docingest.clients.embedders import Embedder, OpenAIEmbedder, Vector
-from docingest.config import Settings
-from docingest.domain.circuit import BreakerPolicy, CircuitState
+from docingest.clients.embedders import Embedded, Embedder, OpenAIEmbedder, Vector
+from docingest.domain.circuit import BreakerPolicy
 from docingest.domain.errors import (
     Deferred,
+    DocingestError,
     InputRejected,
     QuotaExhausted,
     RateLimited,
-    TransientError,
 )
 from docingest.domain.pricing import cost_usd, price_per_mtok
 from docingest.domain.rate_budget import WINDOW_S, Grant, Limits
 from docingest.store import rate_budget
 from docingest.store.db import DictConn
 from docingest.worker import metrics
-from docingest.worker.breaker import Breaker, policy_from_settings
+from docingest.worker.breaker import Breaker
 
 SERVICE = "embedder"
 DEFAULT_THROTTLE_HOLD_S = 1.0  # a 429 without a retry-after hint
@@ -95,17 +94,15 @@ class EmbeddingGate:
         holder = uuid4().hex
         throttles = 0
         while True:
-            admission = await self.breaker.admit(holder)
-            if not admission.allowed:
-                raise self.breaker.wait(admission.retry_after_s)
+            await self.breaker.enter(holder)
             grant = await self._reserve(counts)
             called = time.monotonic()
             try:
-                with metrics.external_call(SERVICE, "embed"):
-                    vectors = await self.embedder.embed(texts[: grant.count])
+                result = await self.breaker.through(
+                    functools.partial(self._embed, texts[: grant.count]), operation="embed"
+                )
             except RateLimited as exc:
                 throttles += 1
-                self._count("throttled")
                 metrics.EMBED_THROTTLES.labels(model=self.model, source="provider").inc()
                 await self._hold(exc.retry_after or DEFAULT_THROTTLE_HOLD_S)
                 if throttles >= MAX_THROTTLES_PER_CALL:
@@ -113,28 +110,25 @@ class EmbeddingGate:
                         exc.retry_after or WINDOW_S, "embedder keeps throttling"
                     ) from exc
                 continue
-            except QuotaExhausted as exc:
-                self._count("quota")
-                metrics.QUOTA_EXHAUSTED.labels(model=self.model).inc()
-                await self.breaker.quota_exhausted()
-                raise self.breaker.wait(self.breaker.policy.quota_cooldown_s) from exc
-            except InputRejected:
-                self._count("rejected")
-                await self.breaker.succeeded()  # the service is up; the input is the problem
+            except InputRejected:  # the service is up; the input is the problem
                 return Sent(grant.count, None, 0, 0.0, time.monotonic() - called)
-            except TransientError as exc:
-                self._count("failed")
-                opened = await self.breaker.failed()
-                if opened.state is CircuitState.OPEN:
-                    raise self.breaker.wait(self.breaker.policy.cooldown_s) from exc
-                raise
-            await self.breaker.succeeded()
-            await self._follow_rate_limit_headers()
-            self._count("ok")
+            await self._follow_rate_limit(result)
             cost = cost_usd(grant.tokens, self.price)
             metrics.EMBED_TOKENS.labels(model=self.model).inc(grant.tokens)
             metrics.EMBED_COST.labels(model=self.model).inc(cost)
-            return Sent(grant.count, vectors, grant.tokens, cost, time.monotonic() - called)
+            return Sent(grant.count, result.vectors, grant.tokens, cost, time.monotonic() - called)
+
+    async def _embed(self, texts: Sequence[str]) -> Embedded:
+        """One request, counted under its outcome (ok, throttled, quota, rejected, failed)."""
+        try:
+            result = await self.embedder.embed(texts)
+        except DocingestError as exc:
+            self._count(metrics.call_outcome(exc))
+            if isinstance(exc, QuotaExhausted):
+                metrics.QUOTA_EXHAUSTED.labels(model=self.model).inc()
+            raise
+        self._count("ok")
+        return result
 
     def _count(self, outcome: str) -> None:
         metrics.EMBED_REQUESTS.labels(model=self.model, outcome=outcome).inc()
@@ -157,12 +151,12 @@ class EmbeddingGate:
         async with self.pool.connection() as conn:
             await rate_budget.hold(conn, self.budget_key, seconds)
 
-    async def _follow_rate_limit_headers(self) -> None:
-        """A provider limit at zero holds everyone until it resets (x-ratelimit-* headers)."""
-        snap = getattr(self.embedder, "last_rate_limit", None)
+    async def _follow_rate_limit(self, result: Embedded) -> None:
+        """A provider limit at zero holds everyone until it resets (this request's
+        x-ratelimit-* headers)."""
+        snap = result.rate_limit
         if snap is None:
             return
-        self.embedder.last_rate_limit = None  # type: ignore[attr-defined]  # consumed once
         waits = [
             reset
             for remaining, reset in (
@@ -173,21 +167,3 @@ class EmbeddingGate:
         ]
         if waits:
             await self._hold(min(max(waits), WINDOW_S))
-
-
-def gate_from_settings(
-    pool: AsyncConnectionPool[DictConn], embedder: Embedder, settings: Settings, *, actor: str
-) -> EmbeddingGate:
-    """The gate as configured: DOCINGEST_EMBED_RPM/TPM, DOCINGEST_CIRCUIT_*,
-    DOCINGEST_EMBED_QUOTA_COOLDOWN_SECONDS, DOCINGEST_EMBED_PRICE_PER_MTOK."""
-    return EmbeddingGate(
-        pool,
-        embedder,
-        limits=Limits(rpm=settings.embed_rpm, tpm=settings.embed_tpm),
-        breaker=dataclasses.replace(
-            policy_from_settings(settings),
-            quota_cooldown_s=float(settings.embed_quota_cooldown_s),
-        ),
-        price_per_mtok_usd=settings.embed_price_per_mtok,
-        actor=actor,
-    )

@@ -8,15 +8,29 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from docingest.bootstrap import Runtime, parser
+from docingest.config import Settings
+from docingest.domain.circuit import BreakerPolicy
+from docingest.domain.rate_budget import Limits
 from docingest.domain.retry import RetryPolicy
 from docingest.store import at_rest
 from docingest.store.db import open_pool
 from docingest.worker import remote_parse
 from docingest.worker.base import BaseWorker, WorkerOptions, new_worker_id
-from docingest.worker.breaker import Breaker, policy_from_settings
+from docingest.worker.breaker import Breaker
 from docingest.worker.context import CallbackSettings, StageContext
 from docingest.worker.embed_batcher import EmbeddingBatcher
-from docingest.worker.embed_gate import gate_from_settings
+from docingest.worker.embed_gate import EmbeddingGate
+
+
+def breaker_policy(settings: Settings) -> BreakerPolicy:
+    """DOCINGEST_CIRCUIT_FAILURES, DOCINGEST_CIRCUIT_COOLDOWN_SECONDS (every service) and
+    DOCINGEST_EMBED_QUOTA_COOLDOWN_SECONDS (the embedder's quota cool-down)."""
+    return BreakerPolicy(
+        failure_threshold=settings.circuit_failures,
+        cooldown_s=float(settings.circuit_cooldown_s),
+        quota_cooldown_s=float(settings.embed_quota_cooldown_s),
+    )
+
 
 #: job slots of one `docingest worker` process unless DOCINGEST_WORKER_CONCURRENCY says otherwise
 DEFAULT_CONCURRENCY = 2
@@ -54,7 +68,15 @@ async def run_worker(
     try:
         e = rt.embedder
         worker_id = new_worker_id()
-        gate = gate_from_settings(pool, e, rt.settings, actor=f"worker:{worker_id}")
+        policy = breaker_policy(rt.settings)
+        gate = EmbeddingGate(
+            pool,
+            e,
+            limits=Limits(rpm=rt.settings.embed_rpm, tpm=rt.settings.embed_tpm),
+            breaker=policy,
+            price_per_mtok_usd=rt.settings.embed_price_per_mtok,
+            actor=f"worker:{worker_id}",
+        )
         ctx = StageContext(
             pool=pool,
             blobs=rt.blobs,
@@ -75,7 +97,7 @@ async def run_worker(
             parser_breaker=Breaker(
                 pool,
                 remote_parse.SERVICE,
-                policy_from_settings(rt.settings),
+                policy,
                 actor=f"worker:{worker_id}",
             ),
             work=rt.settings.work,

@@ -27,7 +27,7 @@ async def search_chunks(
     request: Request, body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> dict[str, Any]:
     e = state.embedder
-    [vector] = await e.embed([body.query])
+    [vector] = (await e.embed([body.query])).vectors
     results = await search(
         conn,
         principal.user_id,

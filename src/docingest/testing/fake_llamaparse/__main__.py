@@ -1,0 +1,3 @@
+from docingest.testing.fake_llamaparse.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from docingest.testing.fake_openai.cli import main
+
+main()
