@@ -22,9 +22,9 @@ import pytest
 from docingest.bootstrap import Runtime
 from docingest.ops import backup
 from docingest.store.blobs import LocalBlobStore
-from docingest.store.chunks import search
 from docingest.store.db import open_pool
 from docingest.store.keys import MasterKey
+from docingest.store.search import search
 from docingest.testing.procs import wait_for
 from docingest.worker.runner import run_worker
 from tests.conftest import CORPUS, EXAMPLES
@@ -70,7 +70,14 @@ async def search_all(rt: Runtime, user: uuid.UUID) -> list[list[tuple[str, float
             for q in QUERIES:
                 [vec] = await e.embed([q])
                 rows = await search(
-                    conn, user, vec, model=e.model, version=e.version, dimensions=e.dimensions, k=5
+                    conn,
+                    user,
+                    query=q,
+                    query_vector=vec,
+                    model=e.model,
+                    version=e.version,
+                    dimensions=e.dimensions,
+                    k=5,
                 )
                 out.append([(str(r["chunk_id"]), round(float(r["score"]), 6)) for r in rows])
             return out

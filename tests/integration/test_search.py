@@ -8,8 +8,8 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
-from docingest.store.chunks import search
 from docingest.store.db import open_pool
+from docingest.store.search import SearchMode, search
 from docingest.store.vector_index import ensure_vector_index, index_name
 
 MODEL, VERSION, DIMS = "test-model", "d64", 64
@@ -53,12 +53,10 @@ async def test_small_tenant_gets_k_exact_results_beside_a_large_one(dsn: str) ->
             row = await cur.fetchone()
             assert row is not None and "USING hnsw" in row["indexdef"] and MODEL in row["indexdef"]
             query = mine[1] + 0.01 * rng.standard_normal(DIMS).astype(np.float32)
-            results = await search(
-                conn, small, query, model=MODEL, version=VERSION, dimensions=DIMS, k=3
-            )
-            everyone_else = await search(
-                conn, large, query, model=MODEL, version=VERSION, dimensions=DIMS, k=5
-            )
+            common = {"query": "chunk", "query_vector": query, "model": MODEL, "version": VERSION}
+            vector = {**common, "dimensions": DIMS, "mode": SearchMode.VECTOR}
+            results = await search(conn, small, **vector, k=3)
+            everyone_else = await search(conn, large, **vector, k=5)
     finally:
         await pool.close()
     assert len(results) == 3  # post-filtered ANN would find at most a couple of the 3 among 603

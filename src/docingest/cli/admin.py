@@ -1,4 +1,4 @@
-"""Small commands: `search`, `status`, `token`, `db upgrade|downgrade|current`."""
+"""Small commands: `status`, `token`, `db upgrade|downgrade|current`."""
 
 from __future__ import annotations
 
@@ -14,15 +14,12 @@ from rich.table import Table
 from docingest import bootstrap
 from docingest.api.auth import mint_token
 from docingest.cli.common import (
-    build_runtime,
     config_errors_exit,
     err_console,
     load_settings,
-    local_user,
 )
 from docingest.clients.embedders import Embedder
 from docingest.store import migrate
-from docingest.store.chunks import search
 from docingest.store.db import open_pool
 from docingest.store.vector_index import ensure_vector_index
 
@@ -103,53 +100,6 @@ def token_cmd(
             audience=settings.jwt_audience,
         )
     )
-
-
-def search_cmd(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Results to return.")] = 5,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the API's search response.")
-    ] = False,
-    user: Annotated[
-        str | None, typer.Option(help="Act as this user id (default: the local user).")
-    ] = None,
-) -> None:
-    """Search the local user's chunks by cosine similarity."""
-    settings = load_settings(log_format="console", quiet=True)
-    rt = build_runtime(settings)
-    user_id = local_user(settings, user)
-
-    async def run() -> list[dict[str, Any]]:
-        pool = await open_pool(rt.dsn, max_size=2, name="docingest-search")
-        try:
-            [vec] = await rt.embedder.embed([query])
-            async with pool.connection() as conn:
-                e = rt.embedder
-                return await search(
-                    conn,
-                    user_id,
-                    vec,
-                    model=e.model,
-                    version=e.version,
-                    dimensions=e.dimensions,
-                    k=k,
-                )
-        finally:
-            await pool.close()
-            await rt.embedder.aclose()
-
-    results = asyncio.run(run())
-    if as_json:
-        typer.echo(json.dumps({"results": results}, indent=2))
-        return
-    table = Table(title=f"top {k} for the query")
-    for col in ("score", "document_id", "chunk", "text"):
-        table.add_column(col)
-    for r in results:
-        snippet = " ".join(r["text"].split())[:160]
-        table.add_row(f"{r['score']:.3f}", r["document_id"][:8], str(r["chunk_ord"]), snippet)
-    Console().print(table)
 
 
 _STATUS_SQL = """

@@ -1,4 +1,5 @@
-"""Chunk and vector buffers, vector reuse, promotion into `document_chunks`, and search."""
+"""Chunk and vector buffers, vector reuse and promotion into `document_chunks` (search:
+`store/search.py`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from psycopg.types.json import Jsonb
 
 from docingest.pipeline.hashing import vector_sha
 from docingest.store.db import DictConn
-from docingest.store.vector_index import supports_filtered_ann
 
 
 @dataclass(frozen=True)
@@ -263,51 +263,4 @@ async def fingerprint(conn: DictConn, document_id: UUID) -> list[ChunkFingerprin
             r["chunk_id"], r["chunk_ord"], r["chunk_sha"], vector_sha(r["embedding"].to_numpy())
         )
         for r in await cur.fetchall()
-    ]
-
-
-async def search(
-    conn: DictConn,
-    user_id: UUID,
-    query_vector: np.ndarray,
-    *,
-    model: str,
-    version: str,
-    dimensions: int,
-    k: int,
-) -> list[dict[str, Any]]:
-    """Rank the user's chunks by cosine similarity.
-
-    Every query is filtered to one user. An HNSW index only filters *after* its candidate
-    list, so on pgvector < 0.8 a user holding a small share of the rows would silently get
-    fewer than k results; there the ranking is exact over the user's rows (btree on user,
-    model, version). With pgvector >= 0.8 the per-model HNSW index is used with an iterative
-    scan in strict order, which keeps searching until k rows pass the filter."""
-    dims = sql.Literal(dimensions)
-    async with conn.transaction():
-        if await supports_filtered_ann(conn):
-            await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-            order = sql.SQL("embedding::vector({d}) <=> %(q)s::vector({d})").format(d=dims)
-        else:  # an expression the index cannot serve: exact ranking of the filtered rows
-            order = sql.SQL("(embedding::vector({d}) <=> %(q)s::vector({d})) + 0").format(d=dims)
-        query = sql.SQL(
-            "SELECT document_id, chunk_id, chunk_ord, text,"
-            " 1 - (embedding::vector({d}) <=> %(q)s::vector({d})) AS score"
-            " FROM docingest.document_chunks"
-            " WHERE user_id = %(user)s AND embed_model = %(m)s AND embed_version = %(v)s"
-            " ORDER BY {order}, chunk_id LIMIT %(k)s"
-        ).format(d=dims, order=order)
-        cur = await conn.execute(
-            query, {"q": query_vector, "user": user_id, "m": model, "v": version, "k": k}
-        )
-        rows = await cur.fetchall()
-    return [
-        {
-            "document_id": str(r["document_id"]),
-            "chunk_id": str(r["chunk_id"]),
-            "chunk_ord": r["chunk_ord"],
-            "text": r["text"],
-            "score": round(float(r["score"]), 6),
-        }
-        for r in rows
     ]

@@ -214,3 +214,10 @@ async def delete(
     if job_row and job_row["parsed_path"]:
         await blobs.delete(job_row["parsed_path"])
     return True
+
+
+async def set_kind(conn: DictConn, document_id: UUID, kind: str) -> None:
+    """Record what kind of document this is (pipeline/document_kind.py), read when chunked."""
+    await conn.execute(
+        "UPDATE docingest.documents SET kind = %s WHERE document_id = %s", (kind, document_id)
+    )

@@ -1,4 +1,5 @@
-"""`POST /v1/search`: cosine ranking over the caller's own chunks only."""
+"""`POST /v1/search`: hybrid, vector or text ranking over the caller's own chunks only, each
+result citable (file name, pages, heading path, document kind; store/search.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, Field
 from docingest.api import audit
 from docingest.api.deps import ConnDep, PrincipalDep, StateDep
 from docingest.store import events
-from docingest.store.chunks import search
+from docingest.store.search import SearchMode, search
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -18,6 +19,8 @@ router = APIRouter(prefix="/v1", tags=["search"])
 class SearchRequest(BaseModel):
     query: Annotated[str, Field(min_length=1, max_length=4000)]
     k: Annotated[int, Field(ge=1, le=100)] = 10
+    # strict: one of the three names as a JSON string, nothing coerced
+    mode: Annotated[SearchMode, Field(strict=True)] = SearchMode.HYBRID
 
 
 @router.post("/search")
@@ -25,21 +28,25 @@ async def search_chunks(
     request: Request, body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> dict[str, Any]:
     e = state.embedder
-    [vector] = await e.embed([body.query])
+    vector = None
+    if body.mode is not SearchMode.TEXT:
+        [vector] = await e.embed([body.query])
     results = await search(
         conn,
         principal.user_id,
-        vector,
+        query=body.query,
+        query_vector=vector,
         model=e.model,
         version=e.version,
         dimensions=e.dimensions,
         k=body.k,
+        mode=body.mode,
     )
     await events.record(
         conn,
         actor=principal.actor,
         action="search",
         correlation_id=audit.correlation_id(request),
-        detail={"k": body.k, "results": len(results)},
+        detail={"k": body.k, "mode": body.mode.value, "results": len(results)},
     )
     return {"results": results}
