@@ -85,46 +85,45 @@ def _text_ranking() -> sql.Composed:
     """SELECT chunk_id, score, rank: the caller's `%(depth)s` best BM25 matches of `%(query)s`.
 
     A lexeme becomes a one-term tsquery through its quoted literal (quotes and backslashes
-    escaped), never by re-parsing it with a text search config."""
+    escaped), never by re-parsing it with a text search config. Term presence is read from
+    `strip(text_tsv)`, computed once per chunk into a materialized CTE: a stored tsvector is
+    often TOASTed, and every `@@` on it would fetch and decompress it again. BM25's term
+    frequency is taken as presence (1), a fair simplification for chunks of a few hundred
+    words; the length norm is the chunk's number of distinct lexemes."""
     cfg = sql.Literal(TEXT_SEARCH_CONFIG)
-    return sql.SQL(
-        """
-        WITH terms AS (
-            SELECT DISTINCT t.lexeme,
-                   ('''' || replace(replace(t.lexeme, '\\', '\\\\'), '''', '''''') || '''')::tsquery
-                       AS tq
-            FROM unnest(to_tsvector({cfg}::regconfig, %(query)s)) AS t
-        ),
-        mine AS MATERIALIZED (
-            SELECT dc.chunk_id, dc.text_tsv, length(dc.text_tsv) AS len
-            FROM docingest.document_chunks dc WHERE {scope}
-        ),
-        corpus AS (SELECT count(*) AS n, greatest(avg(len), 1) AS avg_len FROM mine),
-        weights AS (
-            SELECT terms.tq, ln(1 + (c.n - d.df + 0.5) / (d.df + 0.5)) AS idf
-            FROM terms CROSS JOIN corpus c
-            CROSS JOIN LATERAL (SELECT count(*) AS df FROM mine WHERE mine.text_tsv @@ terms.tq) d
-            WHERE d.df > 0
-        ),
-        scored AS (
-            SELECT mine.chunk_id,
-                   bool_or(mine.text_tsv @@ websearch_to_tsquery({cfg}::regconfig, %(query)s))
-                       AS every_word,
-                   sum(w.idf * ({k1} + 1)
-                       / (1 + {k1} * (1 - {b} + {b} * mine.len / c.avg_len))) AS bm25
-            FROM mine CROSS JOIN corpus c JOIN weights w ON mine.text_tsv @@ w.tq
-            GROUP BY mine.chunk_id
-        )
-        SELECT chunk_id, bm25 AS score,
-               row_number() OVER (ORDER BY every_word DESC, bm25 DESC, chunk_id) AS rank
-        FROM scored ORDER BY rank LIMIT %(depth)s
-        """
-    ).format(
-        cfg=cfg,
-        scope=_scope(),
-        k1=sql.Literal(BM25_K1),
-        b=sql.Literal(BM25_B),
+    return sql.SQL(_TEXT_RANKING).format(
+        cfg=cfg, scope=_scope(), k1=sql.Literal(BM25_K1), b=sql.Literal(BM25_B)
     )
+
+
+_TEXT_RANKING = r"""
+WITH terms AS MATERIALIZED (
+    SELECT DISTINCT
+        ('''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS tq
+    FROM unnest(to_tsvector({cfg}::regconfig, %(query)s)) AS t
+),
+mine AS MATERIALIZED (
+    SELECT dc.chunk_id, strip(dc.text_tsv) AS lexemes, length(dc.text_tsv) AS len,
+           dc.text_tsv @@ (SELECT websearch_to_tsquery({cfg}::regconfig, %(query)s)) AS every_word
+    FROM docingest.document_chunks dc WHERE {scope}
+),
+corpus AS MATERIALIZED (SELECT count(*) AS n, greatest(avg(len), 1) AS avg_len FROM mine),
+weights AS MATERIALIZED (
+    SELECT terms.tq, ln(1 + (c.n - d.df + 0.5) / (d.df + 0.5)) AS idf
+    FROM terms CROSS JOIN corpus c
+    CROSS JOIN LATERAL (SELECT count(*) AS df FROM mine WHERE mine.lexemes @@ terms.tq) d
+    WHERE d.df > 0
+),
+scored AS (
+    SELECT mine.chunk_id, mine.every_word,
+           sum(w.idf * ({k1} + 1) / (1 + {k1} * (1 - {b} + {b} * mine.len / c.avg_len))) AS bm25
+    FROM mine CROSS JOIN corpus c JOIN weights w ON mine.lexemes @@ w.tq
+    GROUP BY mine.chunk_id, mine.every_word
+)
+SELECT chunk_id, bm25 AS score,
+       row_number() OVER (ORDER BY every_word DESC, bm25 DESC, chunk_id) AS rank
+FROM scored ORDER BY rank LIMIT %(depth)s
+"""
 
 
 # --------------------------------------------------------------------------- fusion

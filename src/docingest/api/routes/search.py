@@ -3,7 +3,7 @@ result citable (file name, pages, heading path, document kind; store/search.py).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -19,8 +19,10 @@ router = APIRouter(prefix="/v1", tags=["search"])
 class SearchRequest(BaseModel):
     query: Annotated[str, Field(min_length=1, max_length=4000)]
     k: Annotated[int, Field(ge=1, le=100)] = 10
-    # strict: one of the three names as a JSON string, nothing coerced
-    mode: Annotated[SearchMode, Field(strict=True)] = SearchMode.HYBRID
+    # strict: exactly one of the three names as a JSON string, nothing coerced. A Literal
+    # compares by equality, so it is strict as it stands (FastAPI validates the decoded body
+    # in Python mode, where a strict enum would refuse even the right string).
+    mode: Literal["hybrid", "vector", "text"] = "hybrid"
 
 
 @router.post("/search")
@@ -28,8 +30,9 @@ async def search_chunks(
     request: Request, body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> dict[str, Any]:
     e = state.embedder
+    mode = SearchMode(body.mode)
     vector = None
-    if body.mode is not SearchMode.TEXT:
+    if mode is not SearchMode.TEXT:
         [vector] = await e.embed([body.query])
     results = await search(
         conn,
@@ -40,13 +43,13 @@ async def search_chunks(
         version=e.version,
         dimensions=e.dimensions,
         k=body.k,
-        mode=body.mode,
+        mode=mode,
     )
     await events.record(
         conn,
         actor=principal.actor,
         action="search",
         correlation_id=audit.correlation_id(request),
-        detail={"k": body.k, "mode": body.mode.value, "results": len(results)},
+        detail={"k": body.k, "mode": mode.value, "results": len(results)},
     )
     return {"results": results}
