@@ -27,7 +27,9 @@ def test_the_title_names_the_kind(text: str, kind: str) -> None:
 
 
 def test_the_earliest_title_wins_over_later_cross_references() -> None:
-    glossary = "Glossary of Health Coverage and Medical Terms. See your Summary of Benefits and Coverage"
+    glossary = (
+        "Glossary of Health Coverage and Medical Terms. See your Summary of Benefits and Coverage"
+    )
     assert classify(glossary) == "glossary"
     # at the same place, the longer title: an SBC is not a Medicare "Summary of Benefits"
     assert classify("Summary of Benefits and Coverage") == "sbc"
