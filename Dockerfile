@@ -1,15 +1,18 @@
 # docingest: one image for the API, the workers and the migrate job (docs/deploy.md).
-# Builder: a virtualenv with the wheel and its dependencies. Final: that venv only, run by a
-# non-root user; no compiler, no pip cache, no source tree.
+# Builder: a virtualenv with the wheel and its dependencies, each dependency installed at the
+# version and sha256 pinned in requirements.lock (`make lock`), so a build can never pick up a
+# different or tampered package. Final: that venv only, run by a non-root user; no compiler,
+# no pip cache, no source tree.
 FROM python:3.11-slim AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/docingest
+COPY requirements.lock ./
+RUN /opt/docingest/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/docingest/bin/pip install --upgrade pip \
- && /opt/docingest/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/docingest/bin/pip install /wheels/*.whl
+RUN /opt/docingest/bin/pip wheel --no-deps --wheel-dir /wheels . \
+ && /opt/docingest/bin/pip install --no-deps /wheels/*.whl
 
 FROM python:3.11-slim
 ENV PATH=/opt/docingest/bin:$PATH \

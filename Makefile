@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean browser
+.PHONY: demo test lint typecheck check bench clean browser lock
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,12 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## make lock: pin every runtime dependency with its sha256 (requirements.lock, used by the
+## Dockerfile). Run it after changing [project.dependencies]; a unit test checks they agree.
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet -o requirements.lock
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_e2e.py

@@ -1,8 +1,9 @@
 """chunk -> embed -> store throughput against the fake OpenAI endpoint at 50 ms per request.
 
 A ~1,800-chunk plain-text document (generated, deterministic) is placed at `parse_validated`;
-the BaseWorker then chunks it, embeds it through the fake server over HTTP in micro-batches,
-persists every batch, and promotes everything into the HNSW-indexed searchable table.
+the BaseWorker (default settings) then chunks it, embeds it through the fake server over HTTP
+in micro-batches, persists every batch, and promotes everything into the searchable table.
+Targets (issue 12): searchable >= 1,300 chunks/s, and searchable within 1.25x of durable.
 Rerun: `.venv/bin/python bench/embed_throughput.py [--chunks 1800] [--latency-ms 50]`.
 """
 
@@ -21,8 +22,11 @@ from bench._stack import scratch_database
 from docingest import bootstrap
 from docingest.config import Settings
 from docingest.store.db import open_pool
+from docingest.store.embedded_pg import EMBEDDED_MAJOR
 from docingest.testing.procs import free_port, run_process
 from docingest.testing.seed import place_parsed
+from docingest.worker.embed_batcher import MAX_IN_FLIGHT
+from docingest.worker.embedding import WINDOWS_IN_FLIGHT
 from docingest.worker.runner import run_worker
 
 WORDS = [
@@ -78,8 +82,6 @@ async def measure(
     await rt.embedder.aclose()
     pool = await open_pool(dsn)
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT index_name FROM docingest.vector_indexes")
-        assert await cur.fetchone() is not None, "the HNSW index must exist while promoting"
         cur = await conn.execute(
             "SELECT j.status, (j.progress->>'chunks_total')::int AS n,"
             " extract(epoch FROM max(e.at) FILTER (WHERE e.action = 'job.embeddings_stored')"
@@ -131,7 +133,11 @@ def main() -> None:
             json={"input": ["warm up"], "model": "text-embedding-3-small"},
         ).raise_for_status()
         print(
-            f"chunk -> embed -> store against the fake endpoint at {args.latency_ms} ms/request, 1536 dims"
+            f"chunk -> embed -> store against the fake endpoint at {args.latency_ms} ms/request,"
+            f" text-embedding-3-small 1536 dims stored as halfvec, {args.chunks} chunks;"
+            f" worker defaults: 1 slot, {WINDOWS_IN_FLIGHT} windows per job and"
+            f" {MAX_IN_FLIGHT} requests per worker in flight, 256 inputs per request;"
+            f" embedded PostgreSQL {EMBEDDED_MAJOR}; exact search (no vector index)"
         )
         print(
             "(timed from the job entering `chunking`; new text every run, so no vector is reused)"
@@ -143,8 +149,8 @@ def main() -> None:
             print(
                 f"run {run + 1}: {n} chunks, {stats['requests']} requests; vectors durable"
                 f" (embeddings_stored) in {stored_s:.2f} s = {n / stored_s:.0f} chunks/s;"
-                f" searchable in the HNSW-indexed table (complete) in {complete_s:.2f} s"
-                f" = {n / complete_s:.0f} chunks/s"
+                f" searchable (complete) in {complete_s:.2f} s = {n / complete_s:.0f} chunks/s;"
+                f" searchable/durable time {complete_s / stored_s:.2f}x"
             )
 
 

@@ -159,7 +159,7 @@ def main() -> int:
                 f"http://127.0.0.1:{port}", args, work / "results.json", work / "locust.log"
             )
             job_ids = [a["job_id"] for a in result["accepted"]]
-            statuses, drain_s = drain(dsn, job_ids, args.drain_timeout)
+            statuses, drain_s = drain(dsn, list(dict.fromkeys(job_ids)), args.drain_timeout)
         print(f"`docingest up --workers {args.workers}`, {args.users} users; logs in {work}")
         return report(result, statuses, drain_s)
 

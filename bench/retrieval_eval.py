@@ -142,7 +142,6 @@ async def _evaluate(
                     query_vector=vector,
                     model=e.model,
                     version=e.version,
-                    dimensions=e.dimensions,
                     k=K,
                     mode=SearchMode(mode),
                 )
@@ -177,14 +176,16 @@ def main() -> None:
     args = parser.parse_args()
     questions = load_questions()
     files = sorted({CORPUS / "real" / q.document for q in questions})
-    from docingest.store.search import MIN_FUSION_DEPTH, RRF_K, TEXT_SEARCH_CONFIG
+    from docingest.pipeline.rank_fusion import RRF_K
+    from docingest.store.search import FUSION_WEIGHTS, MIN_FUSION_DEPTH, TEXT_SEARCH_CONFIG
     from docingest.worker.context import StageContext
 
     print(
         f"settings: {len(questions)} questions over {len(files)} documents of {CORPUS / 'real'};"
         f" k={K}; chunker target/max tokens {StageContext.chunk_target_tokens}/"
         f"{StageContext.chunk_max_tokens}; text search config '{TEXT_SEARCH_CONFIG}';"
-        f" RRF k={RRF_K}, fusion depth max(k, {MIN_FUSION_DEPTH}); worker concurrency 2"
+        f" RRF k={RRF_K}, weights (vector, text) {FUSION_WEIGHTS}, fusion depth max(k, {MIN_FUSION_DEPTH});"
+        " worker concurrency 2"
     )
     rows: list[tuple[str, str, dict[str, Any]]] = []
     with scratch_database() as (dsn, home):

@@ -3,9 +3,11 @@ and row counts."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -13,6 +15,8 @@ from uuid import UUID
 
 import numpy as np
 import psycopg
+import uvicorn
+from fastapi import FastAPI
 from psycopg import sql
 
 from docingest import bootstrap
@@ -22,6 +26,9 @@ from docingest.clients.embedders import HashEmbedder
 from docingest.config import Settings
 from docingest.store import documents
 from docingest.store.db import DictConn
+from docingest.testing.procs import free_port
+
+SERVER_START_S = 15.0
 
 TABLES = (
     "documents",
@@ -117,3 +124,24 @@ class CountingEmbedder(HashEmbedder):
             raise self.error
         self.inputs += len(texts)
         return await super().embed(texts)
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, http: type[asyncio.Protocol] | str = "auto") -> AsyncIterator[str]:
+    """The app under uvicorn on a loopback port in this event loop; yields its base URL.
+    `http`: uvicorn's HTTP protocol (a class, e.g. `docingest.api.server.protocol_for(...)`)."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=http
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + SERVER_START_S
+    while not server.started:
+        assert not task.done() and time.monotonic() < deadline, "uvicorn did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

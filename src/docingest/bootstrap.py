@@ -17,7 +17,8 @@ from docingest.clients.llamaparse import LlamaParseClient
 from docingest.clients.local_parser import LocalParser
 from docingest.clients.wordllama_embedder import WordLlamaEmbedder
 from docingest.config import ConfigError, S3Settings, Settings
-from docingest.store import migrate
+from docingest.domain import server_support
+from docingest.store import at_rest, migrate
 from docingest.store.blobs import BlobStore, LocalBlobStore
 from docingest.store.embedded_pg import start_embedded
 from docingest.store.keys import KeyFiles, MasterKey, load_master_key, load_previous_keys
@@ -67,10 +68,9 @@ def database_url(settings: Settings, *, migrate_schema: bool = True) -> str:
     deadline = time.monotonic() + DB_RESTART_GRACE_S
     while True:
         try:
+            check_server(url)
             if migrate_schema:
                 migrate.upgrade(url)
-            else:
-                psycopg.connect(url).close()
             return url
         except psycopg.OperationalError as exc:
             if _restarting(exc) and time.monotonic() < deadline:
@@ -78,6 +78,21 @@ def database_url(settings: Settings, *, migrate_schema: bool = True) -> str:
                 continue
             reason = _without_password(exc, url)
             raise ConfigError(f"DOCINGEST_DATABASE_URL: cannot connect: {reason}") from None
+
+
+def check_server(url: str) -> None:
+    """Stop start-up with one line when the server is older than docingest supports
+    (`domain/server_support.py`), before any migration touches it."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version_num')::int,"
+            " (SELECT extversion FROM pg_extension WHERE extname = 'vector'),"
+            " (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')"
+        ).fetchone()
+    assert row is not None
+    reason = server_support.problem(int(row[0]), row[1], row[2])
+    if reason is not None:
+        raise ConfigError(f"DOCINGEST_DATABASE_URL: {reason}")
 
 
 def _restarting(exc: psycopg.OperationalError) -> bool:
@@ -172,6 +187,8 @@ def parser(settings: Settings) -> LocalParser | LlamaParseClient:
         max_pages=settings.max_pages,
         timeout_s=float(settings.parse_timeout_s),
         memory_mb=settings.parse_memory_mb,
+        max_page_chars=settings.work.max_page_chars,
+        max_document_chars=settings.work.max_document_chars,
     )
 
 
@@ -183,9 +200,12 @@ class Runtime:
     embedder: Embedder
     jwt_secret: str
     webhook_secret: str
+    at_rest: at_rest.AtRest
 
 
 def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
+    """The parts, then the at-rest policy (store/at_rest.py): under `require`, a database whose
+    storage is not shown or declared encrypted stops start-up with one line."""
     # Arguments are evaluated in order: a bad client setting stops start-up before any file is
     # created, a bad key before an embedded server starts or a migration is applied.
     return Runtime(
@@ -195,4 +215,5 @@ def runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
         jwt_secret=jwt_secret(settings),
         webhook_secret=webhook_secret(settings),
         dsn=database_url(settings, migrate_schema=migrate_schema),
+        at_rest=at_rest.enforce(settings),
     )

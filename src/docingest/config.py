@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from docingest.clients.wordllama_embedder import SUPPORTED_DIMENSIONS as WORDLLAMA_DIMENSIONS
+from docingest.pipeline.stored_vector import MAX_DIMENSIONS
 
 
 class ConfigError(ValueError):
@@ -24,6 +25,7 @@ _PARSERS = ("local", "llamaparse")
 #: the first is the default: offline and semantic (clients/wordllama_embedder.py)
 _EMBEDDERS = ("wordllama", "hash", "openai")
 _LOG_FORMATS = ("json", "console")
+_VECTOR_SEARCH = ("exact", "index")
 MIN_EMBED_TPM = 1000
 
 
@@ -38,6 +40,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "false").strip().lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name} must be true or false")
+    return raw in ("true", "1", "yes")
 
 
 def _price(env: Mapping[str, str], name: str) -> float | None:
@@ -85,8 +94,10 @@ def _embed_dimensions(env: Mapping[str, str], embedder: str) -> int:
             raise ConfigError(f"DOCINGEST_EMBED_DIMENSIONS must be one of {allowed} for wordllama")
         return dims
     dims = _int(env, "DOCINGEST_EMBED_DIMENSIONS", 1536)
-    if dims > 2000:
-        raise ConfigError("DOCINGEST_EMBED_DIMENSIONS must be <= 2000 (pgvector HNSW limit)")
+    if dims > MAX_DIMENSIONS:
+        raise ConfigError(
+            f"DOCINGEST_EMBED_DIMENSIONS must be <= {MAX_DIMENSIONS} (pgvector halfvec index limit)"
+        )
     return dims
 
 
@@ -119,6 +130,73 @@ def _s3_settings(env: Mapping[str, str]) -> S3Settings:
 
 
 @dataclass(frozen=True)
+class EdgeLimits:
+    """Deadlines and caps at the HTTP edge (api/edge.py, api/admission.py): a slow, idle or
+    greedy client costs its own connection and lane, never the service."""
+
+    header_timeout_s: int  # request line + headers must arrive within this
+    body_timeout_s: int  # longest gap between two pieces of a request body
+    body_min_rate: int  # bytes/s a body must average once `body_timeout_s` has passed
+    connections_per_address: int  # open connections one address may hold
+    anon_rate: int  # requests/s one address may make without a valid token ...
+    anon_burst: int  # ... with bursts up to this many
+    anon_inflight_per_address: int  # unauthenticated requests served at once per address
+    anon_inflight: int  # unauthenticated requests served at once, all addresses together
+    user_inflight: int  # requests served at once for one user
+    statement_timeout_s: int  # every API database statement
+    trusted_proxies: str | None  # addresses whose X-Forwarded-For is believed
+
+
+def _edge_limits(env: Mapping[str, str]) -> EdgeLimits:
+    limits = EdgeLimits(
+        header_timeout_s=_int(env, "DOCINGEST_API_HEADER_TIMEOUT_SECONDS", 10),
+        body_timeout_s=_int(env, "DOCINGEST_API_BODY_TIMEOUT_SECONDS", 15),
+        body_min_rate=_int(env, "DOCINGEST_API_BODY_MIN_BYTES_PER_SECOND", 1024),
+        connections_per_address=_int(env, "DOCINGEST_API_MAX_CONNECTIONS_PER_ADDRESS", 256),
+        anon_rate=_int(env, "DOCINGEST_API_ANON_RATE_PER_SECOND", 20),
+        anon_burst=_int(env, "DOCINGEST_API_ANON_BURST", 60),
+        anon_inflight_per_address=_int(env, "DOCINGEST_API_ANON_MAX_INFLIGHT_PER_ADDRESS", 4),
+        anon_inflight=_int(env, "DOCINGEST_API_ANON_MAX_INFLIGHT", 16),
+        user_inflight=_int(env, "DOCINGEST_API_USER_MAX_INFLIGHT", 8),
+        statement_timeout_s=_int(env, "DOCINGEST_API_STATEMENT_TIMEOUT_SECONDS", 15),
+        trusted_proxies=env.get("DOCINGEST_API_TRUSTED_PROXIES") or None,
+    )
+    if limits.anon_burst < limits.anon_rate:
+        raise ConfigError("DOCINGEST_API_ANON_BURST must be >= DOCINGEST_API_ANON_RATE_PER_SECOND")
+    return limits
+
+
+@dataclass(frozen=True)
+class WorkLimits:
+    """What one document may cost the worker (named error codes when exceeded)."""
+
+    # the densest corpus page holds 11,594 characters, the largest document 1.68 million
+    max_page_chars: int = 50_000  # extracted text of one page (`text_limit`)
+    max_document_chars: int = 5_000_000  # markdown of one document (`text_limit`)
+    max_chunks: int = 10_000  # chunks of one document (`too_many_chunks`)
+    max_user_retries: int = 3  # POST .../retry accepted per job, over its whole life
+    statement_timeout_s: int = 120  # every worker database statement
+
+
+def _work_limits(env: Mapping[str, str]) -> WorkLimits:
+    d = WorkLimits()
+    return WorkLimits(
+        max_page_chars=_int(env, "DOCINGEST_MAX_PAGE_CHARS", d.max_page_chars),
+        max_document_chars=_int(env, "DOCINGEST_MAX_DOCUMENT_CHARS", d.max_document_chars),
+        max_chunks=_int(env, "DOCINGEST_MAX_CHUNKS", d.max_chunks),
+        max_user_retries=_int(env, "DOCINGEST_MAX_USER_RETRIES", d.max_user_retries, minimum=0),
+        statement_timeout_s=_int(
+            env, "DOCINGEST_WORKER_STATEMENT_TIMEOUT_SECONDS", d.statement_timeout_s
+        ),
+    )
+
+
+#: HIPAA (45 CFR 164.316(b)(2)(i)) keeps documentation six years: 6 x 365 days + 2 leap days
+AUDIT_RETENTION_FLOOR_DAYS = 2192
+_DB_ENCRYPTION_POLICIES = ("warn", "require")
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     database_url: str | None
@@ -146,6 +224,7 @@ class Settings:
     circuit_cooldown_s: int
     embed_quota_cooldown_s: int
     embed_batch_size: int
+    vector_search: str  # exact (default) | index: use a bulk-built approximate index if any
     max_upload_bytes: int
     api_max_inflight: int
     max_pages: int
@@ -155,6 +234,13 @@ class Settings:
     lease_seconds: int
     max_retries: int
     log_format: str
+    edge: EdgeLimits
+    work: WorkLimits
+    jwt_max_ttl_s: int  # tokens living longer than this (exp - iat, or exp - now) are refused
+    audit_retention_days: int  # audit rows about people and documents
+    audit_noise_retention_days: int  # aggregated anonymous refusals and unbound rejections
+    db_encryption_policy: str  # warn | require (store/at_rest.py)
+    db_encrypted_at_rest: bool  # the operator's declaration for a database we cannot inspect
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -218,6 +304,7 @@ class Settings:
             circuit_cooldown_s=_int(env, "DOCINGEST_CIRCUIT_COOLDOWN_SECONDS", 30),
             embed_quota_cooldown_s=_int(env, "DOCINGEST_EMBED_QUOTA_COOLDOWN_SECONDS", 900),
             embed_batch_size=_batch_size(env),
+            vector_search=_choice(env, "DOCINGEST_VECTOR_SEARCH", "exact", _VECTOR_SEARCH),
             max_upload_bytes=_int(env, "DOCINGEST_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
             # requests over the cap are shed with 503 (api/shedding.py), not queued
             api_max_inflight=_int(env, "DOCINGEST_API_MAX_INFLIGHT", 64),
@@ -228,4 +315,18 @@ class Settings:
             lease_seconds=_int(env, "DOCINGEST_LEASE_SECONDS", 60, minimum=5),
             max_retries=_int(env, "DOCINGEST_MAX_RETRIES", 3, minimum=0),
             log_format=_choice(env, "DOCINGEST_LOG_FORMAT", "console", _LOG_FORMATS),
+            edge=_edge_limits(env),
+            work=_work_limits(env),
+            jwt_max_ttl_s=_int(env, "DOCINGEST_JWT_MAX_TTL_SECONDS", 86_400),
+            audit_retention_days=_int(
+                env,
+                "DOCINGEST_AUDIT_RETENTION_DAYS",
+                AUDIT_RETENTION_FLOOR_DAYS,
+                minimum=AUDIT_RETENTION_FLOOR_DAYS,
+            ),
+            audit_noise_retention_days=_int(env, "DOCINGEST_AUDIT_NOISE_RETENTION_DAYS", 90),
+            db_encryption_policy=_choice(
+                env, "DOCINGEST_DB_ENCRYPTION_POLICY", "warn", _DB_ENCRYPTION_POLICIES
+            ),
+            db_encrypted_at_rest=_flag(env, "DOCINGEST_DB_ENCRYPTED_AT_REST"),
         )

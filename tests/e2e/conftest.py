@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from docingest.bootstrap import Runtime
 from docingest.testing.procs import free_port, run_process, stop_process, wait_http_ok
+from tests.helpers import make_runtime
 
 JWT_SECRET = "e2e-test-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdefghijklmnop"
@@ -105,3 +107,30 @@ def llamaparse_up(
         yield base
     finally:
         stop_process(up, grace_s=30, kill_group=True)
+
+
+def openai_env(fake: str, **extra: str) -> dict[str, str]:
+    return {
+        "DOCINGEST_EMBEDDER": "openai",
+        "DOCINGEST_OPENAI_BASE_URL": f"{fake}/v1",
+        "DOCINGEST_OPENAI_API_KEY": "sk-test",
+        "DOCINGEST_EMBED_DIMENSIONS": "64",
+        **extra,
+    }
+
+
+MakeRuntime = Callable[..., Runtime]
+
+
+@pytest.fixture
+async def openai_rt(dsn: str, tmp_path: Path, fake_openai: str) -> AsyncIterator[MakeRuntime]:
+    """Runtimes on the test database embedding through the fake; their clients closed after."""
+    made: list[Runtime] = []
+
+    def make(**extra: str) -> Runtime:
+        made.append(make_runtime(dsn, tmp_path, **openai_env(fake_openai, **extra)))
+        return made[-1]
+
+    yield make
+    for rt in made:
+        await rt.embedder.aclose()

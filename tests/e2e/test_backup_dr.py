@@ -70,14 +70,7 @@ async def search_all(rt: Runtime, user: uuid.UUID) -> list[list[tuple[str, float
             for q in QUERIES:
                 [vec] = await e.embed([q])
                 rows = await search(
-                    conn,
-                    user,
-                    query=q,
-                    query_vector=vec,
-                    model=e.model,
-                    version=e.version,
-                    dimensions=e.dimensions,
-                    k=5,
+                    conn, user, query=q, query_vector=vec, model=e.model, version=e.version, k=5
                 )
                 out.append([(str(r["chunk_id"]), round(float(r["score"]), 6)) for r in rows])
             return out

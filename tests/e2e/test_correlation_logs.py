@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from docingest.api.audit import CORRELATION_NAMESPACE
 from docingest.api.auth import mint_token
 from docingest.testing.procs import free_port, run_process
 from tests.conftest import EXAMPLES
@@ -30,7 +31,10 @@ def test_upload_and_completion_lines_share_the_correlation_id(dsn: str, tmp_path
     env = stack_env(dsn, tmp_path / "home")
     port = free_port()
     api_log = tmp_path / "api.log"
-    cid = str(uuid.uuid4())
+    sent = str(uuid.uuid4())
+    user = uuid.uuid4()
+    # the caller's id, namespaced to the caller (api/audit.py): the response says which
+    cid = str(uuid.uuid5(CORRELATION_NAMESPACE, f"{user}:{sent}"))
     args = [sys.executable, "-m", "docingest", "api", "--port", str(port)]
     with (
         api_log.open("wb") as sink,
@@ -42,8 +46,8 @@ def test_upload_and_completion_lines_share_the_correlation_id(dsn: str, tmp_path
             f"http://127.0.0.1:{port}/v1/documents",
             files={"file": (SECRET_NAME, PDF.read_bytes(), "application/pdf")},
             headers={
-                "Authorization": f"Bearer {mint_token(JWT_SECRET, uuid.uuid4())}",
-                "X-Correlation-Id": cid,
+                "Authorization": f"Bearer {mint_token(JWT_SECRET, user)}",
+                "X-Correlation-Id": sent,
             },
             timeout=30,
         )

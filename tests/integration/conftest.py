@@ -1,10 +1,12 @@
 """The API in-process for integration tests: a runtime on the test database and an HTTP client
-on the real app (lifespan run, so the pool and vector index exist). A module that needs other
-settings overrides `rt`."""
+on the real app (lifespan run, so the pool exists). A module that needs other settings
+overrides `rt`. After every test that used the client, no blob may be left that no row
+references (issue 11: no blob outlives its document)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 
 from docingest.api.main import create_app
 from docingest.bootstrap import Runtime
+from docingest.ops.orphans import find_orphans
 from tests.helpers import make_runtime
 
 
@@ -27,3 +30,9 @@ async def client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             yield c
+        async with app.state.docingest.pool.connection() as conn:
+            cur = await conn.execute("SELECT to_regclass('docingest.documents') AS t")
+            schema = await cur.fetchone()  # a test may drop the schema on purpose
+            if schema is not None and schema["t"] is not None:
+                orphans = await find_orphans(conn, rt.blobs, grace=timedelta(0))
+                assert orphans == [], "blobs no row references"

@@ -3,6 +3,7 @@ rules, job reads, retry/advance, search, delete, health and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -244,5 +245,9 @@ async def test_health_readiness_and_metrics(
     )
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM docingest.schema_migrations")
-    not_ready = await client.get("/readyz")
+    # readiness reads the database at most once a second (api/recent.py): poll for the change
+    deadline = time.monotonic() + 5
+    while (not_ready := await client.get("/readyz")).status_code == 200:
+        assert time.monotonic() < deadline, "readiness never noticed the migrations"
+        await asyncio.sleep(0.1)
     assert not_ready.status_code == 503 and not_ready.json()["reason"] == "migrations not current"

@@ -13,8 +13,9 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from docingest.bootstrap import Runtime
+from docingest.pipeline.rank_fusion import RRF_K
 from docingest.store.db import open_pool
-from docingest.store.search import RRF_K, SearchMode, search
+from docingest.store.search import SearchMode, search
 from docingest.worker.runner import run_worker
 from tests.conftest import EXAMPLES
 from tests.helpers import auth, upload
@@ -70,7 +71,6 @@ async def _search(
             query_vector=q,
             model=MODEL,
             version=VERSION,
-            dimensions=DIMS,
             k=k,
             mode=mode,
         )

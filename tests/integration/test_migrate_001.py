@@ -17,6 +17,7 @@ from pgvector.psycopg import register_vector
 from docingest.ops import migrate_001, rollback
 from docingest.ops.blob_import import export_path
 from docingest.pipeline import hashing, ids
+from docingest.pipeline.stored_vector import as_stored
 from docingest.store.blobs import LocalBlobStore
 from docingest.store.keys import MasterKey
 from docingest.testing.legacy001 import (
@@ -345,7 +346,9 @@ def _assert_carried_chunks_equal(legacy_dsn: str, dsn: str) -> None:
         assert (doc, ord_, text) == old_chunks[cid][:3]
         source = old[(cid, model, mversion)].to_numpy()
         assert len(vec.to_numpy()) == len(source) == DIMENSIONS
-        assert vsha == hashing.vector_sha(vec.to_numpy()) == hashing.vector_sha(source)
+        # stored as halfvec: the 001 vector rounded to float16, hashed as stored
+        assert vsha == hashing.vector_sha(vec.to_numpy()) == hashing.vector_sha(as_stored(source))
+        assert np.allclose(vec.to_numpy(), source, rtol=1e-3, atol=1e-4)
 
 
 async def test_problems_are_reported_by_id_and_nothing_is_dropped(
@@ -539,7 +542,7 @@ async def test_migrated_chunks_stored_document_is_finished_embedding_only_what_i
             )
         }
     for cid in partial.chunk_ids[:2]:  # carried vectors were kept, not re-embedded
-        assert hashing.vector_sha(got[cid]) == hashing.vector_sha(partial.vectors[cid])
+        assert hashing.vector_sha(got[cid]) == hashing.vector_sha(as_stored(partial.vectors[cid]))
     assert hashing.vector_sha(got[partial.chunk_ids[2]]) == hashing.vector_sha(
-        _hash_vector(partial.texts[2])
+        as_stored(_hash_vector(partial.texts[2]))
     )

@@ -8,6 +8,7 @@ import psycopg
 
 from docingest.ops import migrate_001
 from docingest.pipeline import hashing
+from docingest.pipeline.stored_vector import as_stored
 from docingest.testing.legacy001 import Legacy001, LegacyChunkSpec
 from tests.legacy_fixtures import legacy_dsn
 
@@ -63,7 +64,7 @@ async def test_a_later_run_adds_new_documents_and_leaves_existing_ones(
     for cid, _, sha, _, vsha, _ in new:
         i = later.chunk_ids.index(cid)
         assert sha == hashing.chunk_sha(later.texts[i])
-        assert vsha == hashing.vector_sha(later.vectors[cid])
+        assert vsha == hashing.vector_sha(as_stored(later.vectors[cid]))
     assert after["buffered"] == {(c, two.batch) for c in buffered.chunk_ids}
     assert first.document_id not in {r[1] for r in new}
 

@@ -13,6 +13,7 @@ import psycopg
 from docingest.ops import migrate_001
 from docingest.pipeline import hashing
 from docingest.pipeline.hash_embedding import hash_embed
+from docingest.pipeline.stored_vector import as_stored
 from docingest.store.db import open_pool
 from docingest.store.search import SearchMode, search
 from docingest.testing.legacy001 import (
@@ -67,7 +68,7 @@ async def test_mapped_vectors_are_searched_and_reused_under_the_configured_versi
     assert job == (MODEL, VERSION)
     assert {(r[0], r[1], r[2]) for r in promoted} == {(c, MODEL, VERSION) for c in done.chunk_ids}
     for cid, _, _, vsha in promoted:  # relabelled, not changed
-        assert vsha == hashing.vector_sha(done.vectors[cid])
+        assert vsha == hashing.vector_sha(as_stored(done.vectors[cid]))
 
     rt = make_runtime(dsn, tmp_path / "home")
     async with await open_pool(dsn, max_size=2) as pool, pool.connection() as conn:
@@ -79,7 +80,6 @@ async def test_mapped_vectors_are_searched_and_reused_under_the_configured_versi
             mode=SearchMode.VECTOR,
             model=MODEL,
             version=VERSION,
-            dimensions=DIMENSIONS,
             k=1,
         )
     assert [h["chunk_id"] for h in hits] == [str(done.chunk_ids[1])]

@@ -15,7 +15,6 @@ from docingest.domain.states import JobStatus
 from docingest.store import jobs
 from docingest.store.db import open_pool
 from docingest.store.search import SearchMode, search
-from docingest.store.vector_index import ensure_vector_index
 from docingest.worker.base import BaseWorker, WorkerOptions
 from docingest.worker.context import StageContext
 from docingest.worker.runner import run_worker
@@ -60,7 +59,7 @@ async def test_examples_complete_with_one_vector_per_chunk_and_are_searchable(
             e = rt.embedder
             [q] = await e.embed([target["text"]])
             args = {"query": target["text"], "query_vector": q, "model": e.model, "k": 5}
-            args |= {"version": e.version, "dimensions": e.dimensions, "mode": SearchMode.VECTOR}
+            args |= {"version": e.version, "mode": SearchMode.VECTOR}
             mine = await search(conn, user, **args)
             theirs = await search(conn, other, **args)
         assert len(mine) == 5
@@ -91,9 +90,6 @@ async def test_every_stage_rerun_writes_nothing_new(dsn: str, tmp_path: Path) ->
     try:
         async with pool.connection() as conn:
             res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
-            await ensure_vector_index(
-                conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
-            )
         from docingest.bootstrap import parser
 
         ctx = StageContext(
@@ -168,18 +164,20 @@ async def test_transient_embedding_failure_keeps_finished_batches(dsn: str, tmp_
         async with pool.connection() as conn:
             res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
         await run_worker(rt, concurrency=1, once=True, handle_signals=False)
-        # the failed request is timed and counted per service; the job is scheduled to retry
+        # the failed request is timed and counted per service; the job is scheduled to retry.
+        # Two requests may be in flight: the one beside the failure may have been answered.
         assert local("docingest_worker_retries_total", code="embedding_unavailable") == retries + 1
-        for outcome, calls in (("ok", 1), ("failed", 1)):
-            assert (
-                local(
-                    "docingest_external_call_seconds_count",
-                    service="embedder",
-                    operation="embed",
-                    outcome=outcome,
-                )
-                == embed_calls[outcome] + calls
+        calls = {
+            outcome: local(
+                "docingest_external_call_seconds_count",
+                service="embedder",
+                operation="embed",
+                outcome=outcome,
             )
+            - embed_calls[outcome]
+            for outcome in ("ok", "failed")
+        }
+        assert calls["failed"] == 1 and 1 <= calls["ok"] <= 2
         async with pool.connection() as conn:
             job = await jobs.get(conn, res.job_id)
             assert job is not None
@@ -189,16 +187,19 @@ async def test_transient_embedding_failure_keeps_finished_batches(dsn: str, tmp_
                 and job.last_error
                 and job.last_error["code"] == "embedding_unavailable"
             )
-            assert job.progress["embeds_done"] == 4  # the first batch was persisted
+            # the first batch was persisted (and the other one in flight, if it was answered
+            # before the job gave up)
+            assert job.progress["embeds_done"] in (4, 8)
             first_inputs = flaky.inputs
             await conn.execute("UPDATE docingest.upload_jobs SET next_attempt_at = now()")
         await run_worker(rt, concurrency=1, once=True, handle_signals=False)
         async with pool.connection() as conn:
             job = await jobs.get(conn, res.job_id)
         assert job is not None and job.status == JobStatus.COMPLETE
-        # nothing embedded twice: total inputs == chunks
-        assert flaky.inputs == job.progress["chunks_total"]
-        assert first_inputs == 4
+        # nothing stored was embedded twice; at most the request that was in flight beside
+        # the failure, answered after the job gave up, is paid again (4 inputs here)
+        assert first_inputs in (4, 8)
+        assert job.progress["chunks_total"] <= flaky.inputs <= job.progress["chunks_total"] + 4
     finally:
         await pool.close()
 

@@ -15,7 +15,6 @@ from docingest import bootstrap
 from docingest.config import Settings
 from docingest.store import documents, migrate
 from docingest.store.db import open_pool
-from docingest.store.vector_index import ensure_vector_index
 from docingest.worker.runner import run_worker
 from tests.conftest import EXAMPLES
 from tests.helpers import counts, file_chunks, login_role_dsns
@@ -94,10 +93,6 @@ async def test_pipeline_runs_under_least_privilege_roles(
         runtime(login_dsns["docingest_api"]),
         runtime(login_dsns["docingest_worker"]),
     )
-    e = api_rt.embedder
-    owner_pool = await open_pool(dsn, min_size=1, max_size=1, name="owner")
-    async with owner_pool, owner_pool.connection() as conn:  # DDL stays with the schema owner
-        await ensure_vector_index(conn, e.model, e.version, e.dimensions)
     api_pool = await open_pool(api_rt.dsn, min_size=1, max_size=1, name="api")
     async with api_pool, api_pool.connection() as conn:
         assert (await (await conn.execute("SELECT current_user")).fetchone() or {})[

@@ -8,42 +8,20 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from docingest.api.main import create_app
 from docingest.config import ConfigError, Settings
-from docingest.testing.procs import free_port
 from tests.conftest import EXAMPLES
-from tests.helpers import auth, counts, make_runtime
+from tests.helpers import auth, counts, make_runtime, serving
 from tests.metrics_scrape import sample
 
 PDF = EXAMPLES / "sbc_uhc_bronze_2026.pdf"
 BOUNDARY = "shedding-test-boundary"
 DEADLINE_S = 15.0
-
-
-@asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """The app under uvicorn on a loopback port in this event loop; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + DEADLINE_S
-    while not server.started:
-        assert not task.done() and time.monotonic() < deadline, "uvicorn did not start"
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def multipart(pdf: bytes) -> tuple[bytes, bytes]:
@@ -96,8 +74,9 @@ async def test_over_the_inflight_cap_requests_are_shed_and_health_is_not(
         assert_shed(
             await c.post("/v1/documents", content=b"".join(other), headers=headers), "overloaded"
         )
-        assert (await c.get("/healthz")).status_code == 200
-        assert (await c.get("/readyz")).status_code == 200
+        assert (await c.get("/healthz")).status_code == 200  # alive ...
+        ready = await c.get("/readyz")  # ... but not ready: every slot is taken
+        assert (ready.status_code, ready.json()["reason"]) == (503, "overloaded")
         assert await scrape(c, "docingest_api_shed_total", reason="overloaded") == shed_before + 2
 
         release.set()
@@ -105,6 +84,7 @@ async def test_over_the_inflight_cap_requests_are_shed_and_health_is_not(
         assert accepted.status_code == 202, accepted.text
         job = await c.get(f"/v1/jobs/{accepted.json()['job_id']}", headers=auth(rt, user))
         assert job.status_code == 200  # the slot is free again
+        assert (await c.get("/readyz")).status_code == 200
         assert await scrape(c, "docingest_api_inflight_requests") == 0
     assert counts(dsn)["documents"] == 1  # the shed upload created nothing
 

@@ -293,7 +293,9 @@ def test_hpa_scales_the_worker_deployment_on_the_queue_depth_the_api_exports() -
     assert target["kind"] == "Deployment" and {target["name"]} == workers
     (metric,) = hpa["spec"]["metrics"]
     name = metric["external"]["metric"]["name"]
-    snap = QueueSnapshot(dict.fromkeys(JobStatus, 0), depth=3, oldest_claimable_s=0, live_workers=0)
+    snap = QueueSnapshot(
+        dict.fromkeys(JobStatus, 0), depth=3, oldest_claimable_s=0, live_workers=0, in_flight=0
+    )
     assert f"\n{name} 3.0\n" in queue_metrics.render(snap).decode()
     adapter = _yaml_docs(REPO / "deploy" / "prometheus" / "adapter-values.yaml")[0]
     assert [r["name"]["as"] for r in adapter["rules"]["external"]] == [name]

@@ -50,7 +50,11 @@ def exposed_names(families: list[Metric]) -> set[str]:
 
 def registered_names() -> set[str]:
     queue = QueueSnapshot(
-        by_status=dict.fromkeys(JobStatus, 0), depth=0, oldest_claimable_s=0, live_workers=0
+        by_status=dict.fromkeys(JobStatus, 0),
+        depth=0,
+        oldest_claimable_s=0,
+        live_workers=0,
+        in_flight=0,
     )
     return exposed_names(list(REGISTRY.collect())) | exposed_names(
         list(QueueCollector(queue).collect())

@@ -10,18 +10,32 @@ import pytest
 
 from docingest.domain.legacy_001 import version_map
 from docingest.pipeline import hashing, ids, vector_wire
+from docingest.pipeline.stored_vector import as_stored
 
 
 def _wire(values: np.ndarray) -> bytes:
     return len(values).to_bytes(2, "big") + b"\0\0" + values.astype(">f4").tobytes()
 
 
-def test_wire_bytes_hash_and_decode_like_the_decoded_vector() -> None:
+def test_wire_bytes_decode_and_become_the_stored_halfvec() -> None:
     values = np.random.default_rng(7).standard_normal(1536).astype(np.float32)
     data = _wire(values)
     assert vector_wire.dimensions(data) == 1536
-    assert vector_wire.vector_sha(data) == hashing.vector_sha(values)
     assert np.array_equal(vector_wire.to_numpy(data), values)
+    converted = vector_wire.to_halfvec(data)
+    assert converted is not None
+    wire, sha = converted
+    stored = as_stored(values)
+    assert not np.array_equal(stored, values)  # rounding happened: the test can tell
+    assert sha == hashing.vector_sha(stored)
+    assert wire[:4] == data[:4] and len(wire) == 4 + 2 * 1536
+    assert np.array_equal(np.frombuffer(wire, dtype=">f2", offset=4).astype(np.float32), stored)
+
+
+def test_a_value_beyond_float16_is_not_converted() -> None:
+    values = np.ones(4, dtype=np.float32)
+    values[2] = 1e6
+    assert vector_wire.to_halfvec(_wire(values)) is None
 
 
 def test_wire_dimensions_reject_bytes_that_disagree_with_the_header() -> None:

@@ -96,8 +96,9 @@ def test_callback_token_is_per_job_distinct_from_the_key_and_checked_by_hash() -
 def test_seed_body_roundtrip_and_refusals() -> None:
     doc = uuid.uuid4()
     raw = seed_callback.build(JOB, doc, "# Title\n\nbody é\n", "fake", "1")
-    body, job_id = seed_callback.load(raw)
+    job_id = seed_callback.claimed_job_id(raw)
     assert job_id == JOB
+    body = seed_callback.load(raw, job_id)
     cb = seed_callback.parse(body, job_id)
     assert (cb.document_id, cb.markdown, cb.parser_name) == (doc, "# Title\n\nbody é\n", "fake")
 
@@ -118,7 +119,17 @@ def test_seed_body_roundtrip_and_refusals() -> None:
     refused(lambda b: b.update(artifacts=[]), 422, "malformed_body")
     refused(lambda b: b["artifacts"][0].update(type="text"), 422, "malformed_body")
     refused(lambda b: b["meta"].update(parser_name="a b"), 422, "malformed_body")
-    for bad in (b"not json", b"[]", b'{"job_id": "x"}', b"{}"):
+    other = uuid.uuid4()
+    two_ids = f'{{"job_id": "{JOB}", "meta": {{"job_id": "{other}"}}}}'.encode()
+    for bad in (b"not json", b"[]", b'{"job_id": "x"}', b"{}", two_ids):
         with pytest.raises(CallbackRejected) as info:
-            seed_callback.load(bad)
+            seed_callback.claimed_job_id(bad)
         assert (info.value.status, info.value.reason) == (401, "unverifiable_body")
+    # signed for JOB, parsed only as a callback of JOB: anything else is a malformed body
+    escaped = json.dumps({"x": f'"job_id": "{other}"', "job_id": str(JOB)}).encode()
+    assert seed_callback.claimed_job_id(escaped) == JOB  # a quoted pair inside a string is no key
+    deep = b'{"job_id": "' + str(JOB).encode() + b'", "a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    for bad in (b"not json", b"[]", f'{{"job_id": "{other}"}}'.encode(), deep):
+        with pytest.raises(CallbackRejected) as info:
+            seed_callback.load(bad, JOB)
+        assert (info.value.status, info.value.reason) == (422, "malformed_body")

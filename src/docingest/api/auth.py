@@ -4,13 +4,15 @@ database on each request, api/break_glass.py).
 
 Tokens must carry `exp`; `alg: none` and any algorithm but HS256 are refused. With an
 issuer or audience configured (DOCINGEST_JWT_ISSUER / DOCINGEST_JWT_AUDIENCE) the token must
-carry that `iss` / `aud`; unset, the claim is not checked.
+carry that `iss` / `aud`; unset, the claim is not checked. A token may live at most
+DOCINGEST_JWT_MAX_TTL_SECONDS (default one day): both `exp - iat` (when `iat` is present) and
+`exp - now` must stay within it, so a leaked token with `exp` in the year 9999 opens nothing.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import jwt
@@ -48,6 +50,7 @@ def authenticate(
     *,
     issuer: str | None = None,
     audience: str | None = None,
+    max_ttl_s: int | None = None,
 ) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise unauthorized("missing bearer token")
@@ -68,6 +71,8 @@ def authenticate(
         raise unauthorized("token expired") from None
     except jwt.InvalidTokenError:
         raise unauthorized("invalid token") from None
+    if max_ttl_s is not None and _lives_too_long(claims, max_ttl_s):
+        raise unauthorized("token lifetime exceeds the allowed maximum")
     try:
         user_id = UUID(str(claims["sub"]))
     except ValueError:
@@ -81,6 +86,35 @@ def authenticate(
     return Principal(user_id=user_id, is_admin=False, grant_id=grant_id)
 
 
+@dataclass(frozen=True)
+class TokenPolicy:
+    """How this API verifies bearer tokens (one instance per app, shared by the admission
+    lanes and the route dependencies, so both decide alike)."""
+
+    secret: str = field(repr=False)
+    issuer: str | None = None
+    audience: str | None = None
+    max_ttl_s: int | None = None
+
+    def principal(self, authorization: str | None) -> Principal:
+        return authenticate(
+            authorization,
+            self.secret,
+            issuer=self.issuer,
+            audience=self.audience,
+            max_ttl_s=self.max_ttl_s,
+        )
+
+
+def _lives_too_long(claims: dict[str, object], max_ttl_s: int) -> bool:
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int | float):
+        return True
+    if exp - time.time() > max_ttl_s:
+        return True
+    return isinstance(iat, int | float) and exp - iat > max_ttl_s
+
+
 def mint_token(
     secret: str,
     user_id: UUID,
@@ -90,6 +124,8 @@ def mint_token(
     issuer: str | None = None,
     audience: str | None = None,
 ) -> str:
+    if ttl_s <= 0:
+        raise ValueError("ttl_s must be positive")
     now = int(time.time())
     role = "admin" if admin else "authenticated"
     return _encode(secret, user_id, role, now + ttl_s, {}, issuer=issuer, audience=audience)

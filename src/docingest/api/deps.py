@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 from psycopg_pool import AsyncConnectionPool
 
 from docingest.api import audit, break_glass
-from docingest.api.auth import Principal, authenticate
+from docingest.api.auth import Principal
 from docingest.api.errors import ApiError, not_found
 from docingest.api.state import AppState
 from docingest.store.db import DictConn
@@ -28,9 +28,7 @@ def get_any_principal(
     request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     """The token's principal, break-glass tokens included (their grant is not checked yet)."""
-    principal = authenticate(
-        authorization, state.jwt_secret, issuer=state.jwt_issuer, audience=state.jwt_audience
-    )
+    principal = state.tokens.principal(authorization)
     audit.remember(request, principal)
     return principal
 

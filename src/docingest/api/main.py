@@ -1,61 +1,99 @@
-"""Assemble the FastAPI app: routers, error handlers, lifespan-held pool and clients."""
+"""Assemble the FastAPI app: routers, error handlers, edge middleware, and the lifespan-held
+pool, clients and refusal log.
+
+Middleware, outermost first: HSTS (every answer carries it) -> request metrics (shed answers
+are counted and timed too) -> admission lanes (api/admission.py) -> body caps and deadlines
+(api/edge.py) -> the app.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException
 
-from docingest.api import audit, errors, hsts, shedding
+from docingest.api import audit, edge, errors, hsts, shedding
+from docingest.api.admission import Admission, Lanes
+from docingest.api.auth import TokenPolicy
+from docingest.api.errors import ApiError
+from docingest.api.observe import RequestMetrics
+from docingest.api.refusals import RefusalLog
 from docingest.api.routes import dashboard, documents, health, jobs, search, webhooks
 from docingest.api.state import AppState
 from docingest.bootstrap import Runtime
 from docingest.domain.errors import DocingestError
+from docingest.store import at_rest
 from docingest.store.db import open_pool
-from docingest.store.vector_index import ensure_vector_index
-
-REQUESTS = Counter("docingest_api_requests_total", "HTTP requests", ["route", "method", "status"])
-LATENCY = Histogram(
-    "docingest_api_request_seconds",
-    "HTTP request latency",
-    ["route", "method"],
-    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
+from docingest.store.vacuum import VacuumAfterDeletes
+from docingest.store.vector_search import Strategy
 
 
 def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0) -> FastAPI:
     """`pool_timeout_s`: how long a request waits for a database connection before it is
     shed with 503 `database_busy` (api/shedding.py)."""
+    settings = rt.settings
+    refusals = RefusalLog()
+    lanes = Lanes(max_inflight=settings.api_max_inflight, limits=settings.edge)
+    vacuum = VacuumAfterDeletes(rt.dsn)
+    tokens = TokenPolicy(
+        rt.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        max_ttl_s=settings.jwt_max_ttl_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await open_pool(
-            rt.dsn, min_size=1, max_size=pool_size, name="docingest-api", timeout=pool_timeout_s
+            rt.dsn,
+            min_size=1,
+            max_size=pool_size,
+            name="docingest-api",
+            timeout=pool_timeout_s,
+            statement_timeout_s=settings.edge.statement_timeout_s,
         )
-        async with pool.connection() as conn:
-            await ensure_vector_index(
-                conn, rt.embedder.model, rt.embedder.version, rt.embedder.dimensions
-            )
+        at_rest.report(rt.at_rest)
         app.state.docingest = AppState(
             pool=pool,
             blobs=rt.blobs,
             embedder=rt.embedder,
-            jwt_secret=rt.jwt_secret,
-            max_upload_bytes=rt.settings.max_upload_bytes,
+            tokens=tokens,
+            max_upload_bytes=settings.max_upload_bytes,
             webhook_secret=rt.webhook_secret,
-            jwt_issuer=rt.settings.jwt_issuer,
-            jwt_audience=rt.settings.jwt_audience,
+            refusals=refusals,
+            max_document_chars=settings.work.max_document_chars,
+            max_user_retries=settings.work.max_user_retries,
+            vacuum=vacuum,
+            lanes=lanes,
+            vector_search=Strategy(settings.vector_search),
         )
+        background = [
+            asyncio.create_task(refusals.run(pool), name="docingest-refusals"),
+            asyncio.create_task(vacuum.run(), name="docingest-vacuum"),
+        ]
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await rt.embedder.aclose()
             await pool.close()
+
+    def identify(authorization: str | None) -> str | None:
+        try:
+            principal = tokens.principal(authorization)
+        except ApiError:
+            return None
+        return str(principal.user_id)
 
     app = FastAPI(title="docingest", version="0.1.0", lifespan=lifespan)
     for router in (
@@ -70,23 +108,18 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
     app.add_exception_handler(errors.ApiError, audit.handle_audited_api_error)
     app.add_exception_handler(DocingestError, errors.handle_domain_error)
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
+    app.add_exception_handler(HTTPException, audit.handle_http_exception)
     app.add_exception_handler(psycopg.OperationalError, shedding.handle_database_busy)
-    # added before `observe`, so it runs inside it: shed requests are counted and timed too
-    app.add_middleware(shedding.InflightLimiter, max_inflight=rt.settings.api_max_inflight)
-    # wraps the limiter, so shed 503s carry the header too
-    behind_tls_proxy = rt.settings.public_url.startswith("https://")
+    # added first, so innermost: admission runs before any body byte is read
+    app.add_middleware(
+        edge.BodyLimits,
+        upload_cap=settings.max_upload_bytes,
+        webhook_cap=edge.webhook_body_cap(settings.work.max_document_chars),
+        body_timeout_s=settings.edge.body_timeout_s,
+        min_rate=settings.edge.body_min_rate,
+    )
+    app.add_middleware(Admission, lanes=lanes, identify=identify, refusals=refusals)
+    app.add_middleware(RequestMetrics)
+    behind_tls_proxy = settings.public_url.startswith("https://")
     app.add_middleware(hsts.StrictTransportSecurity, always=behind_tls_proxy)
-
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")  # templates, never raw paths with ids
-        LATENCY.labels(template, request.method).observe(time.perf_counter() - started)
-        REQUESTS.labels(template, request.method, str(response.status_code)).inc()
-        return response
-
     return app

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from docingest.api.errors import ApiError
 from docingest.domain.errors import ErrorCode
 from docingest.store.documents import UploadRefused
 
@@ -35,6 +36,7 @@ class FilePart:
     def __init__(self) -> None:
         self.filename = "upload.pdf"
         self.found = False
+        self.ended = False  # the closing boundary was seen
         self.pending: list[bytes] = []
         self._field = b""
         self._headers: dict[bytes, bytes] = {}
@@ -66,6 +68,9 @@ class FilePart:
     def on_part_end(self) -> None:
         self._in_file = False
 
+    def on_end(self) -> None:
+        self.ended = True
+
     def take(self) -> bytes:
         data = b"".join(self.pending)
         self.pending.clear()
@@ -75,7 +80,9 @@ class FilePart:
 async def file_part_stream(
     body: AsyncIterator[bytes], boundary: bytes, part: FilePart
 ) -> AsyncIterator[bytes]:
-    """Yield the bytes of the first `file` part; other fields are ignored."""
+    """Yield the bytes of the first `file` part; other fields are ignored. A body that ends
+    before its closing boundary is refused (`malformed_request`): the file may be cut short.
+    Refusals of the edge (a body too large or too slow) pass through unchanged."""
     parser = MultipartParser(
         boundary,
         {
@@ -85,6 +92,7 @@ async def file_part_stream(
             "on_headers_finished": part.on_headers_finished,
             "on_part_data": part.on_part_data,
             "on_part_end": part.on_part_end,
+            "on_end": part.on_end,
         },
     )
     try:
@@ -93,11 +101,15 @@ async def file_part_stream(
             if part.pending:
                 yield part.take()
         parser.finalize()
-    except UploadRefused:
+    except (UploadRefused, ApiError):
         raise
     except Exception:
         raise UploadRefused(ErrorCode.MALFORMED_REQUEST, "malformed multipart body") from None
-    if part.pending:
-        yield part.take()
     if not part.found:
         raise UploadRefused(ErrorCode.MALFORMED_REQUEST, "multipart field 'file' is required")
+    if not part.ended:
+        raise UploadRefused(
+            ErrorCode.MALFORMED_REQUEST, "multipart body ended before its closing boundary"
+        )
+    if part.pending:
+        yield part.take()

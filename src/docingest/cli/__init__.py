@@ -6,6 +6,7 @@ import typer
 
 from docingest.cli import (
     admin,
+    audit,
     backup,
     break_glass,
     ingest,
@@ -15,6 +16,7 @@ from docingest.cli import (
     search,
     services,
     validate,
+    vector_index,
 )
 
 app = typer.Typer(
@@ -36,6 +38,8 @@ app.add_typer(backup.backup_app, name="backup")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(break_glass.break_glass_app, name="break-glass")
 app.command("purge")(purge.purge_cmd)
+app.add_typer(audit.audit_app, name="audit")
 app.add_typer(migrate.migrate_app, name="migrate-001")
 app.command("compare-001")(migrate.compare_cmd)
 app.command("validate")(validate.validate)
+app.add_typer(vector_index.vector_index_app, name="vector-index")

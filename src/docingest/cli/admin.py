@@ -16,12 +16,11 @@ from docingest.api.auth import mint_token
 from docingest.cli.common import (
     config_errors_exit,
     err_console,
+    fail,
     load_settings,
 )
-from docingest.clients.embedders import Embedder
-from docingest.store import migrate
+from docingest.store import dashboard_stats, embedded_upgrade, migrate, queue_stats
 from docingest.store.db import open_pool
-from docingest.store.vector_index import ensure_vector_index
 
 db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
 
@@ -36,27 +35,22 @@ def _dsn(migrate_schema: bool = True) -> str:
 def db_upgrade(
     to: Annotated[int | None, typer.Option(help="Target version (default: latest).")] = None,
 ) -> None:
-    """Apply pending migrations. At the latest version, also create the configured embedding
-    model's vector index: that is DDL too, which processes started with --no-migrate under a
-    restricted role cannot run."""
-    settings = load_settings(log_format="console", quiet=True)
-    with config_errors_exit():
-        embedder = bootstrap.embedder(settings)
-        dsn = bootstrap.database_url(settings, migrate_schema=False)
+    """Apply pending migrations."""
+    dsn = _dsn(migrate_schema=False)
     applied = migrate.upgrade(dsn, to)
-    current = migrate.current_version(dsn)
-    if current == migrate.head():
-        asyncio.run(_ensure_vector_index(dsn, embedder))
-    typer.echo(f"applied: {applied or 'nothing'}; current: {current}")
+    typer.echo(f"applied: {applied or 'nothing'}; current: {migrate.current_version(dsn)}")
 
 
-async def _ensure_vector_index(dsn: str, embedder: Embedder) -> None:
-    try:
-        pool = await open_pool(dsn, min_size=1, max_size=1, name="docingest-db")
-        async with pool, pool.connection() as conn:
-            await ensure_vector_index(conn, embedder.model, embedder.version, embedder.dimensions)
-    finally:
-        await embedder.aclose()
+@db_app.command("upgrade-embedded")
+def db_upgrade_embedded() -> None:
+    """Upgrade an embedded home made by the older pgserver wheel (PostgreSQL 16) to
+    PostgreSQL 18 in place (pg_upgrade; the old data directory is kept as pg.old). Stop every
+    docingest process using $DOCINGEST_HOME first."""
+    settings = load_settings(log_format="console", quiet=True)
+    if settings.database_url:
+        fail("DOCINGEST_DATABASE_URL is set: upgrade-embedded only upgrades the embedded home", 2)
+    with config_errors_exit():
+        typer.echo(embedded_upgrade.upgrade_home(settings.home))
 
 
 @db_app.command("downgrade")
@@ -80,10 +74,18 @@ def db_current() -> None:
 def token_cmd(
     user: Annotated[str, typer.Option(help="User id (UUID) for the token's sub.")],
     admin: Annotated[bool, typer.Option("--admin", help="Grant the admin role.")] = False,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[
+        int, typer.Option(help="Lifetime in seconds (1 to DOCINGEST_JWT_MAX_TTL_SECONDS).")
+    ] = 3600,
 ) -> None:
     """Mint a JWT for local use."""
     settings = load_settings(log_format="console", quiet=True)
+    if not 0 < ttl <= settings.jwt_max_ttl_s:
+        err_console.print(
+            f"[red]--ttl must be between 1 and {settings.jwt_max_ttl_s} seconds"
+            " (DOCINGEST_JWT_MAX_TTL_SECONDS)[/red]"
+        )
+        raise typer.Exit(2)
     try:
         user_id = UUID(user)
     except ValueError:
@@ -102,24 +104,6 @@ def token_cmd(
     )
 
 
-_STATUS_SQL = """
-SELECT
-  (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM
-     (SELECT status, count(*) AS n FROM docingest.upload_jobs GROUP BY status) s) AS by_status,
-  (SELECT extract(epoch FROM now() - min(next_attempt_at)) FROM docingest.upload_jobs
-     WHERE status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')
-       AND claimed_by IS NULL AND next_attempt_at <= now()) AS queue_lag_s,
-  (SELECT job_id FROM docingest.upload_jobs
-     WHERE status NOT IN ('complete', 'failed_parse', 'failed_chunking', 'failed_embedding')
-     ORDER BY created_at LIMIT 1) AS oldest_waiting_job,
-  (SELECT coalesce(jsonb_object_agg(code, n), '{}') FROM
-     (SELECT last_error->>'code' AS code, count(*) AS n FROM docingest.upload_jobs
-      WHERE status IN ('failed_parse', 'failed_chunking', 'failed_embedding') GROUP BY 1) f) AS failures,
-  (SELECT count(*) FROM docingest.upload_jobs WHERE claimed_by IS NOT NULL
-     AND lease_expires_at > now()) AS in_flight
-"""
-
-
 def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
@@ -130,20 +114,18 @@ def status_cmd(
         pool = await open_pool(dsn, max_size=1, name="docingest-status")
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(_STATUS_SQL)
-                row = await cur.fetchone()
-                assert row is not None
-                return {
-                    "by_status": row["by_status"],
-                    "queue_lag_s": round(float(row["queue_lag_s"] or 0.0), 3),
-                    "oldest_waiting_job": str(row["oldest_waiting_job"])
-                    if row["oldest_waiting_job"]
-                    else None,
-                    "failures": row["failures"],
-                    "in_flight": int(row["in_flight"]),
-                }
+                queue = await queue_stats.snapshot(conn)
+                failures = (await dashboard_stats.read(conn)).failures_by_code
+                oldest = await queue_stats.oldest_waiting_job(conn)
         finally:
             await pool.close()
+        return {
+            "by_status": {s.value: n for s, n in queue.by_status.items() if n},
+            "queue_lag_s": round(queue.oldest_claimable_s, 3),
+            "oldest_waiting_job": str(oldest) if oldest else None,
+            "failures": dict(failures),
+            "in_flight": queue.in_flight,
+        }
 
     data = asyncio.run(run())
     if as_json:

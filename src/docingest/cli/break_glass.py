@@ -52,6 +52,8 @@ def grant_cmd(
     if reason is None or not reason.strip():
         fail("--reason is required: say why emergency access is needed", 2)
     settings = load_settings(log_format="console", quiet=True)
+    if ttl_minutes * 60 > settings.jwt_max_ttl_s:
+        fail("--ttl-minutes must not exceed DOCINGEST_JWT_MAX_TTL_SECONDS (the API refuses it)", 2)
     with config_errors_exit():
         secret = bootstrap.jwt_secret(settings)
         dsn = bootstrap.database_url(settings)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,8 +16,26 @@ from docingest import bootstrap
 from docingest.bootstrap import Runtime
 from docingest.config import ConfigError, Settings
 from docingest.logs import configure_logging
+from docingest.store.db import DictConn, open_pool
+from docingest.store.vacuum import vacuum
 
 err_console = Console(stderr=True)
+T = TypeVar("T")
+
+
+async def then_vacuum(
+    dsn: str, name: str, work: Callable[[DictConn], Awaitable[T]], tables: tuple[str, ...]
+) -> T:
+    """Run `work` on one connection, then VACUUM `tables` (none: skip) outside it."""
+    pool = await open_pool(dsn, max_size=1, name=name)
+    try:
+        async with pool.connection() as conn:
+            result = await work(conn)
+    finally:
+        await pool.close()
+    if tables:
+        await vacuum(dsn, tables)
+    return result
 
 
 @contextmanager

@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from docingest.cli.common import build_runtime, load_settings
+from docingest.cli.common import build_runtime, load_settings, then_vacuum
 from docingest.ops.purge import PurgeResult, purge
-from docingest.store.db import open_pool
+from docingest.store.db import DictConn
+from docingest.store.vacuum import DOCUMENT_TABLES
 
 
 def purge_cmd(
@@ -21,20 +22,18 @@ def purge_cmd(
         bool, typer.Option("--dry-run", help="List what would be removed; change nothing.")
     ] = False,
 ) -> None:
-    """Remove old documents with their jobs, chunks, vectors and blobs; the audit trail stays."""
+    """Remove old documents with their jobs, chunks, vectors and blobs (the audit trail stays),
+    then blobs no row references; then VACUUM the document tables."""
     settings = load_settings(log_format="console", quiet=True)
     rt = build_runtime(settings)
 
-    async def run() -> PurgeResult:
-        pool = await open_pool(rt.dsn, max_size=1, name="docingest-purge")
-        try:
-            async with pool.connection() as conn:
-                return await purge(conn, rt.blobs, timedelta(days=older_than), dry_run=dry_run)
-        finally:
-            await pool.close()
+    async def work(conn: DictConn) -> PurgeResult:
+        return await purge(conn, rt.blobs, timedelta(days=older_than), dry_run=dry_run)
 
-    result = asyncio.run(run())
+    tables = () if dry_run else DOCUMENT_TABLES
+    result = asyncio.run(then_vacuum(rt.dsn, "docingest-purge", work, tables))
     verb = "would purge" if result.dry_run else "purged"
     for document_id in result.document_ids:
         typer.echo(f"{verb} {document_id}")
     typer.echo(f"{verb} {len(result.document_ids)} documents older than {older_than} days")
+    typer.echo(f"{verb} {len(result.orphan_blobs)} blobs no row references")

@@ -14,6 +14,7 @@ from rich.table import Table
 from docingest.cli.common import build_runtime, load_settings, local_user
 from docingest.store.db import open_pool
 from docingest.store.search import SearchMode, search
+from docingest.store.vector_search import Strategy
 
 SNIPPET_CHARS = 160
 
@@ -72,9 +73,9 @@ def search_cmd(
                     query_vector=vector,
                     model=e.model,
                     version=e.version,
-                    dimensions=e.dimensions,
                     k=k,
                     mode=mode,
+                    strategy=Strategy(settings.vector_search),
                 )
         finally:
             await pool.close()

@@ -15,7 +15,6 @@ from typing import Annotated
 
 import prometheus_client
 import typer
-import uvicorn
 
 from docingest import bootstrap
 from docingest.cli.common import (
@@ -64,13 +63,13 @@ def api(
     settings = load_settings(log_format="json")
     rt = build_runtime(settings, migrate_schema=not no_migrate)
     from docingest.api.main import create_app
+    from docingest.api.server import serve
 
-    uvicorn.run(
+    serve(
         create_app(rt),
+        settings.edge,
         host=host,
         port=port,
-        log_level="warning",
-        access_log=False,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )
@@ -83,6 +82,14 @@ def worker(
             envvar="DOCINGEST_WORKER_CONCURRENCY", min=1, help="Async job slots in this process."
         ),
     ] = 2,
+    embedding_jobs: Annotated[
+        int,
+        typer.Option(
+            envvar="DOCINGEST_WORKER_EMBEDDING_JOBS",
+            min=1,
+            help="Jobs held at once in embedding, outside the slots; their texts share requests.",
+        ),
+    ] = 32,
     once: Annotated[
         bool, typer.Option("--once", help="Drain what is claimable now, then exit.")
     ] = False,
@@ -112,7 +119,9 @@ def worker(
     if metrics_port:
         # a daemon thread serving this process's registry (worker/metrics.py)
         prometheus_client.start_http_server(metrics_port, addr=metrics_host)
-    asyncio.run(run_worker(rt, concurrency=concurrency, once=once))
+    asyncio.run(
+        run_worker(rt, concurrency=concurrency, max_embedding_jobs=embedding_jobs, once=once)
+    )
 
 
 def _require_schema_at_head(dsn: str) -> None:

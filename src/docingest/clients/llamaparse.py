@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 PARSER_NAME = "llamaparse"
 PARSER_VERSION = "v1-markdown"
-DEFAULT_URL = "https://api.cloud.llamaindex.ai"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_INLINE_WAIT_S = 30.0  # longer server hints go back to the job scheduler

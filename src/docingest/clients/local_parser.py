@@ -30,6 +30,7 @@ from importlib import metadata
 from typing import Any, Final, TypeGuard
 
 from docingest.clients.pdf_markdown import ParsedPdf
+from docingest.config import WorkLimits
 from docingest.domain.errors import ErrorCode, ParseError, TransientError
 
 __all__ = [
@@ -85,8 +86,10 @@ async def parse_pdf(
     timeout_s: float = 120.0,
     memory_mb: int = 1536,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    max_page_chars: int = WorkLimits.max_page_chars,
+    max_document_chars: int = WorkLimits.max_document_chars,
 ) -> ParsedPdf:
-    """Convert PDF bytes to markdown in a sandboxed child process."""
+    """Convert PDF bytes to markdown in a sandboxed child process (text caps: `text_limit`)."""
     if max_pages < 1 or memory_mb < 1 or max_output_bytes < 1 or not timeout_s > 0:
         raise ValueError("max_pages, memory_mb, max_output_bytes and timeout_s must be > 0")
     # The CPU limit backs up the wall-clock timeout: it holds even if this process dies.
@@ -101,6 +104,10 @@ async def parse_pdf(
         str(memory_mb),
         "--cpu-seconds",
         str(cpu_seconds),
+        "--max-page-chars",
+        str(max_page_chars),
+        "--max-document-chars",
+        str(max_document_chars),
     ]
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -154,6 +161,8 @@ class LocalParser:
         timeout_s: float = 120.0,
         memory_mb: int = 1536,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        max_page_chars: int = WorkLimits.max_page_chars,
+        max_document_chars: int = WorkLimits.max_document_chars,
     ) -> None:
         if max_pages < 1 or memory_mb < 1 or max_output_bytes < 1 or not timeout_s > 0:
             raise ValueError("max_pages, memory_mb, max_output_bytes and timeout_s must be > 0")
@@ -163,6 +172,8 @@ class LocalParser:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.max_output_bytes = max_output_bytes
+        self.max_page_chars = max_page_chars
+        self.max_document_chars = max_document_chars
 
     async def parse(self, data: bytes) -> ParsedPdf:
         return await parse_pdf(
@@ -171,6 +182,8 @@ class LocalParser:
             timeout_s=self.timeout_s,
             memory_mb=self.memory_mb,
             max_output_bytes=self.max_output_bytes,
+            max_page_chars=self.max_page_chars,
+            max_document_chars=self.max_document_chars,
         )
 
 

@@ -39,7 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         apply_limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
         data = sys.stdin.buffer.read()
-        answer = _convert(data, max_pages=args.max_pages)
+        answer = _convert(
+            data,
+            max_pages=args.max_pages,
+            max_page_chars=args.max_page_chars,
+            max_document_chars=args.max_document_chars,
+        )
     except BaseException:  # the answer must always be one JSON object
         answer = _failure(ErrorCode.CORRUPT_PDF, "unexpected parser failure")
     payload = json.dumps(answer, ensure_ascii=False).encode("utf-8")
@@ -80,12 +85,19 @@ def _lower(which: int, soft: int, hard: int) -> None:
     resource.setrlimit(which, (min(soft, hard), hard))
 
 
-def _convert(data: bytes, *, max_pages: int) -> dict[str, Any]:
+def _convert(
+    data: bytes, *, max_pages: int, max_page_chars: int | None, max_document_chars: int | None
+) -> dict[str, Any]:
     try:
         # imported here so that PDFium is loaded only after the limits are in place
         from docingest.clients.pdf_markdown import pdf_to_markdown
 
-        parsed = pdf_to_markdown(data, max_pages=max_pages)
+        parsed = pdf_to_markdown(
+            data,
+            max_pages=max_pages,
+            max_page_chars=max_page_chars,
+            max_document_chars=max_document_chars,
+        )
     except ParseError as exc:
         return _failure(exc.code, exc.message)
     except MemoryError:
@@ -122,6 +134,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-pages", type=_positive_int, required=True)
     parser.add_argument("--memory-mb", type=_positive_int, default=None)
     parser.add_argument("--cpu-seconds", type=_positive_int, default=None)
+    parser.add_argument("--max-page-chars", type=_positive_int, default=None)
+    parser.add_argument("--max-document-chars", type=_positive_int, default=None)
     return parser.parse_args(argv)
 
 

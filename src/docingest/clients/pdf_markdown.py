@@ -119,11 +119,20 @@ class _Page:
     nonspace: int
 
 
-def pdf_to_markdown(data: bytes, *, max_pages: int) -> ParsedPdf:
-    """Convert PDF bytes to markdown. Raises ``ParseError`` with a content-free message."""
+def pdf_to_markdown(
+    data: bytes,
+    *,
+    max_pages: int,
+    max_page_chars: int | None = None,
+    max_document_chars: int | None = None,
+) -> ParsedPdf:
+    """Convert PDF bytes to markdown. Raises ``ParseError`` with a content-free message:
+    ``text_limit`` as soon as one page holds more than ``max_page_chars`` characters or the
+    pages so far more than ``max_document_chars`` (counted before the text is extracted)."""
     if max_pages < 1:
         raise ValueError("max_pages must be >= 1")
     check_decompression(data)  # before PDFium inflates anything
+    budget = _TextBudget(max_page_chars, max_document_chars)
     doc, repaired = _open(data)
     try:
         page_count = len(doc)
@@ -136,7 +145,7 @@ def pdf_to_markdown(data: bytes, *, max_pages: int) -> ParsedPdf:
         pages = []
         running: Counter[float] = Counter()
         for index in range(page_count):
-            page = _extract_page(doc, index, _last_sample_floor(running))
+            page = _extract_page(doc, index, _last_sample_floor(running), budget)
             for line in page.lines:
                 if line.size > 0:
                     running[line.size] += line.alnum
@@ -225,7 +234,26 @@ def _last_sample_floor(sizes: Counter[float]) -> float:
     return body * HEADING_MIN_RATIO * 0.95
 
 
-def _extract_page(doc: Any, index: int, last_sample_floor: float) -> _Page:
+class _TextBudget:
+    """Characters a page and the whole document may hold (None: unlimited)."""
+
+    def __init__(self, per_page: int | None, per_document: int | None) -> None:
+        self.per_page, self.per_document = per_page, per_document
+        self.used = 0
+
+    def take(self, chars: int) -> None:
+        self.used += chars
+        if self.per_page is not None and chars > self.per_page:
+            raise ParseError(
+                ErrorCode.TEXT_LIMIT, f"a page holds {chars} characters, limit {self.per_page}"
+            )
+        if self.per_document is not None and self.used > self.per_document:
+            raise ParseError(
+                ErrorCode.TEXT_LIMIT, f"the document exceeds {self.per_document} characters"
+            )
+
+
+def _extract_page(doc: Any, index: int, last_sample_floor: float, budget: _TextBudget) -> _Page:
     try:
         page = doc[index]
     except pdfium.PdfiumError:
@@ -233,6 +261,7 @@ def _extract_page(doc: Any, index: int, last_sample_floor: float) -> _Page:
     try:
         textpage = page.get_textpage()
         try:
+            budget.take(int(pdfium_c.FPDFText_CountChars(textpage)))
             return _page_lines(textpage, last_sample_floor)
         finally:
             textpage.close()

@@ -22,7 +22,8 @@ class ErrorCode(StrEnum):
     NO_PAGES = "no_pages"
     TOO_MANY_PAGES = "too_many_pages"
     PARSE_LIMIT = "parse_limit"
-    DECOMPRESSION_BOMB = "decompression_bomb"  # streams inflate far beyond the file's size
+    DECOMPRESSION_BOMB = "decompression_bomb"  # streams inflate (or are drawn) far beyond the file
+    TEXT_LIMIT = "text_limit"  # more extracted text per page or per document than allowed
     PARSER_UNAVAILABLE = "parser_unavailable"
     PARSER_FAILED = "parser_failed"  # remote job ended ERROR, PARTIAL_SUCCESS, CANCELLED
     PARSER_REJECTED = "parser_rejected"  # the remote parser refused our request (4xx)
@@ -31,6 +32,7 @@ class ErrorCode(StrEnum):
     STORAGE_UNAVAILABLE = "storage_unavailable"  # the blob store did not answer (retried)
     # chunk stage
     CHUNKING_ERROR = "chunking_error"
+    TOO_MANY_CHUNKS = "too_many_chunks"  # more chunks than DOCINGEST_MAX_CHUNKS
     # embed stage
     EMBEDDING_REJECTED = "embedding_rejected"
     EMBEDDING_UNAVAILABLE = "embedding_unavailable"
@@ -39,6 +41,7 @@ class ErrorCode(StrEnum):
     EMBEDDING_INPUT_REJECTED = "embedding_input_rejected"  # the provider refuses a chunk (poison)
     # generic
     RETRIES_EXHAUSTED = "retries_exhausted"
+    STATEMENT_TIMEOUT = "statement_timeout"  # a database statement ran past its deadline
     INTERNAL = "internal"
 
 
@@ -90,4 +93,4 @@ class InputRejected(PermanentError):
 
 class ParseError(PermanentError):
     """The PDF cannot be turned into text. Codes: encrypted, no_text, corrupt_pdf, no_pages,
-    too_many_pages, parse_limit, decompression_bomb."""
+    too_many_pages, parse_limit, decompression_bomb, text_limit."""

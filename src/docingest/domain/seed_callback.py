@@ -7,6 +7,11 @@
 ```
 Every artifact's `sha256`/`bytes` must describe its UTF-8 content; exactly one is markdown.
 Rejections carry an HTTP status and a stable reason, never any of the body's text.
+
+Nothing is parsed before the signature is verified: the signing key is per job, so the job id
+is found first by a linear scan of the raw bytes (`claimed_job_id`: exactly one top-level
+style `"job_id": "<uuid>"` pair); only a body whose signature verifies under that job's key is
+parsed (`load`, depth-checked first), and its parsed `job_id` must be the scanned one.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from docingest.domain.json_guard import too_deep
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _LABEL = re.compile(r"^[A-Za-z0-9_.+\-]{1,64}$")
+_JOB_ID_PAIR = re.compile(rb'"job_id"\s*:\s*"([^"\\]{1,64})"')
 
 
 class CallbackRejected(Exception):
@@ -38,19 +46,28 @@ class SeedCallback:
     parser_version: str
 
 
-def load(raw: bytes) -> tuple[dict[str, Any], UUID]:
-    """The JSON object and its `job_id`, needed before the signature can be checked (the key
-    is per job). Anything unreadable is refused as unverifiable (401)."""
+def claimed_job_id(raw: bytes) -> UUID:
+    """The job id the body claims, found without parsing it (the signing key depends on it).
+    No such pair, several different ones, or not a UUID: unverifiable (401)."""
+    found = {m.group(1) for m in _JOB_ID_PAIR.finditer(raw)}
+    job_id = _uuid(found.pop().decode("ascii", "replace")) if len(found) == 1 else None
+    if job_id is None:
+        raise CallbackRejected(401, "unverifiable_body")
+    return job_id
+
+
+def load(raw: bytes, job_id: UUID) -> dict[str, Any]:
+    """The JSON object of a body whose signature verified for `job_id`: not too deep, an
+    object, and naming that job (else 422: signed, but not a callback we can use)."""
+    if too_deep(raw):
+        raise CallbackRejected(422, "malformed_body")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise CallbackRejected(401, "unverifiable_body") from None
-    if not isinstance(body, dict):
-        raise CallbackRejected(401, "unverifiable_body")
-    job_id = _uuid(body.get("job_id"))
-    if job_id is None:
-        raise CallbackRejected(401, "unverifiable_body")
-    return body, job_id
+        raise CallbackRejected(422, "malformed_body") from None
+    if not isinstance(body, dict) or _uuid(body.get("job_id")) != job_id:
+        raise CallbackRejected(422, "malformed_body")
+    return body
 
 
 def parse(body: dict[str, Any], job_id: UUID) -> SeedCallback:

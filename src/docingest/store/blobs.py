@@ -67,6 +67,7 @@ __all__ = [
     "BlobStore",
     "BlobTooLarge",
     "LocalBlobStore",
+    "delete_prefix",
     "validate_key",
 ]
 
@@ -95,6 +96,18 @@ class BlobStore(Protocol):
     def key_id_of(self, key: str) -> str: ...
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]: ...
+
+    def iter_objects(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        """(key, last modified as unix time) of every stored object under `prefix`."""
+        ...
+
+
+async def delete_prefix(blobs: BlobStore, prefix: str) -> int:
+    """Delete every object whose key starts with `prefix`; how many there were."""
+    keys = await asyncio.to_thread(lambda: list(blobs.iter_keys(prefix)))
+    for key in keys:
+        await blobs.delete(key)
+    return len(keys)
 
 
 # --------------------------------------------------------------------------- files
@@ -340,6 +353,11 @@ class LocalBlobStore:
                 key = (rel / name).as_posix()
                 if key.startswith(prefix) and KEY_RE.fullmatch(key):
                     yield key
+
+    def iter_objects(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        for key in self.iter_keys(prefix):
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                yield key, self._path(key).stat().st_mtime
 
 
 # --------------------------------------------------------------------------- helpers

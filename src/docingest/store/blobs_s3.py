@@ -526,6 +526,10 @@ class S3BlobStore:
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         """Every stored object key starting with `prefix` (for rotation, backup, audits),
         in the bucket's (lexicographic) order."""
+        for key, _ in self.iter_objects(prefix):
+            yield key
+
+    def iter_objects(self, prefix: str = "") -> Iterator[tuple[str, float]]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.location.bucket, Prefix=self._base + prefix
         )
@@ -534,4 +538,4 @@ class S3BlobStore:
                 for obj in page.get("Contents", []):
                     key = obj["Key"][len(self._base) :]
                     if KEY_RE.fullmatch(key):
-                        yield key
+                        yield key, obj["LastModified"].timestamp()

@@ -1,5 +1,9 @@
-"""Chunk and vector buffers, vector reuse and promotion into `document_chunks` (search:
-`store/search.py`)."""
+"""Chunk and vector buffers, vector reuse, and promotion into `document_chunks`.
+
+Vectors are written once, as `halfvec` in the form search reads (pipeline/stored_vector.py),
+into `document_vector_buffer`; promotion moves them into the searchable table with one
+set-based statement inside the database, so no vector crosses the wire twice.
+Search itself is `store/search.py` (vector ranking: `store/vector_search.py`)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
-from psycopg import sql
+import numpy.typing as npt
+from pgvector import HalfVector
 from psycopg.types.json import Jsonb
 
 from docingest.pipeline.hashing import vector_sha
@@ -27,8 +32,11 @@ class ChunkRow:
 
 @dataclass(frozen=True)
 class VectorRow:
+    """One chunk's vector as it will be stored (`stored_vector.as_stored`) and its hash."""
+
     chunk_id: UUID
-    vector: np.ndarray
+    chunk_sha: str
+    vector: npt.NDArray[np.float32]
     vector_sha: str
 
 
@@ -82,57 +90,51 @@ async def reuse_vectors(
     model: str,
     version: str,
     batch_id: UUID,
-    chunk_ids: Sequence[UUID] | None = None,
+    chunk_ids: Sequence[UUID],
 ) -> set[UUID]:
-    """Copy vectors for chunks whose exact text (chunk_sha) was already embedded with the same
-    model/version, by any document or earlier in this one, instead of paying for a new call.
-    `chunk_ids` limits it to those chunks. Returns the chunk ids given a vector."""
-    # Two shapes instead of `ids IS NULL OR chunk_id = ANY(ids)`, which would defeat the
-    # primary-key lookup and scan the whole document for every window.
-    scope = (
-        sql.SQL("cb.chunk_id = ANY(%(ids)s::uuid[]) AND cb.document_id = %(doc)s")
-        if chunk_ids is not None
-        else sql.SQL("cb.document_id = %(doc)s")
-    )
-    query = sql.SQL(
+    """Copy vectors for the given chunks whose exact text (chunk_sha) was already embedded with
+    the same model/version, by any document or earlier in this one, instead of paying for a
+    new call. Returns the chunk ids given a vector.
+
+    Linear in the chunks asked about, however many chunks share a text: each distinct text
+    costs one probe of the searchable rows and one of the buffered vectors (both indexed by
+    model, version, chunk_sha, and holding only rows that have a vector), then every chunk of
+    that text gets the vector found. Chunks still waiting for a vector are never walked."""
+    cur = await conn.execute(
         """
-        INSERT INTO docingest.document_vector_buffer
-            (document_id, chunk_id, embed_model, embed_version, vector, vector_sha, batch_id, reused)
-        SELECT DISTINCT ON (cb.chunk_id) cb.document_id, cb.chunk_id, %(m)s, %(v)s, src.vector,
-               src.vector_sha, %(batch)s, true
-        FROM docingest.document_chunk_buffer cb
-        JOIN LATERAL (
-            SELECT dc.embedding AS vector, dc.vector_sha FROM docingest.document_chunks dc
-            WHERE dc.embed_model = %(m)s AND dc.embed_version = %(v)s AND dc.chunk_sha = cb.chunk_sha
-            UNION ALL
-            -- driven from the same text's chunks (index on chunk_sha), each probed by primary
-            -- key; the inner LIMIT keeps the planner from scanning every buffered vector first
-            SELECT v.vector, v.vector_sha FROM docingest.document_chunk_buffer cb2
+        WITH wanted AS MATERIALIZED (
+            -- chunks that already have a vector are skipped by ON CONFLICT (and not
+            -- returned); an anti-join here would read the whole vector buffer
+            SELECT cb.chunk_id, cb.chunk_sha FROM docingest.document_chunk_buffer cb
+            WHERE cb.chunk_id = ANY(%(ids)s::uuid[]) AND cb.document_id = %(doc)s
+        ), found AS MATERIALIZED (
+            SELECT t.chunk_sha, src.vector, src.vector_sha
+            FROM (SELECT DISTINCT chunk_sha FROM wanted) t
             CROSS JOIN LATERAL (
-                SELECT vb.vector, vb.vector_sha FROM docingest.document_vector_buffer vb
-                WHERE vb.chunk_id = cb2.chunk_id AND vb.embed_model = %(m)s
-                  AND vb.embed_version = %(v)s
+                (SELECT dc.embedding AS vector, dc.vector_sha FROM docingest.document_chunks dc
+                 WHERE dc.embed_model = %(m)s AND dc.embed_version = %(v)s
+                   AND dc.chunk_sha = t.chunk_sha LIMIT 1)
+                UNION ALL
+                (SELECT vb.vector, vb.vector_sha FROM docingest.document_vector_buffer vb
+                 WHERE vb.embed_model = %(m)s AND vb.embed_version = %(v)s
+                   AND vb.chunk_sha = t.chunk_sha LIMIT 1)
                 LIMIT 1
-            ) v
-            WHERE cb2.chunk_sha = cb.chunk_sha
-            LIMIT 1
-        ) src ON true
-        WHERE {scope}
-          AND NOT EXISTS (
-            SELECT 1 FROM docingest.document_vector_buffer x
-            WHERE x.chunk_id = cb.chunk_id AND x.embed_model = %(m)s AND x.embed_version = %(v)s)
+            ) src
+        )
+        INSERT INTO docingest.document_vector_buffer (document_id, chunk_id, chunk_sha,
+            embed_model, embed_version, vector, vector_sha, batch_id, reused)
+        SELECT %(doc)s, w.chunk_id, w.chunk_sha, %(m)s, %(v)s, f.vector, f.vector_sha,
+               %(batch)s, true
+        FROM wanted w JOIN found f USING (chunk_sha)
         ON CONFLICT DO NOTHING
         RETURNING chunk_id
-        """
-    ).format(scope=scope)
-    cur = await conn.execute(
-        query,
+        """,
         {
             "m": model,
             "v": version,
             "batch": batch_id,
             "doc": document_id,
-            "ids": list(chunk_ids) if chunk_ids is not None else None,
+            "ids": list(chunk_ids),
         },
     )
     return {row["chunk_id"] for row in await cur.fetchall()}
@@ -177,11 +179,20 @@ async def insert_vectors(
         return 0
     async with conn.cursor() as cur:
         await cur.executemany(
-            "INSERT INTO docingest.document_vector_buffer (document_id, chunk_id, embed_model,"
-            " embed_version, vector, vector_sha, batch_id) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
+            "INSERT INTO docingest.document_vector_buffer (document_id, chunk_id, chunk_sha,"
+            " embed_model, embed_version, vector, vector_sha, batch_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [
-                (document_id, r.chunk_id, model, version, r.vector, r.vector_sha, batch_id)
+                (
+                    document_id,
+                    r.chunk_id,
+                    r.chunk_sha,
+                    model,
+                    version,
+                    HalfVector(r.vector),
+                    r.vector_sha,
+                    batch_id,
+                )
                 for r in rows
             ],
         )
@@ -260,7 +271,10 @@ async def fingerprint(conn: DictConn, document_id: UUID) -> list[ChunkFingerprin
     )
     return [
         ChunkFingerprint(
-            r["chunk_id"], r["chunk_ord"], r["chunk_sha"], vector_sha(r["embedding"].to_numpy())
+            r["chunk_id"],
+            r["chunk_ord"],
+            r["chunk_sha"],
+            vector_sha(r["embedding"].to_numpy().astype(np.float32)),
         )
         for r in await cur.fetchall()
     ]

@@ -1,7 +1,8 @@
-"""Connection pools (async) with pgvector types registered."""
+"""Connection pools (async) with pgvector types registered and statement deadlines."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pgvector.psycopg import register_vector_async
@@ -12,9 +13,20 @@ from psycopg_pool import AsyncConnectionPool
 DictConn = AsyncConnection[dict[str, Any]]
 
 
-async def _configure(conn: AsyncConnection[Any]) -> None:
-    await register_vector_async(conn)
-    await conn.set_autocommit(True)
+def _configurer(
+    statement_timeout_s: float | None,
+) -> Callable[[AsyncConnection[Any]], Awaitable[None]]:
+    async def configure(conn: AsyncConnection[Any]) -> None:
+        await register_vector_async(conn)
+        await conn.set_autocommit(True)
+        if statement_timeout_s is not None:
+            # Every statement on this connection gets a deadline, and so does a transaction
+            # left idle: neither can hold locks, a snapshot (vacuum) or a lease forever.
+            ms = max(1, round(statement_timeout_s * 1000))
+            await conn.execute(f"SET statement_timeout = {ms}")
+            await conn.execute(f"SET idle_in_transaction_session_timeout = {ms}")
+
+    return configure
 
 
 async def open_pool(
@@ -24,9 +36,12 @@ async def open_pool(
     max_size: int = 8,
     name: str = "docingest",
     timeout: float = 30.0,
+    statement_timeout_s: float | None = None,
 ) -> AsyncConnectionPool[DictConn]:
     """Open a pool of autocommit connections; explicit transactions use `conn.transaction()`.
-    `timeout`: how long `connection()` waits for a free connection before `PoolTimeout`."""
+    `timeout`: how long `connection()` waits for a free connection before `PoolTimeout`.
+    `statement_timeout_s`: Postgres cancels any statement (and ends any transaction idle)
+    longer than this on these connections (`QueryCanceled`)."""
     pool: AsyncConnectionPool[DictConn] = AsyncConnectionPool(
         dsn,
         min_size=min_size,
@@ -34,7 +49,7 @@ async def open_pool(
         name=name,
         timeout=timeout,
         open=False,
-        configure=_configure,
+        configure=_configurer(statement_timeout_s),
         kwargs={"row_factory": dict_row, "autocommit": True},
         connection_class=AsyncConnection,
         check=AsyncConnectionPool.check_connection,

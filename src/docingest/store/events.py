@@ -10,6 +10,10 @@ from psycopg.types.json import Jsonb
 
 from docingest.store.db import DictConn
 
+#: one row per source address and minute of refused anonymous requests (api/refusals.py);
+#: noise by the retention policy (ops/audit_retention.py)
+ANONYMOUS_REFUSALS = "auth.refused.anonymous"
+
 
 async def record(
     conn: DictConn,
@@ -27,12 +31,3 @@ async def record(
         " correlation_id, detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (actor, action, outcome, job_id, document_id, correlation_id, Jsonb(dict(detail or {}))),
     )
-
-
-async def for_document(conn: DictConn, document_id: UUID) -> list[dict[str, Any]]:
-    cur = await conn.execute(
-        "SELECT event_id, at, actor, action, outcome, job_id, detail FROM docingest.events"
-        " WHERE document_id = %s ORDER BY event_id",
-        (document_id,),
-    )
-    return list(await cur.fetchall())

@@ -49,7 +49,37 @@ class LeaseLost(Exception):
     """The job is no longer ours (lease expired and taken over, or state moved on)."""
 
 
+def _claimable(t: str) -> str:
+    """The claimable condition on the `upload_jobs` row aliased `t`."""
+    return (
+        f"{t}.status NOT IN {_TERMINAL_SQL}"
+        f" AND {t}.status <> ALL(%(excluded)s::docingest.job_status[])"
+        f" AND {t}.next_attempt_at <= now()"
+        f" AND ({t}.claimed_by IS NULL OR {t}.lease_expires_at < now())"
+    )
+
+
+# Fair across users: a job's turn is its user's jobs in flight plus its place in that user's
+# queue, so a user with nothing running goes first and a deep backlog is served round-robin
+# with everyone else's (one user's backlog delays another's first document by at most the
+# time a slot takes to free). Among equal turns, the most overdue first. Candidates are
+# locked with SKIP LOCKED, so concurrent claimers take different jobs.
 _CLAIM = f"""
+WITH running AS (
+    SELECT user_id, count(*) AS n FROM docingest.upload_jobs
+    WHERE claimed_by IS NOT NULL AND lease_expires_at >= now() AND status NOT IN {_TERMINAL_SQL}
+    GROUP BY user_id
+), ranked AS (
+    SELECT job_id, user_id, next_attempt_at,
+           row_number() OVER (PARTITION BY user_id ORDER BY next_attempt_at, job_id) AS nth
+    FROM docingest.upload_jobs q
+    WHERE {_claimable("q")}
+), candidates AS (
+    SELECT k.job_id, coalesce(r.n, 0) + k.nth AS turn, k.next_attempt_at
+    FROM ranked k LEFT JOIN running r USING (user_id)
+    ORDER BY turn, k.next_attempt_at
+    LIMIT 16
+)
 UPDATE docingest.upload_jobs AS j
 SET claimed_by = %(worker)s,
     lease_expires_at = now() + make_interval(secs => %(lease)s),
@@ -57,14 +87,11 @@ SET claimed_by = %(worker)s,
     retry_count = j.retry_count + (CASE WHEN j.claimed_by IS NULL THEN 0 ELSE 1 END),
     updated_at = now()
 FROM (
-    SELECT job_id FROM docingest.upload_jobs
-    WHERE status NOT IN {_TERMINAL_SQL}
-      AND status <> ALL(%(excluded)s::docingest.job_status[])
-      AND next_attempt_at <= now()
-      AND (claimed_by IS NULL OR lease_expires_at < now())
-    ORDER BY next_attempt_at
+    SELECT u.job_id FROM docingest.upload_jobs u JOIN candidates cand USING (job_id)
+    WHERE {_claimable("u")}
+    ORDER BY cand.turn, cand.next_attempt_at
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF u SKIP LOCKED
 ) AS c
 WHERE j.job_id = c.job_id
 RETURNING j.*
@@ -74,7 +101,8 @@ RETURNING j.*
 async def claim(
     conn: DictConn, worker_id: str, lease_s: float, excluded: tuple[JobStatus, ...] = ()
 ) -> Job | None:
-    """Claim the most overdue claimable job, reclaiming expired leases. Autocommit, one statement."""
+    """Claim the next claimable job in fair order (above), reclaiming expired leases.
+    Autocommit, one statement."""
     cur = await conn.execute(
         _CLAIM, {"worker": worker_id, "lease": lease_s, "excluded": [s.value for s in excluded]}
     )
@@ -250,16 +278,22 @@ async def get_by_document(conn: DictConn, document_id: UUID, user_id: UUID | Non
     return Job.from_row(row) if row else None
 
 
-async def retry_failed(conn: DictConn, job_id: UUID) -> Job | None:
+async def retry_failed(
+    conn: DictConn, job_id: UUID, *, max_user_retries: int | None = None
+) -> Job | None:
     """Operator/user retry: a `failed_*` job resumes from the stage that failed. None if the
-    job is not in a failed state."""
+    job is not in a failed state, or (with `max_user_retries`, a user's retry) when it was
+    already retried that often: the budget counts every retry of the job's life, so retrying
+    cannot re-run a failing parse without end."""
     cur = await conn.execute(
         "UPDATE docingest.upload_jobs SET status = resume_status, resume_status = NULL,"
         " retry_count = 0, last_error = NULL, next_attempt_at = now(), claimed_by = NULL,"
-        " lease_expires_at = NULL, updated_at = now()"
-        " WHERE job_id = %s AND status IN ('failed_parse', 'failed_chunking', 'failed_embedding')"
-        " AND resume_status IS NOT NULL RETURNING *",
-        (job_id,),
+        " lease_expires_at = NULL, updated_at = now(), user_retries = user_retries + 1"
+        " WHERE job_id = %(job_id)s"
+        " AND status IN ('failed_parse', 'failed_chunking', 'failed_embedding')"
+        " AND resume_status IS NOT NULL"
+        " AND (%(max)s::integer IS NULL OR user_retries < %(max)s::integer) RETURNING *",
+        {"job_id": job_id, "max": max_user_retries},
     )
     row = await cur.fetchone()
     if row is None:

@@ -2,7 +2,9 @@
 
 Files live next to this module as `NNNN_name.up.sql` / `NNNN_name.down.sql`. The runner owns the
 `docingest` schema and its `schema_migrations` table; each migration runs in its own
-transaction under an advisory lock, so concurrent starters cannot apply one twice.
+transaction under an advisory lock, so concurrent starters cannot apply one twice. What is
+applied is the set of recorded versions, not the highest one: a migration numbered below one
+already applied (branches merged out of order) is still applied, never skipped.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ def _bootstrap(conn: psycopg.Connection) -> None:
     )
 
 
+def applied_versions(conn: psycopg.Connection) -> set[int]:
+    """The versions recorded as applied (empty when the schema does not exist yet)."""
+    row = conn.execute("SELECT to_regclass('docingest.schema_migrations') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return set()
+    return {int(r[0]) for r in conn.execute("SELECT version FROM docingest.schema_migrations")}
+
+
 def current(conn: psycopg.Connection) -> int:
     """Applied version, 0 when none (or when the schema does not exist yet)."""
     row = conn.execute("SELECT to_regclass('docingest.schema_migrations') IS NOT NULL").fetchone()
@@ -74,10 +84,11 @@ def upgrade(dsn: str, target: int | None = None) -> list[int]:
         try:
             with conn.transaction():
                 _bootstrap(conn)
+            done = applied_versions(conn)
             for mig in available():
                 if target is not None and mig.version > target:
                     break
-                if mig.version <= current(conn):
+                if mig.version in done:
                     continue
                 with conn.transaction():
                     conn.execute(sql.SQL(mig.up))  # trusted package file
@@ -97,8 +108,9 @@ def downgrade(dsn: str, target: int) -> list[int]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
+            done = applied_versions(conn)
             for mig in reversed(available()):
-                if mig.version <= target or mig.version > current(conn):
+                if mig.version <= target or mig.version not in done:
                     continue
                 with conn.transaction():
                     conn.execute(sql.SQL(mig.down))  # trusted package file

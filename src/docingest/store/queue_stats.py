@@ -1,5 +1,6 @@
-"""A cheap snapshot of the queue for `/metrics`: jobs by status, claimable depth, the age of
-the oldest claimable job and the number of workers holding a live lease.
+"""A cheap snapshot of the queue for `/metrics`, the dashboard and `docingest status`: jobs by
+status, claimable depth, the queue lag (age of the oldest claimable job), and the jobs and
+workers holding a live lease.
 
 Three aggregate statements. The last two filter on the same predicate as the partial index
 `upload_jobs_claimable`, so they read only the (small) non-terminal set; the count by status
@@ -9,6 +10,7 @@ is one grouped scan. Nothing here returns ids, users or names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 from docingest.domain.states import TERMINAL, JobStatus
 from docingest.store.db import DictConn
@@ -29,9 +31,13 @@ WHERE {_NOT_TERMINAL}
   AND (claimed_by IS NULL OR lease_expires_at < now())
 """
 
-_LIVE_WORKERS = f"""
-SELECT count(DISTINCT claimed_by) AS n FROM docingest.upload_jobs
+_LIVE_LEASES = f"""
+SELECT count(DISTINCT claimed_by) AS workers, count(*) AS jobs FROM docingest.upload_jobs
 WHERE {_NOT_TERMINAL} AND lease_expires_at >= now()
+"""
+
+_OLDEST_WAITING = f"""
+SELECT job_id FROM docingest.upload_jobs WHERE {_NOT_TERMINAL} ORDER BY created_at LIMIT 1
 """
 
 
@@ -39,8 +45,9 @@ WHERE {_NOT_TERMINAL} AND lease_expires_at >= now()
 class QueueSnapshot:
     by_status: dict[JobStatus, int]  # every status, zero when absent
     depth: int
-    oldest_claimable_s: float
+    oldest_claimable_s: float  # the queue lag
     live_workers: int
+    in_flight: int  # jobs held under a live lease
 
 
 async def snapshot(conn: DictConn) -> QueueSnapshot:
@@ -50,12 +57,20 @@ async def snapshot(conn: DictConn) -> QueueSnapshot:
         by_status[JobStatus(row["status"])] = int(row["n"])
     cur = await conn.execute(_CLAIMABLE)
     claimable = await cur.fetchone()
-    cur = await conn.execute(_LIVE_WORKERS)
+    cur = await conn.execute(_LIVE_LEASES)
     live = await cur.fetchone()
     assert claimable is not None and live is not None  # aggregates always return one row
     return QueueSnapshot(
         by_status=by_status,
         depth=int(claimable["depth"]),
         oldest_claimable_s=float(claimable["oldest_s"]),
-        live_workers=int(live["n"]),
+        live_workers=int(live["workers"]),
+        in_flight=int(live["jobs"]),
     )
+
+
+async def oldest_waiting_job(conn: DictConn) -> UUID | None:
+    """The earliest-created job that is not terminal (an id: for operators, never metrics)."""
+    cur = await conn.execute(_OLDEST_WAITING)
+    row = await cur.fetchone()
+    return row["job_id"] if row else None

@@ -38,6 +38,7 @@ class Job:
     parse_submitted_at: datetime | None = None
     parse_resubmits: int = 0
     callback_token_sha256: str | None = None
+    user_retries: int = 0  # migration 0007
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -67,6 +68,7 @@ class Job:
             parse_submitted_at=row.get("parse_submitted_at"),
             parse_resubmits=row.get("parse_resubmits") or 0,
             callback_token_sha256=row.get("callback_token_sha256"),
+            user_retries=row.get("user_retries") or 0,
         )
 
     def to_api(self) -> dict[str, Any]:

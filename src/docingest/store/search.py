@@ -2,16 +2,17 @@
 
 Three rankings of the same rows (the caller's chunks embedded with the configured model):
 
-- **vector**: cosine similarity to the question's embedding (`_vector_ranking`, the only piece
-  that knows how vectors are stored and indexed);
+- **vector**: cosine similarity to the question's embedding, by `store/vector_search.rank`
+  (exact by default, the bulk-built approximate index when configured: the one piece that
+  knows how vectors are stored and indexed);
 - **text**: Okapi BM25 over the generated `text_tsv` column (English stemming, stop words
   dropped). Every word of the question may match (an OR of its lexemes: a member's question
   rarely has all its words in one passage); term weights (IDF) and the length norm come from
   the caller's own chunks only, so other users' documents never shift anyone's ranking.
   Chunks that satisfy `websearch_to_tsquery` of the question as typed (all of its words,
   "quoted phrases" in order, -excluded words absent) rank before the others;
-- **hybrid** (default): reciprocal rank fusion of the two, score = sum of 1 / (60 + rank) over
-  the rankings a chunk appears in (Cormack et al., 2009), each ranking cut at `depth`.
+- **hybrid** (default): reciprocal rank fusion of the two (pipeline/rank_fusion.py), each
+  ranking cut at `depth`.
 
 `score` is the mode's own number: cosine similarity, BM25, or the fused RRF score.
 Every result names its source for citation: the owner's `filename` (never logged), `pages`
@@ -21,19 +22,24 @@ document's `document_kind` ("unknown" where it was not recognised).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Final
 from uuid import UUID
 
 import numpy as np
+import numpy.typing as npt
 from psycopg import sql
 
+from docingest.pipeline.rank_fusion import reciprocal_rank_fusion
+from docingest.store import vector_search
 from docingest.store.db import DictConn
-from docingest.store.vector_index import supports_filtered_ann
+from docingest.store.vector_search import Strategy
 
 TEXT_SEARCH_CONFIG: Final = "english"  # the config of the generated column (migration 0013)
-RRF_K: Final = 60
 MIN_FUSION_DEPTH: Final = 50
+#: weights of the (vector, text) rankings in the fusion
+FUSION_WEIGHTS: Final = (1.0, 1.0)
 BM25_K1: Final = 1.2
 BM25_B: Final = 0.75
 
@@ -47,35 +53,6 @@ class SearchMode(StrEnum):
 def _scope() -> sql.Composable:
     """The rows one search may see: the caller's, embedded with the configured model."""
     return sql.SQL("dc.user_id = %(user)s AND dc.embed_model = %(m)s AND dc.embed_version = %(v)s")
-
-
-# --------------------------------------------------------------------------- vector
-
-
-async def _prepare_vector_scan(conn: DictConn) -> bool:
-    """Session settings for the vector ranking (inside the search transaction); True when the
-    per-model HNSW index may serve it. An HNSW index filters only *after* its candidate list,
-    so before pgvector 0.8 a user holding a small share of the rows would silently get fewer
-    rows than asked: there the ranking is exact over the user's rows. From 0.8 on, iterative
-    scans in strict order keep searching until enough rows pass the filter."""
-    if await supports_filtered_ann(conn):
-        await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-        return True
-    return False
-
-
-def _vector_ranking(dimensions: int, *, use_index: bool) -> sql.Composed:
-    """SELECT chunk_id, score, rank: the caller's `%(depth)s` chunks nearest to `%(q)s`."""
-    dims = sql.Literal(dimensions)
-    distance = sql.SQL("dc.embedding::vector({d}) <=> %(q)s::vector({d})").format(d=dims)
-    # `+ 0` turns the ORDER BY into an expression no index serves: exact ranking
-    order = distance if use_index else sql.SQL("({}) + 0").format(distance)
-    return sql.SQL(
-        "SELECT chunk_id, 1 - distance AS score,"
-        " row_number() OVER (ORDER BY distance, chunk_id) AS rank"
-        " FROM (SELECT dc.chunk_id, {distance} AS distance FROM docingest.document_chunks dc"
-        "       WHERE {scope} ORDER BY {order}, dc.chunk_id LIMIT %(depth)s) nearest"
-    ).format(distance=distance, scope=_scope(), order=order)
 
 
 # --------------------------------------------------------------------------- text
@@ -126,32 +103,14 @@ FROM scored ORDER BY rank LIMIT %(depth)s
 """
 
 
-# --------------------------------------------------------------------------- fusion
-
-
-def _fused(vector: sql.Composable, text: sql.Composable) -> sql.Composed:
-    """SELECT chunk_id, score: reciprocal rank fusion of the two rankings."""
-    return sql.SQL(
-        "SELECT coalesce(v.chunk_id, t.chunk_id) AS chunk_id,"
-        " coalesce(1.0 / ({k} + v.rank), 0) + coalesce(1.0 / ({k} + t.rank), 0) AS score"
-        " FROM ({vector}) v FULL OUTER JOIN ({text}) t ON t.chunk_id = v.chunk_id"
-    ).format(k=sql.Literal(RRF_K), vector=vector, text=text)
-
-
-_RESULTS = sql.SQL(
-    """
-    SELECT dc.document_id, dc.chunk_id, dc.chunk_ord, dc.text, r.score, d.filename,
-           dc.meta->'page_start' AS page_start, dc.meta->'page_end' AS page_end,
-           dc.meta->'heading_path' AS heading_path, d.kind
-    FROM ({ranking}) r
-    JOIN docingest.document_chunks dc
-      ON dc.chunk_id = r.chunk_id AND dc.embed_model = %(m)s AND dc.embed_version = %(v)s
-    JOIN docingest.documents d ON d.document_id = dc.document_id
-    WHERE dc.user_id = %(user)s
-    ORDER BY r.score DESC, dc.chunk_id
-    LIMIT %(k)s
-    """
-)
+_CITED = """
+SELECT dc.document_id, dc.chunk_id, dc.chunk_ord, dc.text, d.filename,
+       dc.meta->'page_start' AS page_start, dc.meta->'page_end' AS page_end,
+       dc.meta->'heading_path' AS heading_path, d.kind
+FROM docingest.document_chunks dc JOIN docingest.documents d ON d.document_id = dc.document_id
+WHERE dc.chunk_id = ANY(%(ids)s::uuid[]) AND dc.user_id = %(user)s
+  AND dc.embed_model = %(m)s AND dc.embed_version = %(v)s
+"""
 
 
 def _pages(start: Any, end: Any) -> list[int] | None:
@@ -160,14 +119,14 @@ def _pages(start: Any, end: Any) -> list[int] | None:
     return None
 
 
-def _result(row: dict[str, Any]) -> dict[str, Any]:
+def _result(row: dict[str, Any], score: float) -> dict[str, Any]:
     path = row["heading_path"]
     return {
         "document_id": str(row["document_id"]),
         "chunk_id": str(row["chunk_id"]),
         "chunk_ord": row["chunk_ord"],
         "text": row["text"],
-        "score": round(float(row["score"]), 6),
+        "score": round(score, 6),
         "filename": row["filename"],
         "pages": _pages(row["page_start"], row["page_end"]),
         "heading_path": [str(h) for h in path] if isinstance(path, list) else [],
@@ -175,42 +134,75 @@ def _result(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def text_ranking(
+    user_id: UUID, query: str, *, model: str, version: str, depth: int
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """The text ranking's statement and parameters (for `search`, and for EXPLAIN in
+    bench/search_latency.py): rows of chunk_id, score, best first, at most `depth`."""
+    params = {"user": user_id, "m": model, "v": version, "query": query, "depth": depth}
+    return _text_ranking(), params
+
+
+async def _text_ranked(
+    conn: DictConn, user_id: UUID, query: str, *, model: str, version: str, depth: int
+) -> list[tuple[UUID, float]]:
+    statement, params = text_ranking(user_id, query, model=model, version=version, depth=depth)
+    cur = await conn.execute(statement, params)
+    return [(r["chunk_id"], float(r["score"])) for r in await cur.fetchall()]
+
+
+async def _cited(
+    conn: DictConn, params: dict[str, Any], ranked: Sequence[tuple[UUID, float]]
+) -> list[dict[str, Any]]:
+    """The ranked chunks with the fields a citation needs, in ranking order."""
+    if not ranked:
+        return []
+    cur = await conn.execute(_CITED, {**params, "ids": [cid for cid, _ in ranked]})
+    rows = {r["chunk_id"]: r for r in await cur.fetchall()}
+    return [_result(rows[cid], score) for cid, score in ranked if cid in rows]
+
+
 async def search(
     conn: DictConn,
     user_id: UUID,
     *,
     query: str,
-    query_vector: np.ndarray | None,
+    query_vector: npt.ArrayLike | None,
     model: str,
     version: str,
-    dimensions: int,
     k: int,
     mode: SearchMode = SearchMode.HYBRID,
+    strategy: Strategy = Strategy.EXACT,
 ) -> list[dict[str, Any]]:
     """The caller's best `k` chunks for `query` (see the module docstring). `query_vector` is
-    the query's embedding under (`model`, `version`); unused, and may be None, in text mode."""
-    params: dict[str, Any] = {
-        "user": user_id,
-        "m": model,
-        "v": version,
-        "k": k,
-        "query": query,
-        "q": query_vector,
-        "depth": k if mode is not SearchMode.HYBRID else max(k, MIN_FUSION_DEPTH),
-    }
+    the query's embedding under (`model`, `version`); unused, and may be None, in text mode.
+    `strategy` is how the vector ranking reads the vectors (store/vector_search.py)."""
     if mode is not SearchMode.TEXT and query_vector is None:
         raise ValueError(f"{mode} search needs the query's embedding")
-    if query_vector is not None and not np.any(query_vector):
+    if query_vector is not None and not np.any(np.asarray(query_vector)):
         # a text with no known feature embeds to zeros: no direction, no cosine ranking
         if mode is SearchMode.VECTOR:
             return []
         mode = SearchMode.TEXT
+    depth = max(k, MIN_FUSION_DEPTH) if mode is SearchMode.HYBRID else k
+    params: dict[str, Any] = {"user": user_id, "m": model, "v": version}
     async with conn.transaction():
         if mode is SearchMode.TEXT:
-            ranking: sql.Composable = _text_ranking()
+            ranked = await _text_ranked(
+                conn, user_id, query, model=model, version=version, depth=depth
+            )
         else:
-            vector = _vector_ranking(dimensions, use_index=await _prepare_vector_scan(conn))
-            ranking = vector if mode is SearchMode.VECTOR else _fused(vector, _text_ranking())
-        cur = await conn.execute(_RESULTS.format(ranking=ranking), params)
-        rows = await cur.fetchall()
-    return [_result(r) for r in rows]
+            assert query_vector is not None
+            nearest = await vector_search.rank(
+                conn, user_id, query_vector, model=model, version=version, k=depth,
+                strategy=strategy,
+            )  # fmt: skip
+            ranked = [(r.chunk_id, r.score) for r in nearest]
+            if mode is SearchMode.HYBRID:
+                text = await _text_ranked(
+                    conn, user_id, query, model=model, version=version, depth=depth
+                )
+                ranked = reciprocal_rank_fusion(
+                    [[cid for cid, _ in ranked], [cid for cid, _ in text]], FUSION_WEIGHTS
+                )
+        return await _cited(conn, params, ranked[:k])

@@ -1,70 +1,163 @@
-"""One partial HNSW index per (embed_model, embed_version) on `document_chunks`.
+"""The optional approximate (HNSW) index per (embed_model, embed_version), built in bulk.
 
-The `embedding` column is untyped `vector` so several models (and dimensions) can live side
+Search is exact within the caller's rows by default (store/vector_search.py). A deployment with
+very large per-user collections can build an approximate index with
+`docingest vector-index build`: `CREATE INDEX CONCURRENTLY` (reads and writes go on; pgvector
+builds HNSW with parallel workers), never maintained row by row during ingest. The index is
+partial: it covers the model's rows promoted up to the build's `covers_until` (database
+clock), so rows promoted later never enter it and cost the hot path nothing. Search uses the
+index for those rows and ranks the newer ones exactly, then merges; rebuilding moves the
+watermark (the new index is built before the old one is dropped, so search never lacks one).
+
+The `embedding` column is untyped `halfvec` so several models (and dimensions) can live side
 by side; each index casts to its model's dimensions and covers only that model's rows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from docingest.store.db import DictConn
 
-
-async def supports_filtered_ann(conn: DictConn) -> bool:
-    """pgvector >= 0.8 can keep scanning an HNSW index until enough rows pass a filter
-    (`hnsw.iterative_scan`); older versions filter only the first `ef_search` candidates."""
-    cur = await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-    row = await cur.fetchone()
-    if row is None:
-        return False
-    major, minor = (int(x) for x in str(row["extversion"]).split(".")[:2])
-    return (major, minor) >= (0, 8)
+#: HNSW build parameters: pgvector's defaults (the recall measured in bench/search_latency.py)
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
 
 
-def index_name(model: str, version: str) -> str:
+@dataclass(frozen=True)
+class VectorIndex:
+    model: str
+    version: str
+    dimensions: int
+    name: str
+    covers_until: datetime
+
+
+def index_name(model: str, version: str, built_at_ms: int) -> str:
     digest = hashlib.sha256(f"{model}\x00{version}".encode()).hexdigest()[:12]
-    return f"document_chunks_hnsw_{digest}"
+    return f"document_chunks_ann_{digest}_{built_at_ms}"
 
 
-async def ensure_vector_index(conn: DictConn, model: str, version: str, dimensions: int) -> str:
-    """Create the index if missing (idempotent; concurrent callers are serialised by a lock)."""
-    name = index_name(model, version)
-    # Where searches can use the index (filtered iterative scans), build it for recall with
-    # pgvector's defaults. Where they cannot (pgvector < 0.8: search ranks exactly within the
-    # user's rows), keep the index cheap to maintain: on the embedded pgvector 0.6.2 each insert
-    # at 1536 dimensions costs several times less with m=8 (bench/embed_throughput.py).
-    params = (16, 64) if await supports_filtered_ann(conn) else (8, 32)
+async def current(conn: DictConn, model: str, version: str) -> VectorIndex | None:
+    """The model's approximate index, when one is built and valid."""
     cur = await conn.execute(
-        "SELECT 1 FROM docingest.vector_indexes WHERE embed_model = %s AND embed_version = %s",
+        "SELECT vi.embed_model, vi.embed_version, vi.dimensions, vi.index_name, vi.covers_until"
+        " FROM docingest.vector_indexes vi"
+        " JOIN pg_class c ON c.relname = vi.index_name"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'docingest'"
+        " JOIN pg_index i ON i.indexrelid = c.oid AND i.indisvalid"
+        " WHERE vi.embed_model = %s AND vi.embed_version = %s",
         (model, version),
     )
-    if await cur.fetchone():
-        return name
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+    row = await cur.fetchone()
+    return _from_row(row) if row else None
+
+
+def _from_row(row: dict[str, object]) -> VectorIndex:
+    covers = row["covers_until"]
+    assert isinstance(covers, datetime)
+    return VectorIndex(
+        str(row["embed_model"]),
+        str(row["embed_version"]),
+        int(str(row["dimensions"])),
+        str(row["index_name"]),
+        covers,
+    )
+
+
+def build(
+    dsn: str,
+    model: str,
+    version: str,
+    dimensions: int,
+    *,
+    maintenance_work_mem_mb: int = 1024,
+    parallel_workers: int = 2,
+) -> VectorIndex:
+    """Build (or rebuild) the model's approximate index over every row promoted so far, then
+    drop the one it replaces. Schema owner only (DDL). Blocks until the build is done."""
+    built_at_ms = int(time.time() * 1000)
+    name = index_name(model, version, built_at_ms)
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute(
+            sql.SQL("SET maintenance_work_mem = {}").format(
+                sql.Literal(f"{maintenance_work_mem_mb}MB")
+            )
+        )
+        conn.execute(
+            sql.SQL("SET max_parallel_maintenance_workers = {}").format(
+                sql.Literal(parallel_workers)
+            )
+        )
+        row = conn.execute("SELECT now() AS covers_until").fetchone()
+        assert row is not None
+        covers_until = row["covers_until"]
         stmt = sql.SQL(
-            "CREATE INDEX IF NOT EXISTS {name} ON docingest.document_chunks"
-            " USING hnsw ((embedding::vector({d})) vector_cosine_ops)"
+            "CREATE INDEX CONCURRENTLY {name} ON docingest.document_chunks"
+            " USING hnsw ((embedding::halfvec({d})) halfvec_cosine_ops)"
             " WITH (m = {m_links}, ef_construction = {ef})"
-            " WHERE embed_model = {m} AND embed_version = {v}"
+            " WHERE embed_model = {m} AND embed_version = {v} AND created_at <= {w}"
         ).format(
             name=sql.Identifier(name),
             d=sql.Literal(dimensions),
-            m_links=sql.Literal(params[0]),
-            ef=sql.Literal(params[1]),
+            m_links=sql.Literal(HNSW_M),
+            ef=sql.Literal(HNSW_EF_CONSTRUCTION),
             m=sql.Literal(model),
             v=sql.Literal(version),
+            w=sql.Literal(covers_until),
         )
-        with contextlib.suppress(psycopg.errors.UniqueViolation):  # lost a race: fine
-            await conn.execute(stmt)
-        await conn.execute(
-            "INSERT INTO docingest.vector_indexes (embed_model, embed_version, dimensions, index_name)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (model, version, dimensions, name),
-        )
-    return name
+        try:
+            conn.execute(stmt)
+        except psycopg.Error:
+            # a failed concurrent build leaves an INVALID index behind
+            conn.execute(
+                sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                    sql.Identifier("docingest", name)
+                )
+            )
+            raise
+        with conn.transaction():
+            old = conn.execute(
+                "SELECT index_name FROM docingest.vector_indexes"
+                " WHERE embed_model = %s AND embed_version = %s FOR UPDATE",
+                (model, version),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO docingest.vector_indexes"
+                " (embed_model, embed_version, dimensions, index_name, covers_until)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (embed_model, embed_version) DO UPDATE SET"
+                " dimensions = excluded.dimensions, index_name = excluded.index_name,"
+                " covers_until = excluded.covers_until, created_at = now()",
+                (model, version, dimensions, name, covers_until),
+            )
+        if old is not None:
+            _drop_index(conn, str(old["index_name"]))
+    return VectorIndex(model, version, dimensions, name, covers_until)
+
+
+def drop(dsn: str, model: str, version: str) -> bool:
+    """Remove the model's approximate index (search goes back to exact). False if none."""
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        row = conn.execute(
+            "DELETE FROM docingest.vector_indexes WHERE embed_model = %s AND embed_version = %s"
+            " RETURNING index_name",
+            (model, version),
+        ).fetchone()
+        if row is None:
+            return False
+        _drop_index(conn, str(row["index_name"]))
+    return True
+
+
+def _drop_index(conn: psycopg.Connection[dict[str, object]], name: str) -> None:
+    conn.execute(
+        sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier("docingest", name))
+    )

@@ -9,6 +9,7 @@ project uses reads it, and its size depends only on `pages` and `lines_per_page`
 from __future__ import annotations
 
 import random
+import zlib
 
 _WORDS = [
     "deductible",
@@ -91,6 +92,45 @@ def assemble_pdf(page_streams: list[bytes], *, flate: bool = False) -> bytes:
     kid_refs = b" ".join(b"%d 0 R" % k for k in kids)
     objects[pages_obj - 1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kid_refs, len(kids))
 
+    return _serialize(objects, catalog)
+
+
+def make_pdf(seed: int, pages: int = 2, lines_per_page: int = 40) -> bytes:
+    """A `pages`-page PDF whose text is unique to `seed`."""
+    return assemble_pdf(
+        [text_stream(page_lines(seed, page, lines_per_page)) for page in range(pages)]
+    )
+
+
+def make_amplified_pdf(pages: int = 10, draws: int = 2000, seed: int = 0) -> bytes:
+    """A tiny PDF that draws a lot: one form XObject holding a page of text, drawn `draws`
+    times on each of `pages` pages through one shared, deflated content stream. About 3 KB on
+    disk at the defaults, tens of MB of drawn content (the hostile upload of issue 11)."""
+    form = zlib.compress(text_stream(page_lines(seed, 0, 40)), 9)
+    content = zlib.compress(b"q /Fm0 Do Q\n" * draws, 9)
+    catalog, pages_obj, font, form_obj, content_obj = 1, 2, 3, 4, 5
+    objects: list[bytes] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 842] /Resources << /Font << /F1 3 0 R"
+        b" >> >> /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream" % (len(form), form),
+        b"<< /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+    ]
+    kids = []
+    for _ in range(pages):
+        objects.append(
+            b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 842] /Resources << /Font"
+            b" << /F1 %d 0 R >> /XObject << /Fm0 %d 0 R >> >> /Contents %d 0 R >>"
+            % (pages_obj, font, form_obj, content_obj)
+        )
+        kids.append(len(objects))
+    kid_refs = b" ".join(b"%d 0 R" % k for k in kids)
+    objects[pages_obj - 1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kid_refs, len(kids))
+    return _serialize(objects, catalog)
+
+
+def _serialize(objects: list[bytes], catalog: int) -> bytes:
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -105,10 +145,3 @@ def assemble_pdf(page_streams: list[bytes], *, flate: bool = False) -> bytes:
         xref,
     )
     return bytes(out)
-
-
-def make_pdf(seed: int, pages: int = 2, lines_per_page: int = 40) -> bytes:
-    """A `pages`-page PDF whose text is unique to `seed`."""
-    return assemble_pdf(
-        [text_stream(page_lines(seed, page, lines_per_page)) for page in range(pages)]
-    )

@@ -4,6 +4,13 @@ Stateless: everything it knows is in Postgres. It claims a job with a lease, run
 for the job's current status, commits the next status with the stage's writes, and goes on
 until the job is terminal, must wait (transient error -> backoff via `next_attempt_at`), or
 the worker is told to stop (SIGTERM -> finish within a grace period, else release).
+
+Slots: `concurrency` jobs at once in the stages before embedding (parsing and chunking use
+CPU and a child process each). A job that reaches `embedding_in_progress` leaves its slot
+(it mostly waits on the provider) and the slot claims the next job, up to
+`max_embedding_jobs` jobs embedding at once; this is how a worker comes to hold several
+embedding jobs whose texts fill shared requests (`embed_batcher.py`). The batcher asks
+`upstream_busy()` whether more input may still come from this worker's slots.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from docingest.domain.states import JobStatus
 from docingest.store import events, jobs
 from docingest.store.jobs import LeaseLost
 from docingest.store.records import Job
-from docingest.worker import metrics
+from docingest.worker import cleanup, metrics
 from docingest.worker.context import StageContext
 from docingest.worker.stages import STAGES
 
@@ -63,6 +70,8 @@ class WorkerOptions:
     shutdown_grace_s: float = 20.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     excluded_statuses: tuple[JobStatus, ...] = ()
+    #: jobs held at once in embedding (outside the slots); their texts share requests
+    max_embedding_jobs: int = 32
 
 
 class BaseWorker:
@@ -76,7 +85,11 @@ class BaseWorker:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._embedding: set[asyncio.Task[None]] = set()  # held jobs that left their slot
+        self._drained = False  # the last claim found nothing
         self.processed = 0
+        if ctx.embed_batcher is not None:
+            ctx.embed_batcher.upstream_busy = self.upstream_busy
 
     def request_stop(self) -> None:
         """Stop claiming; in-flight jobs get `shutdown_grace_s` to finish, then are released."""
@@ -101,11 +114,13 @@ class BaseWorker:
 
     async def _loop(self, *, once: bool, until: Callable[[], Awaitable[bool]] | None) -> None:
         while not self._stopping.is_set():
+            # cleared before claiming: a wake-up that arrives meanwhile (a job leaving its slot
+            # for embedding, a NOTIFY) must start the next round, not wait for the poll
+            self._wake.clear()
             claimed = await self._fill_slots()
             idle = not self._tasks and not claimed
             if idle and (once or (until is not None and await until())):
                 return
-            self._wake.clear()
             waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
             waiters |= set(self._tasks)  # type: ignore[arg-type]
             done, pending = await asyncio.wait(
@@ -116,9 +131,38 @@ class BaseWorker:
                     w.cancel()
             del done
 
+    def upstream_busy(self) -> bool:
+        """Whether a job of this worker may still reach embedding soon: one is in a slot, or
+        the last claim may have left work in the queue."""
+        return len(self._tasks) > len(self._embedding) or not self._drained
+
+    def _has_room(self) -> bool:
+        in_slots = len(self._tasks) - len(self._embedding)
+        return (
+            in_slots < self.options.concurrency
+            and len(self._embedding) < self.options.max_embedding_jobs
+            and not self._stopping.is_set()
+        )
+
+    def _poke_batcher(self) -> None:
+        if self.ctx.embed_batcher is not None:
+            self.ctx.embed_batcher.poke()
+
+    def _enter_embedding(self) -> None:
+        """The running job reaches embedding: it leaves its slot for the next claim."""
+        task = asyncio.current_task()
+        if task is not None and task in self._tasks:
+            self._embedding.add(task)
+            self._wake.set()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._embedding.discard(task)
+        self._poke_batcher()
+
     async def _fill_slots(self) -> int:
         claimed = 0
-        while len(self._tasks) < self.options.concurrency and not self._stopping.is_set():
+        while self._has_room():
             try:
                 async with self.ctx.pool.connection() as conn:
                     job = await jobs.claim(
@@ -130,13 +174,15 @@ class BaseWorker:
             except psycopg.OperationalError:
                 log.warning("claim failed: database unavailable", extra={"action": "claim_error"})
                 return claimed
+            self._drained = job is None
             if job is None:
                 break
             claimed += 1
             metrics.JOBS_CLAIMED.inc()
             task = asyncio.create_task(self._process(job), name=f"job-{job.job_id}")
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._task_done)
+        self._poke_batcher()
         return claimed
 
     async def _drain(self) -> None:
@@ -177,6 +223,7 @@ class BaseWorker:
                 raise
         except LeaseLost:
             log.warning("lease lost", extra={"action": "lease_lost", **job_log_ids(job)})
+            await self._drop_if_deleted(current[0])
         except Deferred as exc:
             await self._defer(current[0], exc)
         except PermanentError as exc:
@@ -185,6 +232,10 @@ class BaseWorker:
             await self._retry_later(current[0], exc.code, exc.message, exc.retry_after)
         except DocingestError as exc:
             await self._retry_later(current[0], exc.code, exc.message, None)
+        except psycopg.errors.QueryCanceled:  # statement_timeout (store/db.py)
+            await self._retry_later(
+                current[0], ErrorCode.STATEMENT_TIMEOUT, "a statement ran past its deadline", None
+            )
         except psycopg.OperationalError:
             await self._retry_later(
                 current[0], ErrorCode.INTERNAL, "database connection lost", None
@@ -207,6 +258,8 @@ class BaseWorker:
                 ErrorCode.RETRIES_EXHAUSTED, "job was abandoned by workers too often"
             )
         while not job.status.is_terminal:
+            if job.status is JobStatus.EMBEDDING_IN_PROGRESS:
+                self._enter_embedding()
             stage = STAGES[job.status]
             started = time.perf_counter()
             job = await stage(self.ctx, job)
@@ -238,6 +291,18 @@ class BaseWorker:
                 lost.set()
                 runner.cancel()
                 return
+
+    async def _drop_if_deleted(self, job: Job) -> None:
+        try:
+            dropped = await cleanup.drop_if_deleted(self.ctx, job)
+        except (psycopg.Error, DocingestError, OSError):
+            log.warning("orphan check failed", extra={"action": "cleanup_error"})
+            return
+        if dropped:
+            log.info(
+                "document deleted while processing; its artifacts removed",
+                extra={"action": "orphans_removed", "blobs": dropped, **job_log_ids(job)},
+            )
 
     async def _release(self, job: Job, delay_s: float = 0.0) -> None:
         try:

@@ -11,9 +11,11 @@ from psycopg_pool import AsyncConnectionPool
 from docingest.clients.embedders import Embedder
 from docingest.clients.llamaparse import RemoteJobStatus
 from docingest.clients.pdf_markdown import ParsedPdf
+from docingest.config import WorkLimits
 from docingest.store.blobs import BlobStore
 from docingest.store.db import DictConn
 from docingest.worker.breaker import Breaker
+from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embed_gate import EmbeddingGate
 
 
@@ -61,4 +63,6 @@ class StageContext:
     chunk_max_tokens: int = 512
     callbacks: CallbackSettings | None = None
     embed_gate: EmbeddingGate | None = None  # None: unlimited budget, default breaker
+    embed_batcher: EmbeddingBatcher | None = None  # the worker's; None: one per stage run
     parser_breaker: Breaker | None = None  # remote parser only; None: default policy
+    work: WorkLimits = field(default_factory=WorkLimits)  # text and chunk caps

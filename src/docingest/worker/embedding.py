@@ -1,31 +1,36 @@
 """embedding_in_progress -> embeddings_stored, paying for each distinct text once.
 
 The document's chunks without a vector are walked in order, one window of at most
-`max_batch_inputs` chunks at a time:
+`max_batch_inputs` chunks at a time, with up to `WINDOWS_IN_FLIGHT` windows out at once:
 1. chunks whose exact text already has a vector for this model/version (any document, or an
    earlier window of this one) copy it;
-2. the rest are grouped by text (chunk_sha): each distinct text is sent once and its vector
-   fanned out to every chunk carrying it;
-3. every answered request's vectors, the progress counters (with tokens, requests and
-   estimated cost) and an `embedding.batch` event commit together before the next request.
+2. the rest are grouped by text (chunk_sha) and handed to the worker's `EmbeddingBatcher`,
+   which fills each request from every embedding job the worker holds (a text queued by
+   another job is sent once for both);
+3. when a window's texts are answered, its vectors, the progress counters (with tokens,
+   requests and estimated cost) and one `embedding.batch` event per request that carried
+   them commit together, in this job's own transaction, windows in order.
 
-A batch the provider refuses (HTTP 400) is split in halves until the refused input(s) are
-found; everything else is embedded and stored, then the job fails with
+A text the provider refuses (HTTP 400; the batcher splits requests until it finds it) fails
+only this job: everything else is embedded and stored, then the job fails with
 `embedding_input_rejected` naming the chunk ordinals (never their text). A retry after the
 cause is fixed pays only for what is missing.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from uuid import uuid4
+from uuid import UUID, uuid4
 
+from docingest.clients.embedders import Vector
 from docingest.domain.errors import ErrorCode, PermanentError
 from docingest.domain.pricing import cost_usd
 from docingest.domain.states import JobStatus
 from docingest.pipeline import chunker, hashing
-from docingest.pipeline.batching import plan_batches
+from docingest.pipeline.stored_vector import NotStorable, as_stored
 from docingest.pipeline.tokens import count_tokens
 from docingest.store import chunks as chunk_store
 from docingest.store import jobs
@@ -34,20 +39,14 @@ from docingest.store.db import DictConn
 from docingest.store.records import Job
 from docingest.worker import metrics
 from docingest.worker.context import StageContext
-from docingest.worker.embed_gate import EmbeddingGate, Sent
+from docingest.worker.embed_batcher import Answer, EmbeddingBatcher, Owner, Text
 from docingest.worker.stage_io import event
 
 _CHUNKER = (chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION)
 MAX_ORDS_IN_MESSAGE = 10
-
-
-@dataclass(frozen=True)
-class _Text:
-    """One distinct chunk text still to embed."""
-
-    sha: str
-    text: str
-    tokens: int
+#: windows of one document out at once: the next request can be on its way while the
+#: previous window's vectors are stored (memory: at most this many windows per job)
+WINDOWS_IN_FLIGHT = 2
 
 
 @dataclass
@@ -82,42 +81,60 @@ def _tokens(row: ChunkRow) -> int:
     return int(str(row.meta.get("tokens", 0))) or count_tokens(row.text)
 
 
+def _storable(vector: Vector | None) -> Vector:
+    assert vector is not None
+    try:
+        return as_stored(vector)
+    except NotStorable:
+        raise PermanentError(
+            ErrorCode.EMBEDDING_REJECTED, "provider returned a vector outside the halfvec range"
+        ) from None
+
+
 def describe_ords(ords: Sequence[int]) -> str:
     shown = ", ".join(str(o) for o in sorted(ords)[:MAX_ORDS_IN_MESSAGE])
     more = len(ords) - MAX_ORDS_IN_MESSAGE
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
+@dataclass
+class _Window:
+    """One window handed to the batcher: its job's membership, its chunks by text, and the
+    texts' futures."""
+
+    owner: Owner
+    by_sha: dict[str, list[ChunkRow]]
+    texts: list[Text]
+    futures: list[asyncio.Future[Answer]]
+
+
+def _any_failed(out: deque[_Window]) -> bool:
+    return any(
+        f.done() and (f.cancelled() or f.exception() is not None)
+        for window in out
+        for f in window.futures
+    )
+
+
 class DocumentEmbedding:
     def __init__(
-        self, ctx: StageContext, job: Job, gate: EmbeddingGate, model: str, version: str
+        self, ctx: StageContext, job: Job, batcher: EmbeddingBatcher, model: str, version: str
     ) -> None:
         self.ctx = ctx
         self.job = job
-        self.gate = gate
+        self.batcher = batcher
         self.model = model
         self.version = version
-        self.spend = Spend.from_progress(job.progress, gate.price)
+        self.spend = Spend.from_progress(job.progress, batcher.gate.price)
         self.refused_shas: set[str] = set()
         self.refused_ords: list[int] = []
 
     async def run(self) -> Job:
-        cursor = -1
-        while True:
-            async with self.ctx.pool.connection() as conn:
-                window = await chunk_store.missing_vectors(
-                    conn,
-                    self.job.document_id,
-                    _CHUNKER,
-                    self.model,
-                    self.version,
-                    self.ctx.embedder.max_batch_inputs,
-                    after_ord=cursor,
-                )
-            if not window:
-                break
-            cursor = window[-1].chunk_ord
-            await self._embed_window(window)
+        owner = self.batcher.join()
+        try:
+            await self._embed_all(owner)
+        finally:
+            self.batcher.leave(owner)
         if self.refused_ords:
             raise PermanentError(
                 ErrorCode.EMBEDDING_INPUT_REJECTED,
@@ -126,7 +143,49 @@ class DocumentEmbedding:
             )
         return await self._finish()
 
-    async def _embed_window(self, window: list[ChunkRow]) -> None:
+    async def _embed_all(self, owner: Owner) -> None:
+        limit = self.ctx.embedder.max_batch_inputs
+        cursor = -1
+        out: deque[_Window] = deque()
+        while True:
+            while owner.more and len(out) < WINDOWS_IN_FLIGHT and not _any_failed(out):
+                async with self.ctx.pool.connection() as conn:
+                    rows = await chunk_store.missing_vectors(
+                        conn,
+                        self.job.document_id,
+                        _CHUNKER,
+                        self.model,
+                        self.version,
+                        limit,
+                        after_ord=cursor,
+                    )
+                if len(rows) < limit:
+                    owner.more = False
+                if not rows:
+                    break
+                cursor = rows[-1].chunk_ord
+                out.append(await self._hand_over(owner, rows))
+            if not out:
+                return
+            window = out.popleft()
+            try:
+                answers = await self.batcher.wait(owner, window.futures)
+            except Exception:
+                await self._store_answered(out)
+                raise
+            await self._store(window, answers)
+
+    async def _store_answered(self, out: deque[_Window]) -> None:
+        """A request failed: keep what later windows already got, so a retry does not pay
+        for it again (what is still in flight is dropped)."""
+        for window in out:
+            if all(
+                f.done() and not f.cancelled() and f.exception() is None for f in window.futures
+            ):
+                await self._store(window, [f.result() for f in window.futures])
+
+    async def _hand_over(self, owner: Owner, rows: list[ChunkRow]) -> _Window:
+        """Reuse what is already embedded; queue the window's other distinct texts."""
         async with self.ctx.pool.connection() as conn, conn.transaction():
             reused = await chunk_store.reuse_vectors(
                 conn,
@@ -134,75 +193,68 @@ class DocumentEmbedding:
                 self.model,
                 self.version,
                 uuid4(),
-                chunk_ids=[r.chunk_id for r in window],
+                chunk_ids=[r.chunk_id for r in rows],
             )
             if reused:
-                self.spend.reused += len(reused)
-                metrics.EMBED_REUSED.labels(model=self.model).inc(len(reused))
+                self._count_reused(len(reused))
                 await self._progress(conn)
         by_sha: dict[str, list[ChunkRow]] = {}
-        for row in window:
+        for row in rows:
             if row.chunk_id in reused:
                 continue
             if row.chunk_sha in self.refused_shas:
                 self.refused_ords.append(row.chunk_ord)
                 continue
             by_sha.setdefault(row.chunk_sha, []).append(row)
-        texts = [_Text(sha, rows[0].text, _tokens(rows[0])) for sha, rows in by_sha.items()]
-        await self._embed(texts, by_sha)
+        texts = [Text(sha, group[0].text, _tokens(group[0])) for sha, group in by_sha.items()]
+        return _Window(owner, by_sha, texts, self.batcher.submit(owner, texts))
 
-    async def _embed(self, texts: list[_Text], by_sha: Mapping[str, list[ChunkRow]]) -> None:
-        """Send `texts` in as few requests as the limits allow; split refused batches."""
-        while texts:
-            first = plan_batches(
-                [t.tokens for t in texts],
-                max_inputs=self.ctx.embedder.max_batch_inputs,
-                max_tokens=self.gate.max_request_tokens,
-            )[0]
-            batch = texts[: len(first)]
-            sent = await self.gate.send([t.text for t in batch], [t.tokens for t in batch])
-            done, texts = batch[: sent.count], texts[sent.count :]
-            if sent.vectors is not None:
-                await self._store(done, sent, by_sha)
-            elif len(done) == 1:
-                self.refused_shas.add(done[0].sha)
-                self.refused_ords.extend(r.chunk_ord for r in by_sha[done[0].sha])
-            else:
-                half = len(done) // 2
-                await self._embed(done[:half], by_sha)
-                await self._embed(done[half:], by_sha)
+    def _count_reused(self, n: int) -> None:
+        self.spend.reused += n
+        metrics.EMBED_REUSED.labels(model=self.model).inc(n)
 
-    async def _store(
-        self, done: list[_Text], sent: Sent, by_sha: Mapping[str, list[ChunkRow]]
-    ) -> None:
-        assert sent.vectors is not None
-        if len(sent.vectors) != len(done):
-            raise PermanentError(
-                ErrorCode.EMBEDDING_REJECTED, "provider returned a wrong vector count"
-            )
-        rows = [
-            VectorRow(row.chunk_id, vector, hashing.vector_sha(vector))
-            for text, vector in zip(done, sent.vectors, strict=True)
-            for row in by_sha[text.sha]
-        ]
-        self.spend.requests += 1
-        self.spend.tokens += sent.tokens
-        batch_id = uuid4()
+    async def _store(self, window: _Window, answers: Sequence[Answer]) -> None:
+        """The window's vectors, progress and one event per request, in one transaction."""
+        by_request: dict[UUID, list[tuple[Text, Answer]]] = {}
+        for text, answer in zip(window.texts, answers, strict=True):
+            if answer.vector is None:
+                self.refused_shas.add(text.sha)
+                self.refused_ords.extend(r.chunk_ord for r in window.by_sha[text.sha])
+                continue
+            by_request.setdefault(answer.batch_id, []).append((text, answer))
+        if not by_request:
+            return
         async with self.ctx.pool.connection() as conn, conn.transaction():
-            await chunk_store.insert_vectors(
-                conn, self.job.document_id, self.model, self.version, batch_id, rows
-            )
+            for batch_id, answered in by_request.items():
+                rows = [
+                    VectorRow(row.chunk_id, text.sha, vector, hashing.vector_sha(vector))
+                    for text, answer in answered
+                    for vector in (_storable(answer.vector),)
+                    for row in window.by_sha[text.sha]
+                ]
+                await chunk_store.insert_vectors(
+                    conn, self.job.document_id, self.model, self.version, batch_id, rows
+                )
+                paid = sum(text.tokens for text, answer in answered if answer.paid)
+                shared = sum(len(window.by_sha[t.sha]) for t, a in answered if not a.paid)
+                if paid:
+                    self.spend.requests += 1
+                    self.spend.tokens += paid
+                if shared:
+                    self._count_reused(shared)
+                await event(
+                    conn,
+                    self.ctx.worker_id,
+                    self.job,
+                    "embedding.batch",
+                    batch_id=str(batch_id),
+                    inputs=len(answered),
+                    vectors=len(rows),
+                    tokens=paid,
+                    cost_usd=round(cost_usd(paid, self.spend.price_per_mtok), 8),
+                )
             await self._progress(conn)
-            await event(
-                conn,
-                self.job,
-                "embedding.batch",
-                batch_id=str(batch_id),
-                inputs=len(done),
-                vectors=len(rows),
-                tokens=sent.tokens,
-                cost_usd=round(sent.cost_usd, 8),
-            )
+        self.batcher.stored(window.owner, window.texts)
 
     async def _progress(self, conn: DictConn) -> None:
         done = await chunk_store.count_vectors(conn, self.job.document_id, self.model, self.version)
@@ -232,5 +284,12 @@ class DocumentEmbedding:
                 JobStatus.EMBEDDINGS_STORED,
                 sets={"progress": progress},
             )
-            await event(conn, moved, "job.embeddings_stored", vectors=done, **self.spend.progress())
+            await event(
+                conn,
+                self.ctx.worker_id,
+                moved,
+                "job.embeddings_stored",
+                vectors=done,
+                **self.spend.progress(),
+            )
         return moved

@@ -84,7 +84,9 @@ async def submit(ctx: StageContext, job: Job, remote: RemoteParser) -> NoReturn:
         else:
             sets["parse_resubmits"] = job.parse_resubmits + int(resubmit)
             moved = await jobs.update_fields(conn, job, ctx.worker_id, sets)
-        await event(conn, moved, "parse.submitted", parser=remote.name, resubmit=resubmit)
+        await event(
+            conn, ctx.worker_id, moved, "parse.submitted", parser=remote.name, resubmit=resubmit
+        )
     raise Deferred(cb.wait_s, "waiting for the parse callback")
 
 
@@ -110,7 +112,9 @@ async def reconcile(ctx: StageContext, job: Job, remote: RemoteParser) -> Job:
             f"{remote.name} job ended {status.status} (error_code={status.error_code or 'none'})",
         )
     markdown = await breaker.call(lambda: remote.markdown(external_id), operation="result")
-    artifact = parsed_markdown.prepare(job.document_id, markdown)
+    artifact = parsed_markdown.prepare(
+        job.document_id, job.job_id, markdown, ctx.work.max_document_chars
+    )
     del markdown
     return await store_parsed(
         ctx,

@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 
 from docingest.bootstrap import Runtime, parser
 from docingest.domain.retry import RetryPolicy
+from docingest.store import at_rest
 from docingest.store.db import open_pool
-from docingest.store.vector_index import ensure_vector_index
 from docingest.worker import remote_parse
 from docingest.worker.base import BaseWorker, WorkerOptions, new_worker_id
 from docingest.worker.breaker import Breaker, policy_from_settings
 from docingest.worker.context import CallbackSettings, StageContext
+from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embed_gate import gate_from_settings
 
 
@@ -22,6 +23,7 @@ async def run_worker(
     rt: Runtime,
     *,
     concurrency: int = 1,
+    max_embedding_jobs: int = WorkerOptions.max_embedding_jobs,
     once: bool = False,
     until: Callable[[], Awaitable[bool]] | None = None,
     handle_signals: bool = True,
@@ -32,14 +34,18 @@ async def run_worker(
     number of jobs this worker brought to a terminal status. `callback_wait_s` overrides
     DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS (how long a remote parse waits for its callback
     before the worker polls the parser)."""
+    at_rest.report(rt.at_rest)
     pool = await open_pool(
-        rt.dsn, min_size=1, max_size=concurrency * 2 + 2, name="docingest-worker"
+        rt.dsn,
+        min_size=1,
+        max_size=concurrency * 2 + 2,
+        name="docingest-worker",
+        statement_timeout_s=rt.settings.work.statement_timeout_s,
     )
     try:
         e = rt.embedder
-        async with pool.connection() as conn:
-            await ensure_vector_index(conn, e.model, e.version, e.dimensions)
         worker_id = new_worker_id()
+        gate = gate_from_settings(pool, e, rt.settings, actor=f"worker:{worker_id}")
         ctx = StageContext(
             pool=pool,
             blobs=rt.blobs,
@@ -55,16 +61,19 @@ async def run_worker(
                     else callback_wait_s
                 ),
             ),
-            embed_gate=gate_from_settings(pool, e, rt.settings, actor=f"worker:{worker_id}"),
+            embed_gate=gate,
+            embed_batcher=EmbeddingBatcher(gate, max_inputs=e.max_batch_inputs),
             parser_breaker=Breaker(
                 pool,
                 remote_parse.SERVICE,
                 policy_from_settings(rt.settings),
                 actor=f"worker:{worker_id}",
             ),
+            work=rt.settings.work,
         )
         options = WorkerOptions(
             concurrency=concurrency,
+            max_embedding_jobs=max_embedding_jobs,
             lease_seconds=float(rt.settings.lease_seconds),
             poll_interval_s=poll_interval_s,
             shutdown_grace_s=max(1.0, rt.settings.lease_seconds / 2),
@@ -75,7 +84,11 @@ async def run_worker(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, worker.request_stop)
-        await worker.run(once=once, until=until)
+        try:
+            await worker.run(once=once, until=until)
+        finally:
+            assert ctx.embed_batcher is not None
+            await ctx.embed_batcher.aclose()
         return worker.processed
     finally:
         await pool.close()

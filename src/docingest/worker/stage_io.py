@@ -14,10 +14,12 @@ from docingest.store.records import Job
 from docingest.worker.context import StageContext
 
 
-async def event(conn: DictConn, job: Job, action: str, **detail: object) -> None:
+async def event(conn: DictConn, worker_id: str, job: Job, action: str, **detail: object) -> None:
+    """A worker event, its actor the worker itself (a job moved to a terminal status has
+    already given up its lease, so the row's `claimed_by` no longer names anyone)."""
     await events.record(
         conn,
-        actor=f"worker:{job.claimed_by}",
+        actor=f"worker:{worker_id}",
         action=action,
         job_id=job.job_id,
         document_id=job.document_id,
@@ -61,7 +63,7 @@ async def store_parsed(
                 "parser_version": parser_version,
             },
         )
-        await event(conn, moved, "job.parsed", **detail)
+        await event(conn, ctx.worker_id, moved, "job.parsed", **detail)
         for action in also:
-            await event(conn, moved, action)
+            await event(conn, ctx.worker_id, moved, action)
     return moved

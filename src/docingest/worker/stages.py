@@ -5,6 +5,7 @@ after a crash writes nothing new."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 
 from docingest.clients.embedders import Embedder
@@ -19,6 +20,7 @@ from docingest.store import documents, jobs
 from docingest.store.records import Job
 from docingest.worker import remote_parse
 from docingest.worker.context import RemoteParser, StageContext
+from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embed_gate import EmbeddingGate
 from docingest.worker.embedding import DocumentEmbedding
 from docingest.worker.stage_io import event as _event
@@ -33,7 +35,7 @@ async def _advance(ctx: StageContext, job: Job, dst: JobStatus, **sets: object) 
     """A transition with nothing else to write, plus its event, in one transaction."""
     async with ctx.pool.connection() as conn, conn.transaction():
         moved = await jobs.transition(conn, job, ctx.worker_id, dst, sets=sets)
-        await _event(conn, moved, f"job.{dst.value}")
+        await _event(conn, ctx.worker_id, moved, f"job.{dst.value}")
     return moved
 
 
@@ -63,7 +65,7 @@ async def run_parse(ctx: StageContext, job: Job) -> Job:
     return await store_parsed(
         ctx,
         job,
-        prepare(job.document_id, parsed.markdown),
+        prepare(job.document_id, job.job_id, parsed.markdown, ctx.work.max_document_chars),
         parser_name=ctx.parser.name,
         parser_version=ctx.parser.version,
         also=("parse.repaired",) if parsed.repaired else (),
@@ -98,18 +100,31 @@ async def chunk_for(
     *,
     target_tokens: int = StageContext.chunk_target_tokens,
     max_tokens: int = StageContext.chunk_max_tokens,
+    max_chunks: int | None = None,
 ) -> list[chunker.Chunk]:
     """The worker's chunking: `markdown-simple@1` sized for `embedder` (never over its input
     limit), off the event loop. compare-001 calls this too, so its shadow chunks are the
-    worker's by construction."""
+    worker's by construction. More than `max_chunks` chunks: PermanentError
+    `too_many_chunks`, found as soon as the first one too many is cut (no more work)."""
     limit = min(max_tokens, embedder.max_input_tokens)
-    return await asyncio.to_thread(
-        chunker.chunk_markdown,
-        markdown,
-        count_tokens=count_tokens,
-        target_tokens=min(target_tokens, limit),
-        max_tokens=limit,
-    )
+
+    def cut() -> list[chunker.Chunk]:
+        pieces = chunker.iter_chunks(
+            markdown,
+            count_tokens=count_tokens,
+            target_tokens=min(target_tokens, limit),
+            max_tokens=limit,
+        )
+        if max_chunks is None:
+            return list(pieces)
+        kept = list(itertools.islice(pieces, max_chunks + 1))
+        if len(kept) > max_chunks:
+            raise PermanentError(
+                ErrorCode.TOO_MANY_CHUNKS, f"the document makes more than {max_chunks} chunks"
+            )
+        return kept
+
+    return await asyncio.to_thread(cut)
 
 
 async def run_chunking(ctx: StageContext, job: Job) -> Job:
@@ -121,6 +136,7 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
         ctx.embedder,
         target_tokens=ctx.chunk_target_tokens,
         max_tokens=ctx.chunk_max_tokens,
+        max_chunks=ctx.work.max_chunks,
     )
     if not pieces:
         raise PermanentError(ErrorCode.CHUNKING_ERROR, "document produced no chunks")
@@ -155,7 +171,7 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
         moved = await jobs.transition(
             conn, job, ctx.worker_id, JobStatus.CHUNKS_STORED, sets={"progress": progress}
         )
-        await _event(conn, moved, "job.chunks_stored", chunks=total)
+        await _event(conn, ctx.worker_id, moved, "job.chunks_stored", chunks=total)
     return moved
 
 
@@ -176,7 +192,7 @@ async def queue_embedding(ctx: StageContext, job: Job) -> Job:
             JobStatus.EMBEDDING_QUEUED,
             sets={"embed_model": e.model, "embed_version": e.version, "progress": progress},
         )
-        await _event(conn, moved, "job.embedding_queued")
+        await _event(conn, ctx.worker_id, moved, "job.embedding_queued")
     return moved
 
 
@@ -185,11 +201,19 @@ async def start_embedding(ctx: StageContext, job: Job) -> Job:
 
 
 async def run_embedding(ctx: StageContext, job: Job) -> Job:
-    """embedding_in_progress -> embeddings_stored, in micro-batches through the shared rate
-    budget and circuit breaker, each distinct text paid for once (`worker/embedding.py`)."""
+    """embedding_in_progress -> embeddings_stored, in micro-batches shared with the worker's
+    other embedding jobs, through the shared rate budget and circuit breaker, each distinct
+    text paid for once (`worker/embedding.py`, `worker/embed_batcher.py`)."""
     model, version = _model_of(ctx, job)
+    if ctx.embed_batcher is not None:
+        return await DocumentEmbedding(ctx, job, ctx.embed_batcher, model, version).run()
+    # a stage run on its own (tests): a batcher of its own, unlimited budget, default breaker
     gate = ctx.embed_gate or EmbeddingGate(ctx.pool, ctx.embedder, actor=f"worker:{ctx.worker_id}")
-    return await DocumentEmbedding(ctx, job, gate, model, version).run()
+    batcher = EmbeddingBatcher(gate, max_inputs=ctx.embedder.max_batch_inputs)
+    try:
+        return await DocumentEmbedding(ctx, job, batcher, model, version).run()
+    finally:
+        await batcher.aclose()
 
 
 def _model_of(ctx: StageContext, job: Job) -> tuple[str, str]:
@@ -216,7 +240,7 @@ async def finalize(ctx: StageContext, job: Job) -> Job:
             )
         await chunk_store.clear_buffers(conn, job.document_id)
         moved = await jobs.transition(conn, job, ctx.worker_id, JobStatus.COMPLETE)
-        await _event(conn, moved, "job.complete", chunks=searchable)
+        await _event(conn, ctx.worker_id, moved, "job.complete", chunks=searchable)
     return moved
 
 

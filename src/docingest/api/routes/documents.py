@@ -20,36 +20,36 @@ from docingest.store.records import Document, Job
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
-# multipart framing around the file: a request body may exceed the file cap by this much
-_MULTIPART_SLACK = 64 * 1024
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# deeper pages are refused (422) before they reach SQL (OFFSET is a bigint)
+MAX_OFFSET = 1_000_000_000
 
 
 @router.post("", status_code=202)
-async def upload(
-    request: Request, state: StateDep, principal: PrincipalDep, conn: ConnDep
-) -> JSONResponse:
+async def upload(request: Request, state: StateDep, principal: PrincipalDep) -> JSONResponse:
+    """The body streams into the encrypted blob store without a database connection (a slow
+    or stalled client holds only its own request slot, never the pool); the connection is
+    taken for the one transaction that records document + job. Body size and deadlines are
+    enforced at the edge (api/edge.py) as well as here."""
     boundary = boundary_of(request.headers.get("content-type"))
-    declared = request.headers.get("content-length")
-    if (
-        declared
-        and declared.isdigit()
-        and int(declared) > state.max_upload_bytes + _MULTIPART_SLACK
-    ):
-        raise ApiError(413, ErrorCode.TOO_LARGE, f"upload exceeds {state.max_upload_bytes} bytes")
     expected_sha256 = _content_sha256(request.headers.get("content-sha256"))
     part = FilePart()
     cid = audit.correlation_id(request)
-    result = await documents.accept_upload(
-        conn,
+    stored = await documents.store_upload(
         state.blobs,
         user_id=principal.user_id,
-        filename_of=lambda: part.filename,
         chunks=file_part_stream(request.stream(), boundary, part),
         max_bytes=state.max_upload_bytes,
+        expected_sha256=expected_sha256,
+    )
+    result = await documents.record_upload(
+        state.pool.connection(),
+        state.blobs,
+        stored,
+        user_id=principal.user_id,
+        filename=part.filename,
         actor=principal.actor,
         correlation_id=cid,
-        expected_sha256=expected_sha256,
     )
     # a new document's job carries `cid`, and every worker line about it does too (a
     # duplicate keeps the job, and the correlation id, of its first upload)
@@ -104,7 +104,7 @@ async def list_documents(
     principal: PrincipalDep,
     conn: ConnDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     pairs, total = await documents.list_for_user(
         conn, principal.user_id, limit=limit, offset=offset
@@ -145,4 +145,5 @@ async def delete_document(
         conn, state.blobs, doc_id, principal.user_id, actor=principal.actor
     ):
         raise not_found("document")
+    state.vacuum.request()  # the dead rows' bytes: store/vacuum.py
     return Response(status_code=204)

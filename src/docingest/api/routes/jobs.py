@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from docingest.api import audit
 from docingest.api.auth import Principal
-from docingest.api.deps import AdminDep, ConnDep, PrincipalDep, ReaderDep, parse_id
+from docingest.api.deps import AdminDep, ConnDep, PrincipalDep, ReaderDep, StateDep, parse_id
 from docingest.api.errors import ApiError, not_found
 from docingest.store import events, jobs
 from docingest.store.db import DictConn
@@ -39,10 +39,12 @@ async def get_job_by_document(
     return job.to_api()
 
 
-async def _retry(conn: DictConn, job: Job | None, principal: Principal) -> JSONResponse:
+async def _retry(
+    conn: DictConn, job: Job | None, principal: Principal, max_user_retries: int
+) -> JSONResponse:
     if job is None:
         raise not_found("job")
-    retried = await jobs.retry_failed(conn, job.job_id)
+    retried = await jobs.retry_failed(conn, job.job_id, max_user_retries=max_user_retries)
     await events.record(
         conn,
         actor=principal.actor,
@@ -52,6 +54,10 @@ async def _retry(conn: DictConn, job: Job | None, principal: Principal) -> JSONR
         document_id=job.document_id,
         correlation_id=job.correlation_id,
     )
+    if retried is None and job.status.is_failed and job.user_retries >= max_user_retries:
+        raise ApiError(
+            409, "retry_limit", f"job was already retried {job.user_retries} times; the limit"
+        )
     if retried is None:
         raise ApiError(
             409, "not_failed", f"job is {job.status.value}; only failed jobs can be retried"
@@ -60,18 +66,19 @@ async def _retry(conn: DictConn, job: Job | None, principal: Principal) -> JSONR
 
 
 @router.post("/v1/jobs/{job_id}/retry", status_code=202)
-async def retry_job(job_id: str, principal: PrincipalDep, conn: ConnDep) -> JSONResponse:
-    return await _retry(
-        conn, await jobs.get(conn, parse_id(job_id, "job"), principal.user_id), principal
-    )
+async def retry_job(
+    job_id: str, state: StateDep, principal: PrincipalDep, conn: ConnDep
+) -> JSONResponse:
+    job = await jobs.get(conn, parse_id(job_id, "job"), principal.user_id)
+    return await _retry(conn, job, principal, state.max_user_retries)
 
 
 @router.post("/jobs/{document_id}/retry", status_code=202)
 async def retry_job_by_document(
-    document_id: str, principal: PrincipalDep, conn: ConnDep
+    document_id: str, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> JSONResponse:
     job = await jobs.get_by_document(conn, parse_id(document_id, "document"), principal.user_id)
-    return await _retry(conn, job, principal)
+    return await _retry(conn, job, principal, state.max_user_retries)
 
 
 @router.post("/jobs/{document_id}/advance")

@@ -17,8 +17,10 @@ router = APIRouter(prefix="/v1", tags=["search"])
 
 
 class SearchRequest(BaseModel):
-    query: Annotated[str, Field(min_length=1, max_length=4000)]
-    k: Annotated[int, Field(ge=1, le=100)] = 10
+    """Strict types: `k: true` or `k: "5"` are malformed, not coerced (422)."""
+
+    query: Annotated[str, Field(min_length=1, max_length=4000, strict=True)]
+    k: Annotated[int, Field(ge=1, le=100, strict=True)] = 10
     # strict: exactly one of the three names as a JSON string, nothing coerced. A Literal
     # compares by equality, so it is strict as it stands (FastAPI validates the decoded body
     # in Python mode, where a strict enum would refuse even the right string).
@@ -41,9 +43,9 @@ async def search_chunks(
         query_vector=vector,
         model=e.model,
         version=e.version,
-        dimensions=e.dimensions,
         k=body.k,
         mode=mode,
+        strategy=state.vector_search,
     )
     await events.record(
         conn,

@@ -7,7 +7,8 @@ fails closed. Every decision is an `events` row; every refusal also increments
   `webhook_log` insert, the fenced status change and the events commit together.
 * `POST /webhooks/llamaparse/{job_id}?token=...` — LlamaParse's own callback, a hint only:
   with the job's token it makes the waiting job claimable now, and a worker fetches status
-  and result from LlamaParse with our key. Its body is never read.
+  and result from LlamaParse with our key. Its body is never parsed: a genuine sender's is
+  read and dropped (capped and with deadlines at the edge), a refused one is not read at all.
 
 A job a worker holds (it may be polling the parser for the same job) is not touched: 409
 with `Retry-After`, and the sender's retry or the reconciler finishes it.
@@ -15,9 +16,11 @@ with `Retry-After`, and the sender's retry or the reconciler finishes it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -25,6 +28,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
+from docingest.api import audit
 from docingest.api.deps import StateDep
 from docingest.api.errors import error_response
 from docingest.api.state import AppState
@@ -38,6 +42,7 @@ from docingest.store.db import DictConn
 from docingest.store.records import Job
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 router = APIRouter(tags=["webhooks"])
 
 REJECTIONS = Counter("docingest_webhook_rejections_total", "Parse callbacks refused", ["reason"])
@@ -46,17 +51,26 @@ HINT_ACTOR = "webhook:llamaparse-hint"
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
+# bodies above this are hashed and parsed in a worker thread, not on the event loop
+_OFF_LOOP_BYTES = 256 * 1024
+
+
 class _Refused(Exception):
+    """`verified`: the sender proved itself (signature or token); otherwise the refusal is an
+    anonymous one, counted in the per-minute aggregate instead of one events row each."""
+
     def __init__(
-        self, status: int, reason: str, job_id: UUID | None = None, *, busy: bool = False
+        self,
+        status: int,
+        reason: str,
+        job_id: UUID | None = None,
+        *,
+        busy: bool = False,
+        verified: bool = False,
     ) -> None:
         super().__init__(reason)
-        self.status, self.reason, self.job_id, self.busy = status, reason, job_id, busy
-
-
-def body_cap(max_upload_bytes: int) -> int:
-    """Markdown can outgrow its (compressed) PDF; bounded all the same."""
-    return min(32 << 20, max(1 << 20, 4 * max_upload_bytes))
+        self.status, self.reason, self.job_id = status, reason, job_id
+        self.busy, self.verified = busy, verified
 
 
 @router.post("/webhooks/llamaparse")
@@ -64,59 +78,92 @@ async def signed_callback(request: Request, state: StateDep) -> JSONResponse:
     try:
         return await _signed(request, state)
     except _Refused as refusal:
-        return await _refuse(state, SIGNED_ACTOR, refusal)
+        return await _refuse(state, SIGNED_ACTOR, refusal, audit.client_address(request))
 
 
 @router.post("/webhooks/llamaparse/{job_id}")
 async def hint_callback(
     job_id: str,
+    request: Request,
     state: StateDep,
     token: str | None = None,
     x_docingest_callback_token: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     try:
-        return await _hint(job_id, token or x_docingest_callback_token, state)
-    except _Refused as refusal:
-        return await _refuse(state, HINT_ACTOR, refusal)
+        response = await _hint(job_id, token or x_docingest_callback_token, state)
+    except _Refused as refusal:  # answered unread: the connection closes after the answer
+        return await _refuse(state, HINT_ACTOR, refusal, audit.client_address(request))
+    async for _ in request.stream():  # a genuine sender's body (the result): read, dropped
+        pass
+    return response
 
 
 async def _signed(request: Request, state: AppState) -> JSONResponse:
-    if not all(request.headers.get(h) for h in _SIGNATURE_HEADERS):
-        raise _Refused(401, "missing_signature")
-    raw = await _read_capped(request, body_cap(state.max_upload_bytes))
+    """Headers first (before any body byte), then the raw body's signature, and only then
+    parsing: a forged body is never parsed, a large one is hashed off the event loop."""
     try:
-        body, job_id = seed_callback.load(raw)
+        webhook_auth.check_headers(request.headers, now=time.time())
+    except webhook_auth.SignatureRejected as exc:
+        raise _Refused(401, exc.reason) from None
+    raw = await request.body()  # capped, with deadlines, at the edge (api/edge.py)
+    try:
+        job_id = seed_callback.claimed_job_id(raw)
     except CallbackRejected as exc:
         raise _Refused(exc.status, exc.reason) from None
     key = webhook_auth.job_signing_key(state.webhook_secret, job_id)
     try:
-        webhook_id = webhook_auth.verify(key, request.headers, raw, now=time.time())
+        webhook_id = await _maybe_off_loop(
+            len(raw), webhook_auth.verify, key, request.headers, raw, now=time.time()
+        )
     except webhook_auth.SignatureRejected as exc:
         raise _Refused(401, exc.reason, job_id) from None
+    try:
+        body = await _maybe_off_loop(len(raw), seed_callback.load, raw, job_id)
+        cb = seed_callback.parse(body, job_id)
+    except CallbackRejected as exc:
+        raise _Refused(exc.status, exc.reason, job_id, verified=True) from None
+    del raw, body
     async with state.pool.connection() as conn:
         if await webhook_log.seen(conn, webhook_id):
             return await _acknowledge(conn, job_id, None, "duplicate")
-        try:
-            cb = seed_callback.parse(body, job_id)
-        except CallbackRejected as exc:
-            raise _Refused(exc.status, exc.reason, job_id) from None
         job = await jobs.get(conn, job_id)
         if job is None or job.document_id != cb.document_id:
-            raise _Refused(404, "unknown_job" if job is None else "document_mismatch", job_id)
+            reason = "unknown_job" if job is None else "document_mismatch"
+            raise _Refused(404, reason, job_id, verified=True)
         try:
-            artifact = prepare(job.document_id, cb.markdown)
-        except ParseError:
-            raise _Refused(422, "no_text", job_id) from None
+            artifact = await asyncio.to_thread(
+                prepare, job.document_id, job.job_id, cb.markdown, state.max_document_chars
+            )
+        except ParseError as exc:
+            raise _Refused(422, exc.code, job_id, verified=True) from None
         if job.status != JobStatus.PARSE_QUEUED:
             if job.parsed_sha256 != artifact.sha256:
-                raise _Refused(409, "not_waiting", job_id)
+                raise _Refused(409, "not_waiting", job_id, verified=True)
             async with conn.transaction():
                 await webhook_log.record(conn, webhook_id, job_id)
                 return await _acknowledge(conn, job_id, job, "already_applied")
         await state.blobs.put_bytes(artifact.key, artifact.markdown.encode("utf-8"))
-        response = await _complete(conn, webhook_id, job, cb, artifact)
+        try:
+            response = await _complete(conn, webhook_id, job, cb, artifact)
+        except _Refused:
+            await _drop_if_job_gone(conn, state, job.job_id, artifact.key)
+            raise
         await webhook_log.purge_expired(conn)
     return response
+
+
+async def _maybe_off_loop(size: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    if size <= _OFF_LOOP_BYTES:
+        return fn(*args, **kwargs)
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def _drop_if_job_gone(conn: DictConn, state: AppState, job_id: UUID, key: str) -> None:
+    """The document was deleted while its callback was being stored: the artifact (its key is
+    this job's own) must not outlive it. A job that still exists keeps it (a retry or the
+    reconciler may record the same key)."""
+    if await jobs.get(conn, job_id) is None:
+        await state.blobs.delete(key)
 
 
 async def _complete(
@@ -141,7 +188,7 @@ async def _complete(
             },
         )
         if moved is None:  # rolls back the webhook_log row: a retry may still act
-            raise _Refused(409, "job_busy", job.job_id, busy=True)
+            raise _Refused(409, "job_busy", job.job_id, busy=True, verified=True)
         response = await _acknowledge(conn, job.job_id, moved, "accepted")
         await events.record(
             conn,
@@ -170,7 +217,7 @@ async def _hint(raw_job_id: str, token: str | None, state: AppState) -> JSONResp
         if job.status != JobStatus.PARSE_QUEUED:
             return await _acknowledge(conn, job.job_id, job, "not_waiting", actor=HINT_ACTOR)
         if not await jobs.wake_parse(conn, job.job_id):
-            raise _Refused(409, "job_busy", job.job_id, busy=True)
+            raise _Refused(409, "job_busy", job.job_id, busy=True, verified=True)
         return await _acknowledge(conn, job.job_id, job, "woken", actor=HINT_ACTOR, status=202)
 
 
@@ -195,22 +242,23 @@ async def _acknowledge(
     return JSONResponse({"status": outcome}, status_code=status)
 
 
-async def _read_capped(request: Request, cap: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise _Refused(413, "too_large")
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise _Refused(413, "too_large")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-async def _refuse(state: AppState, actor: str, refusal: _Refused) -> JSONResponse:
+async def _refuse(state: AppState, actor: str, refusal: _Refused, address: str) -> JSONResponse:
     REJECTIONS.labels(reason=refusal.reason).inc()
+    if not refusal.verified:
+        state.refusals.note(address, refusal.status, refusal.reason)
+    else:
+        await _record_rejection(state, actor, refusal)
+    log.info(
+        "webhook rejected",
+        extra={"action": "webhook_rejected", "reason": refusal.reason, "status": refusal.status},
+    )
+    # The hint route answers the same to a wrong token and an unknown job (no oracle).
+    code = "unauthorized" if actor == HINT_ACTOR and refusal.status == 401 else refusal.reason
+    headers = {"Retry-After": "1"} if refusal.busy else None
+    return error_response(refusal.status, code, "callback refused", headers)
+
+
+async def _record_rejection(state: AppState, actor: str, refusal: _Refused) -> None:
     detail: dict[str, Any] = {"status": refusal.status}
     try:
         async with state.pool.connection() as conn:
@@ -224,11 +272,3 @@ async def _refuse(state: AppState, actor: str, refusal: _Refused) -> JSONRespons
             )
     except psycopg.Error:
         log.warning("could not record a webhook rejection", extra={"action": "event_error"})
-    log.info(
-        "webhook rejected",
-        extra={"action": "webhook_rejected", "reason": refusal.reason, "status": refusal.status},
-    )
-    # The hint route answers the same to a wrong token and an unknown job (no oracle).
-    code = "unauthorized" if actor == HINT_ACTOR and refusal.status == 401 else refusal.reason
-    headers = {"Retry-After": "1"} if refusal.busy else None
-    return error_response(refusal.status, code, "callback refused", headers)

@@ -293,8 +293,11 @@ def predictability(stack: Stack, plan: Plan) -> dict[str, Any]:
 
 
 def scaling(stack: Stack, plan: Plan) -> dict[str, Any]:
-    """Throughput at 1, 2, 4, 8 worker processes (one job slot each) with the fake
-    embedder's latency set so that external I/O dominates, as in production.
+    """Throughput at 1, 2, 4, 8 worker processes (one job slot and one embedding job each)
+    with the fake embedder's latency set so that external I/O dominates, as in production.
+    One embedding job per worker: batching across documents would fold all of a worker's
+    documents into one request and hide the scaling this phase measures
+    (bench/many_documents.py measures the batching).
 
     n workers get n x k documents at once. Throughput is measured in the steady state: the
     documents completed after the n-th completion, divided by the time from the n-th to
@@ -304,7 +307,7 @@ def scaling(stack: Stack, plan: Plan) -> dict[str, Any]:
     stack.openai_control(latency_ms=plan.scaling_embed_latency_ms)
     per_min, whole_run = [], []
     for n in plan.scaling_workers:
-        stack.restart_workers(n)
+        stack.restart_workers(n, embedding_jobs=1)
         started = time.time()
         job_ids = _fresh_docs(stack, n * plan.scaling_docs_per_worker)
         rows = stack.wait_terminal(job_ids, 600)

@@ -186,20 +186,23 @@ class Stack:
     def worker_count(self) -> int:
         return len(self._workers)
 
-    def set_workers(self, n: int) -> None:
-        """Start or gracefully stop worker processes until `n` run."""
+    def set_workers(self, n: int, embedding_jobs: int | None = None) -> None:
+        """Start or gracefully stop worker processes until `n` run (`embedding_jobs`: the
+        started ones' `--embedding-jobs`, default the worker's)."""
         while len(self._workers) > n:
             stop_process(self._workers.pop(), grace_s=self.settings.lease_seconds + 5)
         while len(self._workers) < n:
             self._spawned += 1
             args = ["-m", "docingest", "worker"]
             args += ["--concurrency", str(self.settings.worker_concurrency)]
+            if embedding_jobs is not None:
+                args += ["--embedding-jobs", str(embedding_jobs)]
             self._workers.append(self._popen(f"worker-{self._spawned}", args))
 
-    def restart_workers(self, n: int) -> None:
+    def restart_workers(self, n: int, embedding_jobs: int | None = None) -> None:
         """Stop every worker, start `n` fresh ones and wait until each listens for work."""
         self.set_workers(0)
-        self.set_workers(n)
+        self.set_workers(n, embedding_jobs)
         self.wait_listeners(n, 60)
 
     def wait_listeners(self, n: int, timeout_s: float) -> None:

@@ -1,0 +1,124 @@
+"""Many small documents through `docingest ingest --json`, against its floor.
+
+Generates N text PDFs (testing/pdfgen, unique text each), starts the fake OpenAI server at
+`--latency-ms` per request and a scratch embedded PostgreSQL (migrated; its start-up is not
+timed), then runs `docingest ingest DIR --json` as a user would (OpenAI embedder, every
+other setting at its default: one worker, 2 slots) and prints:
+- wall time of the ingest command, chunks, requests the fake answered;
+- the floor: raw text extraction of the same PDFs with pypdfium2 (one process, page by page)
+  + ceil(chunks / 256) x the request latency;
+- the verdicts of issue 12: wall <= 2x floor, requests <= ceil(chunks / 256) + workers.
+`--py-spy FILE` records the ingest process with py-spy (collapsed stacks, `--subprocesses`)
+so the profile can be read with any flame-graph tool or `sort | head`.
+Rerun: `.venv/bin/python bench/many_documents.py [--docs 40] [--pages 50] [--latency-ms 50]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._stack import scratch_database
+from docingest.testing.pdfgen import make_pdf
+from docingest.testing.procs import free_port, run_process
+
+BATCH = 256
+WORKERS = 1  # `docingest ingest` runs one worker in its own process
+
+
+def extraction_floor(paths: list[Path]) -> float:
+    """Seconds to pull the raw text out of every page with pypdfium2, nothing else."""
+    import pypdfium2
+
+    started = time.perf_counter()
+    for path in paths:
+        pdf = pypdfium2.PdfDocument(str(path))
+        for page in pdf:
+            page.get_textpage().get_text_range()
+        pdf.close()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=40)
+    ap.add_argument("--pages", type=int, default=50)
+    ap.add_argument("--latency-ms", type=int, default=50)
+    ap.add_argument("--py-spy", type=Path, default=None)
+    args = ap.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="docingest-many-"))
+    paths = []
+    for seed in range(args.docs):
+        path = folder / f"doc-{seed:03d}.pdf"
+        path.write_bytes(make_pdf(900_000 + seed, pages=args.pages))
+        paths.append(path)
+    extraction_floor(paths[:2])  # warm the library and the page cache
+    extract_s = extraction_floor(paths)
+
+    port = free_port()
+    fake = [sys.executable, "-m", "docingest.testing.fake_openai", "--port", str(port)]
+    fake += ["--latency-ms", str(args.latency_ms)]
+    with (
+        run_process(fake, ready_url=f"http://127.0.0.1:{port}/healthz"),
+        scratch_database() as (dsn, home),
+    ):
+        httpx.post(
+            f"http://127.0.0.1:{port}/v1/embeddings",
+            json={"input": ["warm up"], "model": "text-embedding-3-small"},
+        ).raise_for_status()
+        httpx.post(f"http://127.0.0.1:{port}/stats/reset").raise_for_status()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCINGEST_")}
+        env.update(
+            DOCINGEST_HOME=str(home),
+            DOCINGEST_DATABASE_URL=dsn,
+            DOCINGEST_EMBEDDER="openai",
+            DOCINGEST_OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1",
+            DOCINGEST_OPENAI_API_KEY="sk-bench",
+        )
+        cmd = [sys.executable, "-m", "docingest", "ingest", str(folder), "--json"]
+        if args.py_spy is not None:
+            cmd = ["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "100",
+                   "-o", str(args.py_spy), "--", *cmd]  # fmt: skip
+        started = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            sys.exit(f"ingest failed ({done.returncode}): {done.stderr[-2000:]}")
+        report, _ = json.JSONDecoder().raw_decode(done.stdout[done.stdout.index("{") :])
+        stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
+
+    docs = report["documents"]
+    chunks = sum(d["chunks"] for d in docs)
+    statuses = {d["status"] for d in docs}
+    floor = extract_s + math.ceil(chunks / BATCH) * args.latency_ms / 1000
+    requests, bound = stats["requests"], math.ceil(chunks / BATCH) + WORKERS
+    print(
+        f"{len(docs)} generated PDFs x {args.pages} pages, {chunks} chunks ({statuses});"
+        f" fake OpenAI at {args.latency_ms} ms/request, 1536 dims; `docingest ingest --json`"
+        f" with defaults (1 worker, 2 slots, 256 inputs per request); scratch embedded"
+        f" PostgreSQL (start-up not timed)"
+    )
+    print(
+        f"wall {wall:.2f} s = {chunks / wall:.0f} chunks/s; floor {floor:.2f} s (raw pypdfium2"
+        f" extraction {extract_s:.2f} s + {math.ceil(chunks / BATCH)} x {args.latency_ms} ms);"
+        f" wall/floor {wall / floor:.2f}x (target <= 2x)"
+    )
+    print(
+        f"requests {requests} (answered {stats['status_counts'].get('200', 0)}), bound"
+        f" ceil({chunks}/{BATCH}) + {WORKERS} = {bound}:"
+        f" {'ok' if requests <= bound else 'OVER'}; inputs {stats['inputs']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
