@@ -15,7 +15,7 @@ from pgvector.psycopg import register_vector
 from docingest.bootstrap import Runtime
 from docingest.pipeline.rank_fusion import RRF_K
 from docingest.store.db import open_pool
-from docingest.store.search import SearchMode, search
+from docingest.store.search import FUSION_WEIGHTS, SearchMode, search
 from docingest.worker.runner import run_worker
 from tests.conftest import EXAMPLES
 from tests.helpers import auth, upload
@@ -113,14 +113,13 @@ async def test_hybrid_fuses_both_rankings_by_reciprocal_rank(dsn: str) -> None:
     assert [r["chunk_id"] for r in text] == [ids[1]]
     by_id = {r["chunk_id"]: r["score"] for r in fused}
     # the hearing chunk: 1st in text and 2nd-or-later in vector; the specialist chunk: 1st in
-    # vector only. Each scores exactly its reciprocal-rank sum; agreement wins.
+    # vector only. Each scores exactly its weighted reciprocal-rank sum; agreement wins.
     assert ids[1] in by_id and ids[3] in by_id
+    w_vector, w_text = FUSION_WEIGHTS
     vec_rank = {r["chunk_id"]: i for i, r in enumerate(vec, start=1)}
-    expected_hearing = 1 / (RRF_K + 1) + (
-        1 / (RRF_K + vec_rank[ids[1]]) if ids[1] in vec_rank else 0
-    )
+    expected_hearing = w_text / (RRF_K + 1) + w_vector / (RRF_K + vec_rank[ids[1]])
     assert np.isclose(by_id[ids[1]], expected_hearing, atol=1e-6)
-    assert np.isclose(by_id[ids[3]], 1 / (RRF_K + 1), atol=1e-6)
+    assert np.isclose(by_id[ids[3]], w_vector / (RRF_K + 1), atol=1e-6)
     assert fused[0]["chunk_id"] == ids[1]
 
 

@@ -38,8 +38,11 @@ from docingest.store.vector_search import Strategy
 
 TEXT_SEARCH_CONFIG: Final = "english"  # the config of the generated column (migration 0013)
 MIN_FUSION_DEPTH: Final = 50
-#: weights of the (vector, text) rankings in the fusion
-FUSION_WEIGHTS: Final = (1.0, 1.0)
+#: weights of the (vector, text) rankings in the fusion: BM25 is the stronger ranking on
+#: member questions, the vector ranking adds recall and breaks ties (bench/retrieval_eval.py:
+#: on the development questions any vector weight from 0.2 to 0.5 beats 1.0; see
+#: docs/benchmarks.md)
+FUSION_WEIGHTS: Final = (0.3, 1.0)
 BM25_K1: Final = 1.2
 BM25_B: Final = 0.75
 
@@ -59,14 +62,17 @@ def _scope() -> sql.Composable:
 
 
 def _text_ranking() -> sql.Composed:
-    """SELECT chunk_id, score, rank: the caller's `%(depth)s` best BM25 matches of `%(query)s`.
+    """SELECT chunk_id, score: the caller's `%(depth)s` best BM25 matches of `%(query)s`.
 
-    A lexeme becomes a one-term tsquery through its quoted literal (quotes and backslashes
-    escaped), never by re-parsing it with a text search config. Term presence is read from
-    `strip(text_tsv)`, computed once per chunk into a materialized CTE: a stored tsvector is
-    often TOASTed, and every `@@` on it would fetch and decompress it again. BM25's term
-    frequency is taken as presence (1), a fair simplification for chunks of a few hundred
-    words; the length norm is the chunk's number of distinct lexemes."""
+    Every lexeme of the question (English stemming, stop words dropped) is looked up on its
+    own through the GIN index on `text_tsv`, within the caller's rows: the chunks holding it
+    and their number (its document frequency, for the IDF) come from the index and the heap
+    row alone, so no stored tsvector is read or decompressed, and a chunk that holds none of
+    the words costs nothing. A lexeme becomes a one-term tsquery through its quoted literal
+    (quotes and backslashes escaped), never by re-parsing it with a text search config.
+    BM25's term frequency is taken as presence (1), a fair simplification for chunks of a few
+    hundred words; the length norm is the chunk's size in bytes (`octet_length` reads the
+    stored size, not the text) against the caller's average."""
     cfg = sql.Literal(TEXT_SEARCH_CONFIG)
     return sql.SQL(_TEXT_RANKING).format(
         cfg=cfg, scope=_scope(), k1=sql.Literal(BM25_K1), b=sql.Literal(BM25_B)
@@ -79,27 +85,25 @@ WITH terms AS MATERIALIZED (
         ('''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS tq
     FROM unnest(to_tsvector({cfg}::regconfig, %(query)s)) AS t
 ),
-mine AS MATERIALIZED (
-    SELECT dc.chunk_id, strip(dc.text_tsv) AS lexemes, length(dc.text_tsv) AS len,
-           dc.text_tsv @@ (SELECT websearch_to_tsquery({cfg}::regconfig, %(query)s)) AS every_word
+hits AS MATERIALIZED (
+    SELECT terms.tq, m.chunk_id, m.len
+    FROM terms CROSS JOIN LATERAL (
+        SELECT dc.chunk_id, octet_length(dc.text) AS len FROM docingest.document_chunks dc
+        WHERE {scope} AND dc.text_tsv @@ terms.tq
+    ) m
+),
+corpus AS MATERIALIZED (
+    SELECT count(*) AS n, greatest(avg(octet_length(dc.text)), 1) AS avg_len
     FROM docingest.document_chunks dc WHERE {scope}
 ),
-corpus AS MATERIALIZED (SELECT count(*) AS n, greatest(avg(len), 1) AS avg_len FROM mine),
 weights AS MATERIALIZED (
-    SELECT terms.tq, ln(1 + (c.n - d.df + 0.5) / (d.df + 0.5)) AS idf
-    FROM terms CROSS JOIN corpus c
-    CROSS JOIN LATERAL (SELECT count(*) AS df FROM mine WHERE mine.lexemes @@ terms.tq) d
-    WHERE d.df > 0
-),
-scored AS (
-    SELECT mine.chunk_id, mine.every_word,
-           sum(w.idf * ({k1} + 1) / (1 + {k1} * (1 - {b} + {b} * mine.len / c.avg_len))) AS bm25
-    FROM mine CROSS JOIN corpus c JOIN weights w ON mine.lexemes @@ w.tq
-    GROUP BY mine.chunk_id, mine.every_word
+    SELECT d.tq, ln(1 + (c.n - d.df + 0.5) / (d.df + 0.5)) AS idf
+    FROM (SELECT tq, count(*) AS df FROM hits GROUP BY tq) d CROSS JOIN corpus c
 )
-SELECT chunk_id, bm25 AS score,
-       row_number() OVER (ORDER BY every_word DESC, bm25 DESC, chunk_id) AS rank
-FROM scored ORDER BY rank LIMIT %(depth)s
+SELECT h.chunk_id,
+       sum(w.idf * ({k1} + 1) / (1 + {k1} * (1 - {b} + {b} * h.len / c.avg_len))) AS score
+FROM hits h JOIN weights w USING (tq) CROSS JOIN corpus c
+GROUP BY h.chunk_id ORDER BY score DESC, h.chunk_id LIMIT %(depth)s
 """
 
 
