@@ -43,7 +43,7 @@ MIN_FUSION_DEPTH: Final = 50
 #: on the development questions any vector weight from 0.2 to 0.5 beats 1.0; see
 #: docs/benchmarks.md)
 FUSION_WEIGHTS: Final = (0.3, 1.0)
-BM25_K1: Final = 1.2
+BM25_K1: Final = 1.2  # float literals: the ranking is computed in float8, not numeric
 BM25_B: Final = 0.75
 
 
@@ -65,14 +65,17 @@ def _text_ranking() -> sql.Composed:
     """SELECT chunk_id, score: the caller's `%(depth)s` best BM25 matches of `%(query)s`.
 
     Every lexeme of the question (English stemming, stop words dropped) is looked up on its
-    own through the GIN index on `text_tsv`, within the caller's rows: the chunks holding it
+    own through the GIN index on `text_tsv`, ANDed with the owner's lexeme (migration 0013)
+    so the index itself keeps to the caller's rows: the chunks holding it
     and their number (its document frequency, for the IDF) come from the index and the heap
     row alone, so no stored tsvector is read or decompressed, and a chunk that holds none of
     the words costs nothing. A lexeme becomes a one-term tsquery through its quoted literal
     (quotes and backslashes escaped), never by re-parsing it with a text search config.
     BM25's term frequency is taken as presence (1), a fair simplification for chunks of a few
     hundred words; the length norm is the chunk's size in bytes (`octet_length` reads the
-    stored size, not the text) against the caller's average."""
+    stored size, not the text) against the average of the chunks that hold any of the words.
+    The caller's number of chunks is counted from the btree on (user, model, version) alone,
+    so the statistics never read a row that holds none of the question's words."""
     cfg = sql.Literal(TEXT_SEARCH_CONFIG)
     return sql.SQL(_TEXT_RANKING).format(
         cfg=cfg, scope=_scope(), k1=sql.Literal(BM25_K1), b=sql.Literal(BM25_B)
@@ -81,28 +84,29 @@ def _text_ranking() -> sql.Composed:
 
 _TEXT_RANKING = r"""
 WITH terms AS MATERIALIZED (
-    SELECT DISTINCT
-        ('''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery AS tq
-    FROM unnest(to_tsvector({cfg}::regconfig, %(query)s)) AS t
+    SELECT row_number() OVER () AS term,
+           ('''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || '''')::tsquery
+           && ('''user:' || %(user)s::text || '''')::tsquery AS tq
+    FROM (SELECT DISTINCT lexeme FROM unnest(to_tsvector({cfg}::regconfig, %(query)s))) AS t
 ),
 hits AS MATERIALIZED (
-    SELECT terms.tq, m.chunk_id, m.len
+    SELECT terms.term, m.chunk_id, m.len
     FROM terms CROSS JOIN LATERAL (
-        SELECT dc.chunk_id, octet_length(dc.text) AS len FROM docingest.document_chunks dc
-        WHERE {scope} AND dc.text_tsv @@ terms.tq
+        SELECT dc.chunk_id, octet_length(dc.text)::float8 AS len
+        FROM docingest.document_chunks dc WHERE {scope} AND dc.text_tsv @@ terms.tq
     ) m
 ),
 corpus AS MATERIALIZED (
-    SELECT count(*) AS n, greatest(avg(octet_length(dc.text)), 1) AS avg_len
-    FROM docingest.document_chunks dc WHERE {scope}
+    SELECT (SELECT count(*) FROM docingest.document_chunks dc WHERE {scope})::float8 AS n,
+           greatest((SELECT avg(len) FROM (SELECT DISTINCT chunk_id, len FROM hits) c), 1) AS avg_len
 ),
 weights AS MATERIALIZED (
-    SELECT d.tq, ln(1 + (c.n - d.df + 0.5) / (d.df + 0.5)) AS idf
-    FROM (SELECT tq, count(*) AS df FROM hits GROUP BY tq) d CROSS JOIN corpus c
+    SELECT d.term, ln(1 + (c.n - d.df + 0.5) / (d.df + 0.5)) AS idf
+    FROM (SELECT term, count(*)::float8 AS df FROM hits GROUP BY term) d CROSS JOIN corpus c
 )
 SELECT h.chunk_id,
        sum(w.idf * ({k1} + 1) / (1 + {k1} * (1 - {b} + {b} * h.len / c.avg_len))) AS score
-FROM hits h JOIN weights w USING (tq) CROSS JOIN corpus c
+FROM hits h JOIN weights w USING (term) CROSS JOIN corpus c
 GROUP BY h.chunk_id ORDER BY score DESC, h.chunk_id LIMIT %(depth)s
 """
 
