@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 ## `.venv/bin/docingest search "..."` afterwards finds the demo's documents.
 demo: $(STAMP)
 	$(BIN)/docingest ingest examples/
-	$(BIN)/docingest search "do I need a referral to see a specialist" -k 3
+	$(BIN)/docingest search "how much is a specialist copay" -k 3
 
 ## make test: lint, type-check, and the whole test suite (unit, integration, end to end)
 test: $(STAMP) browser lint typecheck

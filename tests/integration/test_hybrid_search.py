@@ -87,6 +87,8 @@ async def test_text_mode_ranks_exact_terms_and_cites_the_source(dsn: str) -> Non
     therapy = await _search(dsn, user, "physical therapy visits", SearchMode.TEXT, _unit(0))
     assert therapy[0]["chunk_id"] == ids[2] and therapy[0]["pages"] is None  # no page numbers
     assert await _search(dsn, user, "how is it for you", SearchMode.TEXT, _unit(0)) == []
+    # the owner's lexeme in text_tsv (migration 0013) cannot be asked for: the parser splits it
+    assert await _search(dsn, user, f"user:{user}", SearchMode.TEXT, _unit(0)) == []
 
 
 async def test_term_weights_come_from_the_callers_rows_only(dsn: str) -> None:
