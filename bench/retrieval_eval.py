@@ -208,18 +208,22 @@ def main() -> None:
             label = f"{spec} ({rt.embedder.model} {rt.embedder.version})"
             print(f"{label}: ingest {ingest_s:.1f} s, {results['vector']['chunks']} chunks")
             rows.extend((spec, mode, results[mode]) for mode in MODES)
+    owner = [name for name, qs in sets.items() for _ in qs]  # ids are per set: both have h01
     for name, qs in sets.items():
-        ids = {q.qid for q in qs}
         print(f"\n{name}: {len(qs)} questions")
         print("| embedder | mode | hit@5 | MRR@10 | search p50 (ms, embed + query) |")
         print("|---|---|---|---|---|")
         for spec, mode, r in rows:
-            ranks = [rk for q, rk in zip(questions, r["ranks"], strict=True) if q.qid in ids]
+            ranks = [rk for o, rk in zip(owner, r["ranks"], strict=True) if o == name]
             hit5, mrr = score(ranks)
             print(f"| {spec} | {mode} | {hit5:.3f} | {mrr:.3f} | {r['p50_ms']:.1f} |")
     if args.misses:
         for spec, mode, r in rows:
-            missed = [q.qid for q, rank in zip(questions, r["ranks"], strict=True) if not rank]
+            missed = [
+                f"{name}:{q.qid}"
+                for name, q, rank in zip(owner, questions, r["ranks"], strict=True)
+                if not rank
+            ]
             print(f"missed in top {K}, {spec} {mode}: {' '.join(missed) or '-'}")
 
 
