@@ -6,13 +6,12 @@ Three rankings of the same rows (the caller's chunks embedded with the configure
   (exact by default, the bulk-built approximate index when configured: the one piece that
   knows how vectors are stored and indexed);
 - **text**: Okapi BM25 over the generated `text_tsv` column (English stemming, stop words
-  dropped). Every word of the question may match (an OR of its lexemes: a member's question
-  rarely has all its words in one passage); term weights (IDF) and the length norm come from
-  the caller's own chunks only, so other users' documents never shift anyone's ranking.
-  Chunks that satisfy `websearch_to_tsquery` of the question as typed (all of its words,
-  "quoted phrases" in order, -excluded words absent) rank before the others;
-- **hybrid** (default): reciprocal rank fusion of the two (pipeline/rank_fusion.py), each
-  ranking cut at `depth`.
+  dropped). Every word of the question may match (an OR of its lexemes, not
+  `websearch_to_tsquery`'s AND: a member's question rarely has all its words in one passage);
+  term weights (IDF) come from the caller's own chunks only, so other users' documents never
+  shift anyone's ranking;
+- **hybrid** (default): weighted reciprocal rank fusion of the two (pipeline/rank_fusion.py,
+  `FUSION_WEIGHTS`), each ranking cut at max(k, `MIN_FUSION_DEPTH`).
 
 `score` is the mode's own number: cosine similarity, BM25, or the fused RRF score.
 Every result names its source for citation: the owner's `filename` (never logged), `pages`
