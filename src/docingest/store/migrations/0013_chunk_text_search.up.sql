@@ -13,4 +13,8 @@ ALTER TABLE docingest.document_chunks
         to_tsvector('english'::regconfig, text)
         || array_to_tsvector(ARRAY['user:' || user_id::text])
     ) STORED;
-CREATE INDEX document_chunks_text_tsv ON docingest.document_chunks USING gin (text_tsv);
+-- fastupdate off: each promotion updates the index itself. With the pending list, one promotion
+-- in many would pay for merging everyone's pending entries (a latency spike for that document),
+-- and every search would scan the unmerged list sequentially.
+CREATE INDEX document_chunks_text_tsv ON docingest.document_chunks USING gin (text_tsv)
+    WITH (fastupdate = off);
