@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 ## `.venv/bin/docingest search "..."` afterwards finds the demo's documents.
 demo: $(STAMP)
 	$(BIN)/docingest ingest examples/
-	$(BIN)/docingest search "out-of-pocket limit for a specialist visit" -k 3
+	$(BIN)/docingest search "how much is a specialist copay" -k 3
 
 ## make test: lint, type-check, and the whole test suite (unit, integration, end to end)
 test: $(STAMP) browser lint layers typecheck

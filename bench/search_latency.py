@@ -1,22 +1,28 @@
-"""Search latency and recall: exact per-user ranking vs the bulk-built approximate index.
+"""Search latency per search mode (vector, text, hybrid) and vector strategy (exact, index).
 
 A scratch embedded PostgreSQL gets a `document_chunks` table of `--rows` rows (default
 200,000) of 1,536-dim vectors (stored as halfvec, as the pipeline stores them), in documents
-of 100 chunks spread over many users, interleaved on disk. The measured user holds 5,000
-chunks; users of 1,000, 20,000 and 50,000 chunks give the crossover. Vectors are clustered
-around the fake embedder's vectors of 50 query strings (the user's 100 chunks per query at
-growing distance; other users hold some chunks even closer to the same queries, so an
-index that filtered only after its candidate list would return other users' rows and miss
-k), the rest random.
+of 100 chunks spread over many users, interleaved on disk. Every row carries real text: the
+chunker's output for real corpus documents (an EOC, a dental policy, a formulary, an SBC, the
+glossary), cycled with a copy number, so the generated tsvector and its GIN index hold real
+insurance vocabulary for every user. The measured user holds 5,000 chunks; users of 1,000,
+20,000 and 50,000 chunks give the vector crossover. Queries are the 50 first member questions
+of bench/retrieval/questions.tsv; vectors are clustered around the fake embedder's vectors of
+those questions (the user's 100 chunks per question at growing distance; other users hold some
+chunks even closer to the same questions, so an index that filtered only after its candidate
+list would return other users' rows and miss k), the rest random.
 
 Then, over real HTTP: `docingest api` (OpenAI embedder against the fake at 0 ms; every other
 setting default), `POST /v1/search` with k = 10 as the 5,000-chunk user, `--requests`
-sequential requests per mode: p50/p99 and recall@10 against numpy brute force over the same
-stored (float16) vectors. Mode `exact` is the default; mode `index` after
-`docingest vector-index build` (timed) with `DOCINGEST_VECTOR_SEARCH=index`. Finally, in
-process (no HTTP, no embedding call), `rank()` p50 per user size and mode: the crossover.
-Targets (issue 12): exact p99 < 50 ms with recall 1.0; index recall@10 >= 0.95.
-Rerun: `.venv/bin/python bench/search_latency.py [--rows 200000] [--requests 300]`.
+sequential requests per search mode: p50/p99, and for vector mode recall@10 against numpy
+brute force over the same stored (float16) vectors. Strategy `exact` is the default
+(`DOCINGEST_VECTOR_SEARCH`); strategy `index` after `docingest vector-index build` (timed),
+where vector and hybrid are measured again (text mode reads no vectors). Finally, in process
+(no HTTP, no embedding call), `rank()` p50 per user size and strategy: the crossover.
+Targets (issue 12): exact p99 < 50 ms with recall 1.0; index recall@10 >= 0.95; issue 15:
+hybrid, the default, within the same p99.
+Rerun: `.venv/bin/python bench/search_latency.py [--rows 200000] [--requests 300] [--plan]
+[--strategies exact,index]`.
 """
 
 from __future__ import annotations
@@ -36,11 +42,18 @@ import numpy as np
 import psycopg
 from pgvector import HalfVector
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._stack import scratch_database
+from bench._stack import CORPUS, scratch_database
+from bench.retrieval_eval import load_questions
+from docingest.clients.pdf_markdown import pdf_to_markdown
+from docingest.pipeline.chunker import chunk_markdown
+from docingest.pipeline.normalize import normalize_markdown
 from docingest.pipeline.stored_vector import as_stored
+from docingest.pipeline.tokens import count_tokens
 from docingest.security.bearer_tokens import mint_token
+from docingest.store import search as hybrid_search
 from docingest.store import vector_index
 from docingest.store.db import open_pool
 from docingest.store.vector_search import EF_SEARCH, Strategy, brute_force, rank
@@ -49,7 +62,15 @@ from docingest.testing.procs import free_port, run_process
 
 MODEL, VERSION, DIMS = "text-embedding-3-small", "d1536", 1536
 SECRET = "search-bench-secret-0123456789-0123456789"
-QUERIES = [f"what does the plan pay for service {i}" for i in range(50)]
+QUERIES = [q.text for q in load_questions()][:50]
+SOURCES = (
+    "eoc_medicare_scan_classic_hmo_2025.pdf",
+    "policy_delta_dental_nj_family_ppo_i.pdf",
+    "formulary_cvs_caremark_performance_drug_list_jul2026.pdf",
+    "sbc_aetna_silver_2025.pdf",
+    "glossary_cms_uniform_health_coverage.pdf",
+)
+SEARCH_MODES = ("vector", "text", "hybrid")
 DOC = 100  # chunks per document
 USERS = {"measured": 5_000, "u1k": 1_000, "u20k": 20_000, "u50k": 50_000}
 
@@ -70,8 +91,18 @@ def user_vectors(rng: np.random.Generator, n: int, centers: np.ndarray) -> np.nd
     return _unit(np.repeat(centers, per, axis=0) + scale * noise * np.sqrt(DIMS) / 8)
 
 
+def chunk_texts() -> list[str]:
+    """The chunker's output for the source documents, as the pipeline would store it."""
+    texts: list[str] = []
+    for name in SOURCES:
+        md = pdf_to_markdown((CORPUS / "real" / name).read_bytes(), max_pages=1000).markdown
+        texts += [c.text for c in chunk_markdown(normalize_markdown(md), count_tokens=count_tokens)]
+    return texts
+
+
 def load(dsn: str, rows: int, seed: int = 7) -> dict[str, uuid.UUID]:
     """Fill document_chunks; returns the user ids by role."""
+    texts = chunk_texts()
     rng = np.random.default_rng(seed)
     centers = np.stack([query_vector(q) for q in QUERIES])
     users = {role: uuid.uuid4() for role in USERS}
@@ -105,12 +136,15 @@ def load(dsn: str, rows: int, seed: int = 7) -> dict[str, uuid.UUID]:
         ) as copy:
             text6 = ["text"] * 6
             copy.set_types(["uuid", "uuid", "uuid", "int4", *text6, "halfvec", "text"])
+            row = 0
             for doc, n in zip(doc_ids, order, strict=True):
                 user, vecs = docs[n]
                 for ord_, vec in enumerate(vecs):
+                    text = f"{texts[row % len(texts)]}\n(copy {row // len(texts)})"
+                    row += 1
                     copy.write_row(
                         (uuid.uuid4(), doc, user, ord_, "markdown-simple", "1", "s",
-                         f"chunk {ord_}", MODEL, VERSION, HalfVector(vec), "v")
+                         text, MODEL, VERSION, HalfVector(vec), "v")
                     )  # fmt: skip
         conn.execute("VACUUM ANALYZE docingest.document_chunks")
     return users
@@ -131,8 +165,16 @@ def pct(values: list[float], q: float) -> float:
 
 
 def over_http(
-    dsn: str, fake: str, home: Path, mode: str, user: uuid.UUID, n: int, truth: dict[str, set[str]]
-) -> tuple[list[float], float]:
+    dsn: str,
+    fake: str,
+    home: Path,
+    strategy: str,
+    user: uuid.UUID,
+    n: int,
+    truth: dict[str, set[str]],
+) -> dict[str, tuple[list[float], float | None]]:
+    """Latencies per search mode (and vector recall@10) with `DOCINGEST_VECTOR_SEARCH=strategy`;
+    text mode is measured under `exact` only (it reads no vectors)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCINGEST_")}
     env.update(
@@ -142,24 +184,30 @@ def over_http(
         DOCINGEST_EMBEDDER="openai",
         DOCINGEST_OPENAI_BASE_URL=f"{fake}/v1",
         DOCINGEST_OPENAI_API_KEY="sk-bench",
-        DOCINGEST_VECTOR_SEARCH=mode,
+        DOCINGEST_VECTOR_SEARCH=strategy,
         DOCINGEST_LOG_FORMAT="json",
     )
     api = [sys.executable, "-m", "docingest", "api", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {mint_token(SECRET, user)}"}
-    latencies, hits = [], 0
+    modes = SEARCH_MODES if strategy == "exact" else ("vector", "hybrid")
+    out: dict[str, tuple[list[float], float | None]] = {}
     with run_process(api, env=env, ready_url=f"{base}/readyz"), httpx.Client() as client:
-        for q in QUERIES[:5]:  # warm the pool and the plan cache
-            client.post(f"{base}/v1/search", json={"query": q, "k": 10}, headers=headers)
-        for i in range(n):
-            q = QUERIES[i % len(QUERIES)]
-            started = time.perf_counter()
-            r = client.post(f"{base}/v1/search", json={"query": q, "k": 10}, headers=headers)
-            latencies.append((time.perf_counter() - started) * 1000)
-            r.raise_for_status()
-            hits += len(truth[q] & {x["chunk_id"] for x in r.json()["results"]})
-    return latencies, hits / (10 * n)
+        for mode in modes:
+            latencies, hits = [], 0
+            for q in QUERIES[:5]:  # warm the pool and the plan cache
+                body = {"query": q, "k": 10, "mode": mode}
+                client.post(f"{base}/v1/search", json=body, headers=headers)
+            for i in range(n):
+                q = QUERIES[i % len(QUERIES)]
+                body = {"query": q, "k": 10, "mode": mode}
+                started = time.perf_counter()
+                r = client.post(f"{base}/v1/search", json=body, headers=headers)
+                latencies.append((time.perf_counter() - started) * 1000)
+                r.raise_for_status()
+                hits += len(truth[q] & {x["chunk_id"] for x in r.json()["results"]})
+            out[mode] = (latencies, hits / (10 * n) if mode == "vector" else None)
+    return out
 
 
 async def in_process(dsn: str, users: dict[str, uuid.UUID], reps: int) -> dict[str, list[float]]:
@@ -177,10 +225,26 @@ async def in_process(dsn: str, users: dict[str, uuid.UUID], reps: int) -> dict[s
     return out
 
 
+async def text_plan(dsn: str, user: uuid.UUID) -> list[str]:
+    """EXPLAIN ANALYZE of the text ranking for one question: where the time goes."""
+    async with await open_pool(dsn, max_size=1) as pool, pool.connection() as conn:
+        statement, params = hybrid_search.text_ranking(
+            user, QUERIES[1], model=MODEL, version=VERSION, depth=hybrid_search.MIN_FUSION_DEPTH
+        )
+        cur = await conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + statement, params)
+        return [r["QUERY PLAN"] for r in await cur.fetchall()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--plan", action="store_true", help="print the text ranking's whole plan")
+    ap.add_argument(
+        "--strategies",
+        default="exact,index",
+        help="vector strategies over HTTP; index builds the HNSW index first (minutes)",
+    )
     args = ap.parse_args()
     fake_port = free_port()
     fake_cmd = [sys.executable, "-m", "docingest.testing.fake_openai", "--port", str(fake_port)]
@@ -191,12 +255,15 @@ def main() -> None:
         print(
             f"{args.rows} rows x {DIMS} dims (halfvec) loaded in {time.perf_counter() - started:.0f} s;"
             f" measured user {USERS['measured']} chunks; documents of {DOC} chunks interleaved;"
-            f" k=10; API: OpenAI embedder against the fake at 0 ms, other settings default"
+            f" k=10; API: OpenAI embedder against the fake at 0 ms, other settings default;"
+            f" fusion depth {hybrid_search.MIN_FUSION_DEPTH} per ranking,"
+            f" weights (vector, text) {hybrid_search.FUSION_WEIGHTS};"
+            f" {len(QUERIES)} member questions cycled"
         )
         ids, vecs = stored_rows(dsn, users["measured"])
         truth = {q: {str(ids[i]) for i in brute_force(vecs, query_vector(q), 10)} for q in QUERIES}
-        for mode in ("exact", "index"):
-            if mode == "index":
+        for strategy in args.strategies.split(","):
+            if strategy == "index":
                 started = time.perf_counter()
                 built = subprocess.run(
                     [sys.executable, "-m", "docingest", "vector-index", "build"],
@@ -217,19 +284,24 @@ def main() -> None:
                     f" maintenance_work_mem 1 GB): {time.perf_counter() - started:.0f} s;"
                     f" {built.stdout.strip()[:60]}..."
                 )
-            lat, recall = over_http(dsn, fake, home, mode, users["measured"], args.requests, truth)
-            extra = f", hnsw.ef_search={EF_SEARCH}, iterative scan" if mode == "index" else ""
-            print(
-                f"POST /v1/search mode={mode}{extra}: {args.requests} requests, p50"
-                f" {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, max {max(lat):.1f} ms;"
-                f" recall@10 {recall:.3f}"
-            )
-        per_size = asyncio.run(in_process(dsn, users, 60))
-        print("rank() in process (no HTTP, no embedding call), p50 ms by user size:")
-        for role, n in sorted(USERS.items(), key=lambda kv: kv[1]):
-            e = statistics.median(per_size[f"{role}:exact"])
-            i = statistics.median(per_size[f"{role}:index"])
-            print(f"  {n:>6} chunks: exact {e:7.1f}   index {i:7.1f}")
+            measured = over_http(dsn, fake, home, strategy, users["measured"], args.requests, truth)
+            extra = f", hnsw.ef_search={EF_SEARCH}, iterative scan" if strategy == "index" else ""
+            for mode, (lat, recall) in measured.items():
+                print(
+                    f"POST /v1/search mode={mode} vector={strategy}{extra}: {args.requests}"
+                    f" requests, p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms,"
+                    f" max {max(lat):.1f} ms"
+                    + (f"; recall@10 {recall:.3f}" if recall is not None else "")
+                )
+        if "index" in args.strategies:  # the crossover needs the index
+            per_size = asyncio.run(in_process(dsn, users, 60))
+            print("rank() in process (no HTTP, no embedding call), p50 ms by user size:")
+            for role, n in sorted(USERS.items(), key=lambda kv: kv[1]):
+                e = statistics.median(per_size[f"{role}:exact"])
+                i = statistics.median(per_size[f"{role}:index"])
+                print(f"  {n:>6} chunks: exact {e:7.1f}   index {i:7.1f}")
+        plan = asyncio.run(text_plan(dsn, users["measured"]))
+        print("\n".join(plan if args.plan else [line for line in plan if "Time:" in line]))
 
 
 if __name__ == "__main__":

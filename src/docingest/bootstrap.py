@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 from docingest.clients.embedders import Embedder, HashEmbedder, OpenAIEmbedder
 from docingest.clients.llamaparse import LlamaParseClient
 from docingest.clients.local_parser import LocalParser
+from docingest.clients.wordllama_embedder import WordLlamaEmbedder
 from docingest.config import ConfigError, S3Settings, Settings
 from docingest.domain import server_support
 from docingest.store import at_rest, migrate
@@ -167,8 +168,10 @@ def embedder(settings: Settings) -> Embedder:
             )
         except ValueError as exc:  # e.g. plain http to a non-loopback host
             raise ConfigError(f"DOCINGEST_OPENAI_BASE_URL: {exc}") from None
-    else:
+    elif settings.embedder == "hash":
         built = HashEmbedder(settings.embed_dimensions)
+    else:
+        built = WordLlamaEmbedder(settings.embed_dimensions)
     built.max_batch_inputs = min(built.max_batch_inputs, settings.embed_batch_size)
     return built
 

@@ -21,7 +21,10 @@ class ConfigError(ValueError):
 
 
 _PARSERS = ("local", "llamaparse")
-_EMBEDDERS = ("hash", "openai")
+#: the first is the default: offline and semantic (clients/wordllama_embedder.py)
+_EMBEDDERS = ("wordllama", "hash", "openai")
+#: Matryoshka prefixes of the shipped 256-dimension WordLlama weights the model was trained for
+WORDLLAMA_DIMENSIONS = (64, 128, 256)
 _LOG_FORMATS = ("json", "console")
 _VECTOR_SEARCH = ("exact", "index")
 MIN_EMBED_TPM = 1000
@@ -82,6 +85,21 @@ def _batch_size(env: Mapping[str, str]) -> int:
     if value > 256:
         raise ConfigError("DOCINGEST_EMBED_BATCH_SIZE must be <= 256")
     return value
+
+
+def _embed_dimensions(env: Mapping[str, str], embedder: str) -> int:
+    if embedder == "wordllama":
+        dims = _int(env, "DOCINGEST_EMBED_DIMENSIONS", WORDLLAMA_DIMENSIONS[-1])
+        if dims not in WORDLLAMA_DIMENSIONS:
+            allowed = ", ".join(map(str, WORDLLAMA_DIMENSIONS))
+            raise ConfigError(f"DOCINGEST_EMBED_DIMENSIONS must be one of {allowed} for wordllama")
+        return dims
+    dims = _int(env, "DOCINGEST_EMBED_DIMENSIONS", 1536)
+    if dims > MAX_DIMENSIONS:
+        raise ConfigError(
+            f"DOCINGEST_EMBED_DIMENSIONS must be <= {MAX_DIMENSIONS} (pgvector halfvec index limit)"
+        )
+    return dims
 
 
 @dataclass(frozen=True)
@@ -241,7 +259,7 @@ class Settings:
         if webhook_secret and len(webhook_secret) < 32:
             raise ConfigError("DOCINGEST_WEBHOOK_SECRET must be at least 32 characters")
         parser = _choice(env, "DOCINGEST_PARSER", "local", _PARSERS)
-        embedder = _choice(env, "DOCINGEST_EMBEDDER", "hash", _EMBEDDERS)
+        embedder = _choice(env, "DOCINGEST_EMBEDDER", _EMBEDDERS[0], _EMBEDDERS)
         openai_key = env.get("DOCINGEST_OPENAI_API_KEY") or env.get("OPENAI_API_KEY") or None
         if embedder == "openai" and not openai_key:
             raise ConfigError(
@@ -250,11 +268,7 @@ class Settings:
         llamaparse_key = env.get("DOCINGEST_LLAMAPARSE_API_KEY") or None
         if parser == "llamaparse" and not llamaparse_key:
             raise ConfigError("DOCINGEST_LLAMAPARSE_API_KEY is required for the llamaparse parser")
-        dims = _int(env, "DOCINGEST_EMBED_DIMENSIONS", 1536)
-        if dims > MAX_DIMENSIONS:
-            raise ConfigError(
-                f"DOCINGEST_EMBED_DIMENSIONS must be <= {MAX_DIMENSIONS} (pgvector halfvec index limit)"
-            )
+        dims = _embed_dimensions(env, embedder)
         rpm = _int(env, "DOCINGEST_EMBED_RPM", 0, minimum=0) or None
         tpm = _int(env, "DOCINGEST_EMBED_TPM", 0, minimum=0) or None
         if tpm is not None and tpm < MIN_EMBED_TPM:  # one request must fit a whole chunk

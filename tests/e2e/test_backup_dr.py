@@ -24,7 +24,7 @@ from docingest.ops import backup
 from docingest.store.blobs import LocalBlobStore
 from docingest.store.db import open_pool
 from docingest.store.keys import MasterKey
-from docingest.store.vector_search import search
+from docingest.store.search import search
 from docingest.testing.procs import wait_for
 from docingest.worker.runner import run_worker
 from tests.conftest import CORPUS, EXAMPLES
@@ -69,7 +69,9 @@ async def search_all(rt: Runtime, user: uuid.UUID) -> list[list[tuple[str, float
             out = []
             for q in QUERIES:
                 [vec] = (await e.embed([q])).vectors
-                rows = await search(conn, user, vec, model=e.model, version=e.version, k=5)
+                rows = await search(
+                    conn, user, query=q, query_vector=vec, model=e.model, version=e.version, k=5
+                )
                 out.append([(str(r["chunk_id"]), round(float(r["score"]), 6)) for r in rows])
             return out
     finally:

@@ -170,7 +170,10 @@ async def test_job_body_search_retry_advance_delete(
     ).json()
     assert 0 < len(found["results"]) <= 3
     assert {r["document_id"] for r in found["results"]} == {up["document_id"]}
-    assert set(found["results"][0]) == {"document_id", "chunk_id", "chunk_ord", "text", "score"}
+    assert set(found["results"][0]) == {
+        *("document_id", "chunk_id", "chunk_ord", "text", "score"),  # the original contract
+        *("filename", "pages", "heading_path", "document_kind"),  # where to cite it
+    }
     bad = await client.post("/v1/search", headers=auth(rt, alice), json={"query": "", "k": 3})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "malformed_request"
 

@@ -14,8 +14,8 @@ from docingest.ops import migrate_001
 from docingest.pipeline import hashing
 from docingest.pipeline.hash_embedding import hash_embed
 from docingest.pipeline.stored_vector import as_stored
-from docingest.store import vector_search
 from docingest.store.db import open_pool
+from docingest.store.search import SearchMode, search
 from docingest.testing.legacy001 import (
     DIMENSIONS,
     MODEL,
@@ -72,10 +72,12 @@ async def test_mapped_vectors_are_searched_and_reused_under_the_configured_versi
 
     rt = make_runtime(dsn, tmp_path / "home")
     async with await open_pool(dsn, max_size=2) as pool, pool.connection() as conn:
-        hits = await vector_search.search(
+        hits = await search(
             conn,
             done.user_id,
-            hash_embed(done.texts[1], DIMENSIONS),
+            query=done.texts[1],
+            query_vector=hash_embed(done.texts[1], DIMENSIONS),
+            mode=SearchMode.VECTOR,
             model=MODEL,
             version=VERSION,
             k=1,

@@ -14,7 +14,7 @@ from docingest.domain.errors import ErrorCode, TransientError
 from docingest.domain.states import JobStatus
 from docingest.store import jobs
 from docingest.store.db import open_pool
-from docingest.store.vector_search import search
+from docingest.store.search import SearchMode, search
 from docingest.worker.base import BaseWorker, WorkerOptions
 from docingest.worker.context import StageContext
 from docingest.worker.runner import run_worker
@@ -58,8 +58,10 @@ async def test_examples_complete_with_one_vector_per_chunk_and_are_searchable(
             assert target is not None
             e = rt.embedder
             [q] = (await e.embed([target["text"]])).vectors
-            mine = await search(conn, user, q, model=e.model, version=e.version, k=5)
-            theirs = await search(conn, other, q, model=e.model, version=e.version, k=5)
+            args = {"query": target["text"], "query_vector": q, "model": e.model, "k": 5}
+            args |= {"version": e.version, "mode": SearchMode.VECTOR}
+            mine = await search(conn, user, **args)
+            theirs = await search(conn, other, **args)
         assert len(mine) == 5
         assert mine[0]["chunk_id"] == target["id"] and mine[0]["score"] > 0.999
         assert [r["score"] for r in mine] == sorted((r["score"] for r in mine), reverse=True)
@@ -233,7 +235,8 @@ async def test_stopped_job_resumes_without_repeating_work(
     dsn: str, tmp_path: Path, stop_at: JobStatus
 ) -> None:
     """A job abandoned at a status (worker gone, lease expired) is finished by another worker."""
-    rt = make_runtime(dsn, tmp_path)
+    # both workers must embed with one model: the survivor counts through the hash embedder
+    rt = make_runtime(dsn, tmp_path, DOCINGEST_EMBEDDER="hash")
     from docingest.bootstrap import parser
 
     pool = await open_pool(dsn)

@@ -16,7 +16,8 @@ from pgvector.psycopg import register_vector
 from docingest.pipeline.stored_vector import as_stored
 from docingest.store import vector_index, vector_search
 from docingest.store.db import open_pool
-from docingest.store.vector_search import Strategy, brute_force, rank, search
+from docingest.store.search import SearchMode, search
+from docingest.store.vector_search import Strategy, brute_force, rank
 
 MODEL, VERSION, DIMS = "test-model", "d64", 64
 
@@ -54,8 +55,9 @@ async def test_small_tenant_gets_k_exact_results_beside_a_large_one(dsn: str) ->
     _insert(dsn, small, mine)
     query = mine[1] + 0.01 * rng.standard_normal(DIMS).astype(np.float32)
     async with await open_pool(dsn) as pool, pool.connection() as conn:
-        results = await search(conn, small, query, model=MODEL, version=VERSION, k=3)
-        everyone_else = await search(conn, large, query, model=MODEL, version=VERSION, k=5)
+        vector = {"query": "chunk", "query_vector": query, "model": MODEL, "version": VERSION}
+        results = await search(conn, small, **vector, k=3, mode=SearchMode.VECTOR)
+        everyone_else = await search(conn, large, **vector, k=5, mode=SearchMode.VECTOR)
     assert len(results) == 3
     assert results[0]["text"] == "chunk 1" and results[0]["score"] > 0.99
     stored, q = as_stored_rows(mine), as_stored(query)

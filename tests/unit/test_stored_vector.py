@@ -28,14 +28,19 @@ def test_values_beyond_float16_are_refused_not_stored_as_infinity() -> None:
     assert as_stored(np.array([65504.0], dtype=np.float32))[0] == 65504.0
 
 
+# the provider embedders; the default (wordllama) has its own three sizes
+PROVIDER = {"DOCINGEST_EMBEDDER": "openai", "DOCINGEST_OPENAI_API_KEY": "sk-test"}
+
+
 @pytest.mark.parametrize("dims", ["3072", str(MAX_DIMENSIONS)])
 def test_dimensions_up_to_the_halfvec_index_limit_are_accepted(dims: str) -> None:
-    assert Settings.from_env({"DOCINGEST_EMBED_DIMENSIONS": dims}).embed_dimensions == int(dims)
+    settings = Settings.from_env({**PROVIDER, "DOCINGEST_EMBED_DIMENSIONS": dims})
+    assert settings.embed_dimensions == int(dims)
 
 
 def test_dimensions_over_4000_stop_start_up_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match="DOCINGEST_EMBED_DIMENSIONS must be <= 4000"):
-        Settings.from_env({"DOCINGEST_EMBED_DIMENSIONS": "4001"})
+        Settings.from_env({**PROVIDER, "DOCINGEST_EMBED_DIMENSIONS": "4001"})
 
 
 def test_vector_search_setting_is_exact_by_default_and_checked() -> None:

@@ -13,6 +13,7 @@ from docingest.cli import (
     keys,
     migrate,
     purge,
+    search,
     services,
     validate,
     vector_index,
@@ -26,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("ingest")(ingest.ingest)
-app.command("search")(admin.search_cmd)
+app.command("search")(search.search_cmd)
 app.command("status")(admin.status_cmd)
 app.command("token")(admin.token_cmd)
 app.command("up")(services.up)

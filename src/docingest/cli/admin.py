@@ -1,4 +1,4 @@
-"""Small commands: `search`, `status`, `token`, `db upgrade|downgrade|current`."""
+"""Small commands: `status`, `token`, `db upgrade|downgrade|current`."""
 
 from __future__ import annotations
 
@@ -13,17 +13,14 @@ from rich.table import Table
 
 from docingest import bootstrap
 from docingest.cli.common import (
-    build_runtime,
     config_errors_exit,
     err_console,
     fail,
     load_settings,
-    local_user,
 )
 from docingest.security.bearer_tokens import mint_token
 from docingest.store import dashboard_stats, embedded_upgrade, migrate, queue_stats
 from docingest.store.db import open_pool
-from docingest.store.vector_search import Strategy, search
 
 db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
 
@@ -105,53 +102,6 @@ def token_cmd(
             audience=settings.jwt_audience,
         )
     )
-
-
-def search_cmd(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Results to return.")] = 5,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the API's search response.")
-    ] = False,
-    user: Annotated[
-        str | None, typer.Option(help="Act as this user id (default: the local user).")
-    ] = None,
-) -> None:
-    """Search the local user's chunks by cosine similarity."""
-    settings = load_settings(log_format="console", quiet=True)
-    rt = build_runtime(settings)
-    user_id = local_user(settings, user)
-
-    async def run() -> list[dict[str, Any]]:
-        pool = await open_pool(rt.dsn, max_size=2, name="docingest-search")
-        try:
-            [vec] = (await rt.embedder.embed([query])).vectors
-            async with pool.connection() as conn:
-                e = rt.embedder
-                return await search(
-                    conn,
-                    user_id,
-                    vec,
-                    model=e.model,
-                    version=e.version,
-                    k=k,
-                    strategy=Strategy(settings.vector_search),
-                )
-        finally:
-            await pool.close()
-            await rt.embedder.aclose()
-
-    results = asyncio.run(run())
-    if as_json:
-        typer.echo(json.dumps({"results": results}, indent=2))
-        return
-    table = Table(title=f"top {k} for the query")
-    for col in ("score", "document_id", "chunk", "text"):
-        table.add_column(col)
-    for r in results:
-        snippet = " ".join(r["text"].split())[:160]
-        table.add_row(f"{r['score']:.3f}", r["document_id"][:8], str(r["chunk_ord"]), snippet)
-    Console().print(table)
 
 
 def status_cmd(

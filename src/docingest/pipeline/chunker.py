@@ -348,6 +348,12 @@ def iter_chunks(
         ord_ += 1
 
 
+def has_page_markers(markdown: str) -> bool:
+    """Whether the parser marked its pages. Without markers every chunk is on "page 1" by the
+    rule above, which says nothing (LlamaParse's markdown joins pages without numbers)."""
+    return any(_PAGE_MARKER.fullmatch(line.strip()) for line in _iter_lines(markdown))
+
+
 def _chunk(ord_: int, draft: _Draft) -> Chunk:
     meta: dict[str, object] = {
         "page_start": draft.page_start,

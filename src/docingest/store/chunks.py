@@ -3,7 +3,7 @@
 Vectors are written once, as `halfvec` in the form search reads (pipeline/stored_vector.py),
 into `document_vector_buffer`; promotion moves them into the searchable table with one
 set-based statement inside the database, so no vector crosses the wire twice.
-Search itself is `store/vector_search.py`."""
+Search itself is `store/search.py` (vector ranking: `store/vector_search.py`)."""
 
 from __future__ import annotations
 

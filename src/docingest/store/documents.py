@@ -300,3 +300,10 @@ async def delete(
         # every artifact of the job, recorded or not (a stage may have written one last)
         await delete_prefix(blobs, job_prefix(document_id, job_row["job_id"]))
     return True
+
+
+async def set_kind(conn: DictConn, document_id: UUID, kind: str) -> None:
+    """Record what kind of document this is (pipeline/document_kind.py), read when chunked."""
+    await conn.execute(
+        "UPDATE docingest.documents SET kind = %s WHERE document_id = %s", (kind, document_id)
+    )

@@ -9,14 +9,13 @@ rows promoted since its build are ranked exactly; the two lists are merged. Othe
 ranks exactly too.
 
 `rank` returns chunk ids and scores only, so other rankings (full text, fusion) can combine it;
-`search` adds the fields of the API's answer.
+store/search.py adds the fields of the API's answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 from uuid import UUID
 
 import numpy as np
@@ -135,40 +134,6 @@ def _with_index(index: vector_index.VectorIndex, exact: sql.SQL) -> sql.Composed
         "SELECT chunk_id, distance FROM (({approximate}) UNION ALL ({newer})) AS both_parts"
         " ORDER BY distance, chunk_id LIMIT %(k)s"
     ).format(approximate=approximate, newer=newer)
-
-
-async def search(
-    conn: DictConn,
-    user_id: UUID,
-    query_vector: npt.ArrayLike,
-    *,
-    model: str,
-    version: str,
-    k: int,
-    strategy: Strategy = Strategy.EXACT,
-) -> list[dict[str, Any]]:
-    """`rank`, with each hit's document, order and text, in ranking order."""
-    ranked = await rank(
-        conn, user_id, query_vector, model=model, version=version, k=k, strategy=strategy
-    )
-    if not ranked:
-        return []
-    cur = await conn.execute(
-        "SELECT chunk_id, document_id, chunk_ord, text FROM docingest.document_chunks"
-        " WHERE chunk_id = ANY(%s) AND embed_model = %s AND embed_version = %s",
-        ([r.chunk_id for r in ranked], model, version),
-    )
-    rows = {r["chunk_id"]: r for r in await cur.fetchall()}
-    return [
-        {
-            "document_id": str(rows[r.chunk_id]["document_id"]),
-            "chunk_id": str(r.chunk_id),
-            "chunk_ord": rows[r.chunk_id]["chunk_ord"],
-            "text": rows[r.chunk_id]["text"],
-            "score": round(r.score, 6),
-        }
-        for r in ranked
-    ]
 
 
 def brute_force(stored: npt.NDArray[np.float32], query_vector: npt.ArrayLike, k: int) -> list[int]:

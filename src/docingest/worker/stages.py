@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable
 from docingest.clients.embedders import Embedder
 from docingest.domain.errors import ErrorCode, PermanentError
 from docingest.domain.states import JobStatus
-from docingest.pipeline import chunker, hashing, ids
+from docingest.pipeline import chunker, document_kind, hashing, ids
 from docingest.pipeline.normalize import normalize_markdown
 from docingest.pipeline.parsed_markdown import has_text, prepare
 from docingest.pipeline.tokens import count_tokens
 from docingest.store import chunks as chunk_store
-from docingest.store import jobs
+from docingest.store import documents, jobs
 from docingest.store.records import Job
 from docingest.worker import remote_parse
 from docingest.worker.context import RemoteParser, StageContext
@@ -125,7 +125,8 @@ async def chunk_for(
 
 
 async def run_chunking(ctx: StageContext, job: Job) -> Job:
-    """chunking -> chunks_stored: chunk rows written in the same transaction as the status."""
+    """chunking -> chunks_stored: chunk rows (pages only where the parser marked them) and the
+    document's kind, written in the same transaction as the status."""
     markdown = await _load_parsed(ctx, job)
     pieces = await chunk_for(
         markdown,
@@ -136,6 +137,7 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
     )
     if not pieces:
         raise PermanentError(ErrorCode.CHUNKING_ERROR, "document produced no chunks")
+    pages_known = chunker.has_page_markers(markdown)
     rows = [
         chunk_store.ChunkRow(
             chunk_id=ids.chunk_id(
@@ -144,10 +146,11 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
             chunk_ord=c.ord,
             chunk_sha=hashing.chunk_sha(c.text),
             text=c.text,
-            meta=dict(c.meta),
+            meta=c.meta if pages_known else {**c.meta, "page_start": None, "page_end": None},
         )
         for c in pieces
     ]
+    kind = document_kind.classify(markdown)
     total = len(rows)
     async with ctx.pool.connection() as conn, conn.transaction():
         await chunk_store.insert_chunk_buffer(
@@ -160,6 +163,7 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
             raise PermanentError(
                 ErrorCode.CHUNKING_ERROR, "chunk buffer disagrees with chunker output"
             )
+        await documents.set_kind(conn, job.document_id, kind)
         progress = {**job.progress, "chunks_total": total, "chunks_done": total}
         return await jobs.transition(
             conn,

@@ -1,8 +1,9 @@
-"""`POST /v1/search`: cosine ranking over the caller's own chunks only."""
+"""`POST /v1/search`: hybrid, vector or text ranking over the caller's own chunks only, each
+result citable (file name, pages, heading path, document kind; store/search.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -10,7 +11,7 @@ from pydantic import BaseModel, Field
 from docingest.api import audit
 from docingest.api.deps import ConnDep, PrincipalDep, StateDep
 from docingest.store import events
-from docingest.store.vector_search import search
+from docingest.store.search import SearchMode, search
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -20,6 +21,10 @@ class SearchRequest(BaseModel):
 
     query: Annotated[str, Field(min_length=1, max_length=4000, strict=True)]
     k: Annotated[int, Field(ge=1, le=100, strict=True)] = 10
+    # strict: exactly one of the three names as a JSON string, nothing coerced. A Literal
+    # compares by equality, so it is strict as it stands (FastAPI validates the decoded body
+    # in Python mode, where a strict enum would refuse even the right string).
+    mode: Literal["hybrid", "vector", "text"] = "hybrid"
 
 
 @router.post("/search")
@@ -27,14 +32,19 @@ async def search_chunks(
     request: Request, body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> dict[str, Any]:
     e = state.embedder
-    [vector] = (await e.embed([body.query])).vectors
+    mode = SearchMode(body.mode)
+    vector = None
+    if mode is not SearchMode.TEXT:
+        [vector] = (await e.embed([body.query])).vectors
     results = await search(
         conn,
         principal.user_id,
-        vector,
+        query=body.query,
+        query_vector=vector,
         model=e.model,
         version=e.version,
         k=body.k,
+        mode=mode,
         strategy=state.vector_search,
     )
     await events.record(
@@ -42,6 +52,6 @@ async def search_chunks(
         actor=principal.actor,
         action="search",
         correlation_id=audit.correlation_id(request),
-        detail={"k": body.k, "results": len(results)},
+        detail={"k": body.k, "mode": mode.value, "results": len(results)},
     )
     return {"results": results}
