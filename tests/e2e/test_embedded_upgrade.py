@@ -37,6 +37,8 @@ _OLD_WHEEL = textwrap.dedent(
     sys.stdout.flush()
     if sys.argv[2] == "none":
         sys.stdin.read()  # keep serving until the test closes our stdin
+        server.cleanup_mode = "stop"  # then stop: no server outlives the test
+        server.cleanup()
     """
 )
 
