@@ -104,16 +104,30 @@ def repeat(
     return thread
 
 
-def run_phase(stack: Stack, phase: str, attack: Callable[[threading.Event], None]) -> None:
+def run_phase(
+    stack: Stack,
+    phase: str,
+    attack: Callable[[threading.Event], None],
+    *,
+    queued: threading.Event | None = None,
+    after_upload: Callable[[], None] | None = None,
+) -> None:
+    """The innocent uploads once before the attack, then reads and uploads during it.
+    `queued`: set by the attack once its queued work is in (the innocent starts after it);
+    `after_upload`: runs the moment the innocent's upload during the attack is complete."""
     innocent = Innocent(stack)
     job = innocent.upload_and_wait(seed=hash(phase) % 10_000 + 10_000)  # warm, before the attack
     innocent.upload_s = None
     stop = threading.Event()
     attacker = threading.Thread(target=attack, args=(stop,), daemon=True)
     attacker.start()
+    if queued is not None:
+        assert queued.wait(60), "the attack did not queue its work"
     time.sleep(1.0)  # let the attack take hold before measuring
     reads = innocent.start_reads(job)
     innocent.upload_and_wait(seed=hash(phase) % 10_000 + 20_000)
+    if after_upload is not None:
+        after_upload()
     time.sleep(max(0.0, HOLD_S - (innocent.upload_s or 0)))
     innocent.stop(reads)
     stop.set()
@@ -207,8 +221,12 @@ def test_signed_in_attacker_costs_only_themselves(stack: Stack) -> None:
             threading.Thread(target=drip, daemon=True).start()
         return sock
 
+    queued = threading.Event()
+    backlog: list[str] = []
+
     def attack(stop: threading.Event) -> None:
-        backlog = queue_backlog(stack, victor, BACKLOG)
+        backlog.extend(queue_backlog(stack, victor, BACKLOG))
+        queued.set()
         sockets = [stalled_upload(False, stop) for _ in range(12)]
         sockets += [stalled_upload(True, stop) for _ in range(4)]
         with httpx.Client(base_url=stack.url, headers=stack.token(trudy), timeout=60) as c:
@@ -223,17 +241,19 @@ def test_signed_in_attacker_costs_only_themselves(stack: Stack) -> None:
             deleted = delete_while_processing(c)
             outcome.update(statuses=statuses, retries=retries, deleted=deleted)
             stop.wait()
-        outcome["backlog_waiting"] = waiting(stack, victor, backlog)
         deadline = time.monotonic() + CLOSE_DEADLINE_S
         outcome["closed"] = sum(closed_by_server(s, deadline) for s in sockets)
         for s in sockets:
             s.close()
 
-    run_phase(stack, "signed-in", attack)
+    def backlog_left() -> None:
+        outcome["backlog_waiting"] = waiting(stack, victor, backlog)
+
+    run_phase(stack, "signed-in", attack, queued=queued, after_upload=backlog_left)
     waiting_after = outcome["backlog_waiting"]
     print(f"[hostile] another user's older backlog still waiting: {waiting_after} of {BACKLOG}")
-    # the innocent's upload finished within its deadline while that backlog still waited:
-    # the claim served them first (first in, first out would have made them wait it out)
+    # when the innocent's upload completed, that older backlog still waited: the claim
+    # served them first (first in, first out would have made them wait it out)
     assert isinstance(waiting_after, int) and waiting_after > 0
     assert outcome["statuses"] == [("failed_parse", "decompression_bomb")] * 2, outcome
     retries = outcome["retries"]
