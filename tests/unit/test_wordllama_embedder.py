@@ -85,8 +85,8 @@ async def test_vectors_are_unit_length_deterministic_and_in_order(
     embedder: WordLlamaEmbedder,
 ) -> None:
     texts = [f"chunk {i}: the plan pays 80% of the allowed amount" for i in range(40)]
-    first = await embedder.embed(texts)  # large batch: worker thread
-    again = await embedder.embed(texts[:3])  # small batch: inline
+    first = (await embedder.embed(texts)).vectors  # large batch: worker thread
+    again = (await embedder.embed(texts[:3])).vectors  # small batch: inline
     assert len(first) == 40 and all(v.dtype == np.float32 and v.shape == (256,) for v in first)
     assert np.allclose([float(v @ v) for v in first], 1.0, atol=1e-5)
     assert all(np.array_equal(a, b) for a, b in zip(first[:3], again, strict=True))
@@ -95,7 +95,9 @@ async def test_vectors_are_unit_length_deterministic_and_in_order(
 
 async def test_related_wording_is_closer_than_unrelated(embedder: WordLlamaEmbedder) -> None:
     """A semantic model, unlike feature hashing: words it never saw together still relate."""
-    q, near, far = await embedder.embed(
-        ["eyeglasses", "spectacles and contact lenses", "the appeal deadline is 60 days"]
-    )
+    q, near, far = (
+        await embedder.embed(
+            ["eyeglasses", "spectacles and contact lenses", "the appeal deadline is 60 days"]
+        )
+    ).vectors
     assert float(q @ near) > float(q @ far) + 0.1

@@ -183,9 +183,11 @@ class Stack:
             "fakes": self.latencies.describe(),
         }
 
-    def restart_api(self) -> None:
-        """Stop the API and start a fresh one on the same port; returns once it is ready."""
+    def stop_api(self) -> None:
         stop_process(self._services.pop("api"), kill_group=True)
+
+    def start_api(self) -> None:
+        """Start the API on the stack's port; returns once it is ready."""
         port = self.api_url.rsplit(":", 1)[1]
         self._spawn(
             "api", ["-m", "docingest", "api", "--port", port], ready=f"{self.api_url}/readyz"
