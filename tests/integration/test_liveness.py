@@ -104,6 +104,21 @@ async def test_an_unregistered_holder_keeps_its_job_until_the_lease_runs_out(
     assert taken is not None and taken.job_id == job.job_id
 
 
+async def test_a_worker_whose_session_is_gone_claims_nothing(dsn: str, owner: DictConn) -> None:
+    """Between losing its session and noticing it, a worker must not claim: the job would be
+    orphaned at once, and its own in-flight job would be taken back, spending its retries."""
+    wait_past_restart_grace(dsn)
+    await make_job(owner)
+    session = await _connect(dsn)
+    await liveness.register(session, "worker-a")
+    await session.close()
+    async with asyncio.timeout(5):  # the server ends the backend a moment after the hang-up
+        while await liveness.dead_workers(owner) != ["worker-a"]:
+            await asyncio.sleep(0.01)
+    assert await jobs.claim(owner, "worker-a", LONG_LEASE_S) is None
+    assert await jobs.claim(owner, "worker-b", LONG_LEASE_S) is not None
+
+
 async def test_registration_forgets_dead_workers_without_jobs_only(
     dsn: str, owner: DictConn
 ) -> None:

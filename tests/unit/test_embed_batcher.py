@@ -87,6 +87,26 @@ async def test_a_full_request_goes_at_once_and_a_shared_text_is_sent_once() -> N
     assert gate.requests[-1] == ["z"] and len(gate.requests) == 2
 
 
+async def test_a_text_stored_during_another_jobs_reuse_lookup_is_answered_not_resent() -> None:
+    """Job b's reuse lookup took its snapshot before job a committed "z"; a stores and
+    releases it before b submits what its lookup did not find: b is answered, not billed."""
+    gate = RecordingGate()
+    batcher = _batcher(gate, upstream_busy=lambda: True)
+    a, b = batcher.join(), batcher.join()
+    a.more = b.more = False
+    await batcher.wait(a, batcher.submit(a, _texts("x", "y", "z", "w")))
+    with batcher.lookup():  # b's lookup is under way (it cannot see a's vectors)
+        batcher.stored(a, _texts("x", "y", "z", "w"))  # a commits and lets go meanwhile
+        again = await batcher.wait(b, batcher.submit(b, _texts("z")))
+    assert again[0].paid is False and len(gate.requests) == 1
+    batcher.stored(b, _texts("z"))
+    # no lookup under way and no holder left: the batcher keeps nothing, the database answers
+    with batcher.lookup():
+        futures = batcher.submit(b, _texts("x", "y", "z", "w"))
+    await batcher.wait(b, futures)
+    assert len(gate.requests) == 2
+
+
 async def test_a_refused_text_is_found_by_splitting_and_refused_only_to_its_waiter() -> None:
     gate = RecordingGate()
     batcher = _batcher(gate)

@@ -122,7 +122,10 @@ def _claimable(t: str) -> str:
 # queue, so a user with nothing running goes first and a deep backlog is served round-robin
 # with everyone else's (one user's backlog delays another's first document by at most the
 # time a slot takes to free). Among equal turns, the most overdue first. Candidates are
-# locked with SKIP LOCKED, so concurrent claimers take different jobs.
+# locked with SKIP LOCKED, so concurrent claimers take different jobs. A claimer whose own
+# session lock is gone claims nothing: its worker notices the lost session only at its next
+# check, and a job claimed in between would be orphaned at once (it could even take back
+# its own in-flight job, spending the job's retry budget on every poll).
 _CLAIM = f"""
 WITH dead AS MATERIALIZED ({DEAD_WORKERS}
 ), running AS (
@@ -155,6 +158,7 @@ FROM (
     FOR UPDATE OF u SKIP LOCKED
 ) AS c
 WHERE j.job_id = c.job_id
+  AND %(worker)s NOT IN (SELECT worker_id FROM dead)
 RETURNING j.*
 """
 

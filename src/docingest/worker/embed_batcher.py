@@ -26,9 +26,11 @@ lost, cancelled) withdraws its queued texts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID, uuid4
 
@@ -100,6 +102,10 @@ class EmbeddingBatcher:
         # answered texts whose jobs have not all stored them yet: a job whose reuse lookup
         # ran before those vectors were committed gets the answer instead of paying again
         self._answered: dict[str, tuple[Answer, set[Owner]]] = {}
+        # reuse lookups under way -> answered texts stored by every holder meanwhile: kept
+        # answerable until the lookup's texts are submitted (its snapshot may predate them)
+        self._lookups: dict[int, set[str]] = {}
+        self._lookup_ids = itertools.count()
         self._sending: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self.requests_sent = 0
@@ -124,6 +130,19 @@ class EmbeddingBatcher:
         for sha in [sha for sha, item in self._queue.items() if not item.waiters]:
             del self._queue[sha]
         self.poke()
+
+    @contextlib.contextmanager
+    def lookup(self) -> Iterator[None]:
+        """Around a job's reuse lookup and the `submit` of what it did not find: a text
+        answered to another job and committed after the lookup's snapshot is answered here
+        again instead of being sent twice."""
+        key = next(self._lookup_ids)
+        self._lookups[key] = set()
+        try:
+            yield
+        finally:
+            for sha in self._lookups.pop(key):
+                self._forget_if_unheld(sha)
 
     def submit(self, owner: Owner, texts: Sequence[Text]) -> list[asyncio.Future[Answer]]:
         """Queue `texts` for `owner`; one future per text, answered in any order."""
@@ -153,8 +172,16 @@ class EmbeddingBatcher:
             entry = self._answered.get(sha)
             if entry is not None:
                 entry[1].discard(owner)
-                if not entry[1]:
-                    del self._answered[sha]
+                for kept in self._lookups.values():
+                    kept.add(sha)
+                self._forget_if_unheld(sha)
+
+    def _forget_if_unheld(self, sha: str) -> None:
+        entry = self._answered.get(sha)
+        if entry is None or entry[1]:
+            return
+        if not any(sha in kept for kept in self._lookups.values()):
+            del self._answered[sha]
 
     async def wait(self, owner: Owner, futures: Sequence[asyncio.Future[Answer]]) -> list[Answer]:
         """Block until every future is answered (the job counts as waiting meanwhile)."""

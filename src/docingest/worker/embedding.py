@@ -189,28 +189,29 @@ class DocumentEmbedding:
 
     async def _hand_over(self, owner: Owner, rows: list[ChunkRow]) -> _Window:
         """Reuse what is already embedded; queue the window's other distinct texts."""
-        async with self.ctx.pool.connection() as conn, conn.transaction():
-            reused = await chunk_store.reuse_vectors(
-                conn,
-                self.job.document_id,
-                self.model,
-                self.version,
-                uuid4(),
-                chunk_ids=[r.chunk_id for r in rows],
-            )
-            if reused:
-                self._count_reused(len(reused))
-                await self._progress(conn)
-        by_sha: dict[str, list[ChunkRow]] = {}
-        for row in rows:
-            if row.chunk_id in reused:
-                continue
-            if row.chunk_sha in self.refused_shas:
-                self.refused_ords.append(row.chunk_ord)
-                continue
-            by_sha.setdefault(row.chunk_sha, []).append(row)
-        texts = [Text(sha, group[0].text, _tokens(group[0])) for sha, group in by_sha.items()]
-        return _Window(owner, by_sha, texts, self.batcher.submit(owner, texts))
+        with self.batcher.lookup():
+            async with self.ctx.pool.connection() as conn, conn.transaction():
+                reused = await chunk_store.reuse_vectors(
+                    conn,
+                    self.job.document_id,
+                    self.model,
+                    self.version,
+                    uuid4(),
+                    chunk_ids=[r.chunk_id for r in rows],
+                )
+                if reused:
+                    self._count_reused(len(reused))
+                    await self._progress(conn)
+            by_sha: dict[str, list[ChunkRow]] = {}
+            for row in rows:
+                if row.chunk_id in reused:
+                    continue
+                if row.chunk_sha in self.refused_shas:
+                    self.refused_ords.append(row.chunk_ord)
+                    continue
+                by_sha.setdefault(row.chunk_sha, []).append(row)
+            texts = [Text(sha, group[0].text, _tokens(group[0])) for sha, group in by_sha.items()]
+            return _Window(owner, by_sha, texts, self.batcher.submit(owner, texts))
 
     def _count_reused(self, n: int) -> None:
         self.spend.reused += n
