@@ -14,6 +14,7 @@ from docingest.api.deps import ConnDep, PrincipalDep, ReaderDep, StateDep, parse
 from docingest.api.errors import ApiError, not_found
 from docingest.api.job_body import job_body
 from docingest.api.multipart_stream import FilePart, boundary_of, file_part_stream
+from docingest.api.schemas import DocumentDetail, DocumentPage, UploadAccepted, errors
 from docingest.domain.errors import ErrorCode
 from docingest.store import documents, events, jobs
 from docingest.store.records import Document, Job
@@ -26,7 +27,12 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_OFFSET = 1_000_000_000
 
 
-@router.post("", status_code=202)
+@router.post(
+    "",
+    status_code=202,
+    response_model=UploadAccepted,
+    responses=errors(400, 401, 408, 411, 413, 415, 422, 429, 503),
+)
 async def upload(request: Request, state: StateDep, principal: PrincipalDep) -> JSONResponse:
     """The body streams into the encrypted blob store without a database connection (a slow
     or stalled client holds only its own request slot, never the pool); the connection is
@@ -99,7 +105,7 @@ def _document_body(doc: Document, job: Job) -> dict[str, Any]:
     }
 
 
-@router.get("")
+@router.get("", response_model=DocumentPage, responses=errors(401, 422, 429, 503))
 async def list_documents(
     request: Request,
     principal: PrincipalDep,
@@ -125,7 +131,7 @@ async def list_documents(
     }
 
 
-@router.get("/{document_id}")
+@router.get("/{document_id}", response_model=DocumentDetail, responses=errors(401, 404, 429, 503))
 async def get_document(document_id: str, principal: ReaderDep, conn: ConnDep) -> dict[str, Any]:
     doc_id = parse_id(document_id, "document")
     doc = await documents.get(conn, doc_id, principal.owner_scope)
@@ -137,7 +143,7 @@ async def get_document(document_id: str, principal: ReaderDep, conn: ConnDep) ->
     return {**_document_body(doc, job), **counts, "job": job_body(job)}
 
 
-@router.delete("/{document_id}", status_code=204)
+@router.delete("/{document_id}", status_code=204, responses=errors(401, 404, 429, 503))
 async def delete_document(
     document_id: str, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> Response:

@@ -19,6 +19,7 @@ from psycopg_pool import PoolTimeout
 
 from docingest.api import queue_metrics
 from docingest.api.deps import StateDep
+from docingest.api.schemas import Health, Ready, Unavailable
 from docingest.api.state import AppState
 from docingest.store import migrate, queue_stats
 
@@ -26,7 +27,7 @@ router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 2.0
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -48,7 +49,7 @@ async def _database_check(state: AppState) -> tuple[int, str | None]:
     return (int(row["v"]) if row else 0), None
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Ready, responses={503: {"model": Unavailable}})
 async def readyz(state: StateDep) -> JSONResponse:
     if state.lanes.saturated:
         return _unavailable("overloaded")

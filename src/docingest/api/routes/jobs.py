@@ -13,14 +13,17 @@ from docingest.api.auth import Principal
 from docingest.api.deps import AdminDep, ConnDep, PrincipalDep, ReaderDep, StateDep, parse_id
 from docingest.api.errors import ApiError, not_found
 from docingest.api.job_body import job_body
+from docingest.api.schemas import JobBody, errors
 from docingest.store import events, jobs
 from docingest.store.db import DictConn
 from docingest.store.records import Job
 
 router = APIRouter(tags=["jobs"])
+_READ_ERRORS = errors(401, 404, 429, 503)
+_RETRY_ERRORS = errors(401, 404, 409, 429, 503)
 
 
-@router.get("/v1/jobs/{job_id}")
+@router.get("/v1/jobs/{job_id}", response_model=JobBody, responses=_READ_ERRORS)
 async def get_job(job_id: str, principal: ReaderDep, conn: ConnDep) -> dict[str, Any]:
     job = await jobs.get(conn, parse_id(job_id, "job"), principal.owner_scope)
     if job is None:
@@ -29,7 +32,7 @@ async def get_job(job_id: str, principal: ReaderDep, conn: ConnDep) -> dict[str,
     return job_body(job)
 
 
-@router.get("/jobs/{document_id}")
+@router.get("/jobs/{document_id}", response_model=JobBody, responses=_READ_ERRORS)
 async def get_job_by_document(
     document_id: str, principal: ReaderDep, conn: ConnDep
 ) -> dict[str, Any]:
@@ -62,7 +65,9 @@ async def _retry(
     return JSONResponse(job_body(retried), status_code=202)
 
 
-@router.post("/v1/jobs/{job_id}/retry", status_code=202)
+@router.post(
+    "/v1/jobs/{job_id}/retry", status_code=202, response_model=JobBody, responses=_RETRY_ERRORS
+)
 async def retry_job(
     job_id: str, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> JSONResponse:
@@ -70,7 +75,12 @@ async def retry_job(
     return await _retry(conn, job, principal, state.max_user_retries)
 
 
-@router.post("/jobs/{document_id}/retry", status_code=202)
+@router.post(
+    "/jobs/{document_id}/retry",
+    status_code=202,
+    response_model=JobBody,
+    responses=_RETRY_ERRORS,
+)
 async def retry_job_by_document(
     document_id: str, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> JSONResponse:
@@ -78,7 +88,9 @@ async def retry_job_by_document(
     return await _retry(conn, job, principal, state.max_user_retries)
 
 
-@router.post("/jobs/{document_id}/advance")
+@router.post(
+    "/jobs/{document_id}/advance", response_model=JobBody, responses=errors(401, 403, 404, 503)
+)
 async def advance_job(document_id: str, admin: AdminDep, conn: ConnDep) -> dict[str, Any]:
     doc_id: UUID = parse_id(document_id, "document")
     cur = await conn.execute(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from docingest.api import audit
 from docingest.api.deps import ConnDep, PrincipalDep, StateDep
+from docingest.api.schemas import SearchResults, errors
 from docingest.store import events
 from docingest.store.search import SearchMode, search
 
@@ -27,7 +28,9 @@ class SearchRequest(BaseModel):
     mode: Literal["hybrid", "vector", "text"] = "hybrid"
 
 
-@router.post("/search")
+@router.post(
+    "/search", response_model=SearchResults, responses=errors(400, 401, 408, 413, 422, 429, 503)
+)
 async def search_chunks(
     request: Request, body: SearchRequest, state: StateDep, principal: PrincipalDep, conn: ConnDep
 ) -> dict[str, Any]:

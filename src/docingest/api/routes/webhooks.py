@@ -32,6 +32,7 @@ from prometheus_client import Counter
 from docingest.api import audit
 from docingest.api.deps import StateDep
 from docingest.api.errors import error_response
+from docingest.api.schemas import WebhookAck, errors
 from docingest.api.state import AppState
 from docingest.domain import seed_callback, webhook_auth
 from docingest.domain.errors import ParseError
@@ -74,7 +75,11 @@ class _Refused(Exception):
         self.busy, self.verified = busy, verified
 
 
-@router.post("/webhooks/llamaparse")
+@router.post(
+    "/webhooks/llamaparse",
+    response_model=WebhookAck,
+    responses=errors(400, 401, 404, 408, 409, 413, 422, 429, 503),
+)
 async def signed_callback(request: Request, state: StateDep) -> JSONResponse:
     try:
         return await _signed(request, state)
@@ -82,7 +87,11 @@ async def signed_callback(request: Request, state: StateDep) -> JSONResponse:
         return await _refuse(state, SIGNED_ACTOR, refusal, audit.client_address(request))
 
 
-@router.post("/webhooks/llamaparse/{job_id}")
+@router.post(
+    "/webhooks/llamaparse/{job_id}",
+    response_model=WebhookAck,
+    responses={202: {"model": WebhookAck}, **errors(401, 404, 429, 503)},
+)
 async def hint_callback(
     job_id: str,
     request: Request,
