@@ -16,7 +16,7 @@ from docingest.clients.embedders import Embedder, HashEmbedder, OpenAIEmbedder
 from docingest.clients.llamaparse import LlamaParseClient
 from docingest.clients.local_parser import LocalParser
 from docingest.clients.wordllama_embedder import WordLlamaEmbedder
-from docingest.config import ConfigError, S3Settings, Settings
+from docingest.config import ConfigError, S3Settings, Settings, revealed
 from docingest.domain import server_support
 from docingest.store import at_rest, migrate
 from docingest.store.blobs import BlobStore, LocalBlobStore
@@ -50,11 +50,11 @@ def local_secret(home: Path, name: str) -> str:
 
 
 def jwt_secret(settings: Settings) -> str:
-    return settings.jwt_secret or local_secret(settings.home, "jwt.secret")
+    return revealed(settings.jwt_secret) or local_secret(settings.home, "jwt.secret")
 
 
 def webhook_secret(settings: Settings) -> str:
-    return settings.webhook_secret or local_secret(settings.home, "webhook.secret")
+    return revealed(settings.webhook_secret) or local_secret(settings.home, "webhook.secret")
 
 
 def database_url(settings: Settings, *, migrate_schema: bool = True) -> str:
@@ -114,8 +114,10 @@ def blob_store(settings: Settings) -> BlobStore:
     key files (no DOCINGEST_MASTER_KEY) it follows `docingest keys rotate` while running."""
     env_key = settings.master_key is not None
     try:
-        key = load_master_key(settings.home, settings.master_key)
-        previous = load_previous_keys(settings.home, settings.master_key_previous, env_key=env_key)
+        key = load_master_key(settings.home, revealed(settings.master_key))
+        previous = load_previous_keys(
+            settings.home, revealed(settings.master_key_previous), env_key=env_key
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     source = None if env_key else KeyFiles(settings.home)
@@ -146,9 +148,9 @@ def _s3_blob_store(
         client = make_s3_client(
             endpoint_url=s3.endpoint_url,
             region=s3.region,
-            access_key_id=s3.access_key_id,
-            secret_access_key=s3.secret_access_key,
-            session_token=s3.session_token,
+            access_key_id=revealed(s3.access_key_id),
+            secret_access_key=revealed(s3.secret_access_key),
+            session_token=revealed(s3.session_token),
         )
     except ValueError as exc:  # plain http to a non-loopback host
         raise ConfigError(f"DOCINGEST_S3_ENDPOINT_URL: {exc}") from None
@@ -162,7 +164,7 @@ def embedder(settings: Settings) -> Embedder:
         try:
             built = OpenAIEmbedder(
                 settings.openai_base_url,
-                settings.openai_api_key,
+                settings.openai_api_key.get_secret_value(),
                 model=settings.embed_model,
                 dimensions=settings.embed_dimensions,
             )
@@ -180,7 +182,9 @@ def parser(settings: Settings) -> LocalParser | LlamaParseClient:
     if settings.parser == "llamaparse":
         assert settings.llamaparse_api_key is not None  # enforced by Settings
         try:
-            return LlamaParseClient(settings.llamaparse_url, settings.llamaparse_api_key)
+            return LlamaParseClient(
+                settings.llamaparse_url, settings.llamaparse_api_key.get_secret_value()
+            )
         except ValueError as exc:  # plain http to a non-loopback host
             raise ConfigError(f"DOCINGEST_LLAMAPARSE_URL: {exc}") from None
     return LocalParser(

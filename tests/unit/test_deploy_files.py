@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import yaml
 from docingest.api import queue_metrics
 from docingest.cli import app
 from docingest.config import Settings
+from docingest.config.environment import Environment
 from docingest.domain.states import JobStatus
 from docingest.ops.validation.drill import K8S_CRONJOB, SYSTEMD_TIMER, schedule_minutes
 from docingest.store.queue_stats import QueueSnapshot
@@ -39,36 +40,9 @@ SECRETS = {
 VAR = re.compile(r"\bDOCINGEST_[A-Z0-9_]+\b")
 
 
-class _Recording(dict[str, str]):
-    """An environment that remembers every variable looked up in it."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        super().__init__(values)
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        self.read.add(key)
-        return super().__getitem__(key)
-
-
 def _config_variables() -> set[str]:
-    """Every variable Settings.from_env reads, with each optional branch switched on."""
-    branches = {
-        "DOCINGEST_STORAGE_URL": "s3://bucket/prefix",
-        "DOCINGEST_PARSER": "llamaparse",
-        "DOCINGEST_LLAMAPARSE_API_KEY": "k",
-        "DOCINGEST_EMBEDDER": "openai",
-    }
-    read: set[str] = set()
-    for key in ("DOCINGEST_OPENAI_API_KEY", "OPENAI_API_KEY"):  # the fallback is read only alone
-        env = _Recording({**branches, key: "k"})
-        Settings.from_env(env)
-        read |= env.read
-    return read
+    """Every variable the settings model reads (config/environment.py)."""
+    return set(Environment.variables())
 
 
 def _cli() -> typer.core.TyperGroup:

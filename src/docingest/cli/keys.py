@@ -6,7 +6,7 @@ import typer
 
 from docingest import bootstrap
 from docingest.cli.common import config_errors_exit, load_settings
-from docingest.config import Settings
+from docingest.config import Settings, revealed
 from docingest.ops.key_rotation import RewrapReport, retire_previous, rewrap_all, switch_key_files
 from docingest.store.blobs import BlobStore
 from docingest.store.keys import load_master_key
@@ -45,7 +45,7 @@ def rotate_cmd() -> None:
             " `docingest keys retire` to drop the old key"
         )
         return
-    _report(rewrap_all(store, load_master_key(settings.home, settings.master_key)))
+    _report(rewrap_all(store, load_master_key(settings.home, revealed(settings.master_key))))
     typer.echo(
         "every blob now opens with DOCINGEST_MASTER_KEY alone: remove the old key from"
         " DOCINGEST_MASTER_KEY_PREVIOUS and restart the processes"
