@@ -14,7 +14,7 @@ from pgvector.psycopg import register_vector
 
 from docingest.bootstrap import Runtime
 from docingest.pipeline.rank_fusion import RRF_K
-from docingest.store.db import open_pool
+from docingest.store.db import open_pool, spare_connection
 from docingest.store.search import FUSION_WEIGHTS, SearchMode, search
 from docingest.worker.runner import run_worker
 from tests.conftest import EXAMPLES
@@ -123,6 +123,24 @@ async def test_hybrid_fuses_both_rankings_by_reciprocal_rank(dsn: str) -> None:
     assert np.isclose(by_id[ids[1]], expected_hearing, atol=1e-6)
     assert np.isclose(by_id[ids[3]], w_vector / (RRF_K + 1), atol=1e-6)
     assert fused[0]["chunk_id"] == ids[1]
+
+
+async def test_hybrid_on_a_spare_connection_ranks_the_same(dsn: str) -> None:
+    """The two rankings at once (text on a second, idle connection) give what they give one
+    after the other; a pool with no idle connection offers none and nothing waits for it."""
+    user = uuid.uuid4()
+    _insert(dsn, user, CHUNKS, None)
+    alone = await _search(dsn, user, "hearing aids copay", SearchMode.HYBRID, _unit(3), k=4)
+    async with await open_pool(dsn, min_size=2, max_size=2) as pool:
+        async with pool.connection() as conn, spare_connection(pool) as side:
+            assert side is not None
+            both = await search(
+                conn, user, query="hearing aids copay", query_vector=_unit(3), model=MODEL,
+                version=VERSION, k=4, mode=SearchMode.HYBRID, side=side,
+            )  # fmt: skip
+            async with spare_connection(pool) as none_left:
+                assert none_left is None
+    assert both == alone and len(both) == 4
 
 
 async def test_a_query_vector_of_zeros_falls_back_to_words(dsn: str) -> None:

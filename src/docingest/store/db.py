@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 DictConn = AsyncConnection[dict[str, Any]]
 
@@ -56,3 +57,26 @@ async def open_pool(
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+#: how long `spare_connection` may wait for an idle connection it saw a moment ago
+SPARE_WAIT_S = 0.005
+
+
+@asynccontextmanager
+async def spare_connection(pool: AsyncConnectionPool[DictConn]) -> AsyncIterator[DictConn | None]:
+    """A second connection for work that can run beside the request's own, only if one is
+    idle right now; None otherwise (the caller then does that work on its own connection).
+    It never waits in the pool's queue, so it never delays another request's connection."""
+    if pool.get_stats().get("pool_available", 0) == 0:
+        yield None
+        return
+    try:
+        conn = await pool.getconn(timeout=SPARE_WAIT_S)
+    except PoolTimeout:
+        yield None
+        return
+    try:
+        yield conn
+    finally:
+        await pool.putconn(conn)

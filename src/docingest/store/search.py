@@ -21,7 +21,8 @@ document's `document_kind` ("unknown" where it was not recognised).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
 from enum import StrEnum
 from typing import Any, Final
 from uuid import UUID
@@ -33,7 +34,7 @@ from psycopg import sql
 from docingest.pipeline.rank_fusion import reciprocal_rank_fusion
 from docingest.store import vector_search
 from docingest.store.db import DictConn
-from docingest.store.vector_search import Strategy
+from docingest.store.vector_search import Ranked, Strategy
 
 TEXT_SEARCH_CONFIG: Final = "english"  # the config of the generated column (migration 0013)
 MIN_FUSION_DEPTH: Final = 50
@@ -110,6 +111,21 @@ GROUP BY h.chunk_id ORDER BY score DESC, h.chunk_id LIMIT %(depth)s
 """
 
 
+async def _both(
+    vector: Coroutine[Any, Any, list[Ranked]],
+    text: Callable[[DictConn], Coroutine[Any, Any, list[tuple[UUID, float]]]],
+    conn: DictConn,
+    side: DictConn | None,
+) -> tuple[list[Ranked], list[tuple[UUID, float]]]:
+    """Both rankings: at once when a second connection is at hand, else one after the other."""
+    if side is None:
+        return await vector, await text(conn)
+    async with asyncio.TaskGroup() as group:  # one failing cancels the other
+        nearest = group.create_task(vector)
+        lexical = group.create_task(text(side))
+    return nearest.result(), lexical.result()
+
+
 _CITED = """
 SELECT dc.document_id, dc.chunk_id, dc.chunk_ord, dc.text, d.filename,
        dc.meta->'page_start' AS page_start, dc.meta->'page_end' AS page_end,
@@ -180,10 +196,14 @@ async def search(
     k: int,
     mode: SearchMode = SearchMode.HYBRID,
     strategy: Strategy = Strategy.EXACT,
+    side: DictConn | None = None,
 ) -> list[dict[str, Any]]:
     """The caller's best `k` chunks for `query` (see the module docstring). `query_vector` is
     the query's embedding under (`model`, `version`); unused, and may be None, in text mode.
-    `strategy` is how the vector ranking reads the vectors (store/vector_search.py)."""
+    `strategy` is how the vector ranking reads the vectors (store/vector_search.py). `side`:
+    a second connection; in hybrid mode the text ranking runs on it while the vector ranking
+    runs on `conn` (the two are independent reads; under READ COMMITTED each statement takes
+    its own snapshot either way)."""
     if mode is not SearchMode.TEXT and query_vector is None:
         raise ValueError(f"{mode} search needs the query's embedding")
     if query_vector is not None and not np.any(np.asarray(query_vector)):
@@ -200,16 +220,22 @@ async def search(
             )
         else:
             assert query_vector is not None
-            nearest = await vector_search.rank(
+            vector = vector_search.rank(
                 conn, user_id, query_vector, model=model, version=version, k=depth,
                 strategy=strategy,
             )  # fmt: skip
-            ranked = [(r.chunk_id, r.score) for r in nearest]
             if mode is SearchMode.HYBRID:
-                text = await _text_ranked(
-                    conn, user_id, query, model=model, version=version, depth=depth
+                nearest, text = await _both(
+                    vector,
+                    lambda c: _text_ranked(
+                        c, user_id, query, model=model, version=version, depth=depth
+                    ),
+                    conn,
+                    side,
                 )
                 ranked = reciprocal_rank_fusion(
-                    [[cid for cid, _ in ranked], [cid for cid, _ in text]], FUSION_WEIGHTS
+                    [[r.chunk_id for r in nearest], [cid for cid, _ in text]], FUSION_WEIGHTS
                 )
+            else:
+                ranked = [(r.chunk_id, r.score) for r in await vector]
         return await _cited(conn, params, ranked[:k])

@@ -3,6 +3,7 @@ result citable (file name, pages, heading path, document kind; store/search.py).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
@@ -12,6 +13,7 @@ from docingest.api import audit
 from docingest.api.deps import ConnDep, PrincipalDep, StateDep
 from docingest.api.schemas import SearchResults, errors
 from docingest.store import events
+from docingest.store.db import spare_connection
 from docingest.store.search import SearchMode, search
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -39,17 +41,22 @@ async def search_chunks(
     vector = None
     if mode is not SearchMode.TEXT:
         [vector] = (await e.embed([body.query])).vectors
-    results = await search(
-        conn,
-        principal.user_id,
-        query=body.query,
-        query_vector=vector,
-        model=e.model,
-        version=e.version,
-        k=body.k,
-        mode=mode,
-        strategy=state.vector_search,
-    )
+    hybrid = mode is SearchMode.HYBRID
+    # hybrid: the text ranking runs beside the vector ranking on an idle pool connection,
+    # when there is one (never waited for: store/db.py)
+    async with spare_connection(state.pool) if hybrid else contextlib.nullcontext() as side:
+        results = await search(
+            conn,
+            principal.user_id,
+            query=body.query,
+            query_vector=vector,
+            model=e.model,
+            version=e.version,
+            k=body.k,
+            mode=mode,
+            strategy=state.vector_search,
+            side=side,
+        )
     await events.record(
         conn,
         actor=principal.actor,
