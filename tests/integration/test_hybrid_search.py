@@ -131,15 +131,18 @@ async def test_hybrid_on_a_spare_connection_ranks_the_same(dsn: str) -> None:
     user = uuid.uuid4()
     _insert(dsn, user, CHUNKS, None)
     alone = await _search(dsn, user, "hearing aids copay", SearchMode.HYBRID, _unit(3), k=4)
-    async with await open_pool(dsn, min_size=2, max_size=2) as pool:
-        async with pool.connection() as conn, spare_connection(pool) as side:
-            assert side is not None
-            both = await search(
-                conn, user, query="hearing aids copay", query_vector=_unit(3), model=MODEL,
-                version=VERSION, k=4, mode=SearchMode.HYBRID, side=side,
-            )  # fmt: skip
-            async with spare_connection(pool) as none_left:
-                assert none_left is None
+    async with (
+        await open_pool(dsn, min_size=2, max_size=2) as pool,
+        pool.connection() as conn,
+        spare_connection(pool) as side,
+    ):
+        assert side is not None
+        both = await search(
+            conn, user, query="hearing aids copay", query_vector=_unit(3), model=MODEL,
+            version=VERSION, k=4, mode=SearchMode.HYBRID, side=side,
+        )  # fmt: skip
+        async with spare_connection(pool) as none_left:
+            assert none_left is None
     assert both == alone and len(both) == 4
 
 
