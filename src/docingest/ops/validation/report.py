@@ -134,8 +134,7 @@ def _plots(out: Path, report: dict[str, Any]) -> list[str]:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         workers, tp = series["workers"], series["docs_per_min"]
-        ax.plot(workers, tp, "o-", label="measured (steady state)")
-        ax.plot(workers, series["docs_per_min_whole_run"], "s:", label="whole run")
+        ax.plot(workers, tp, "o-", label="measured (first upload to last completion)")
         ideal = series.get("ideal_docs_per_min") or [tp[0] * n for n in workers]
         ax.plot(workers, ideal, "--", label="ideal")
         ax.plot(workers, series["cpu_cap"], ":", label="CPU left to the stack allows")

@@ -59,14 +59,24 @@ def upload_generated(
 _seeds = itertools.count(100_000)
 
 
-def fresh_documents(stack: Stack, n: int, *, pages: int = 2) -> list[str]:
-    """Upload `n` generated documents no earlier run has seen; their job ids."""
-    with stack.client() as client:
-        ups = upload_generated(client, [next(_seeds) for _ in range(n)], pages=pages)
+def new_documents(n: int, *, pages: int = 2, lines: int = 40) -> list[bytes]:
+    """`n` generated PDFs no earlier run has seen (made before any clock starts)."""
+    return [make_pdf(next(_seeds), pages, lines) for _ in range(n)]
+
+
+def upload_all(stack: Stack, documents: list[bytes]) -> list[str]:
+    """Upload `documents` by 4 concurrent clients; their job ids (any refusal raises)."""
+    with stack.client() as client, ThreadPoolExecutor(max_workers=4) as pool:
+        ups = list(pool.map(lambda d: upload(client, "generated", d), documents))
     refused = [u.status_code for u in ups if u.job_id is None]
     if refused:
         raise RuntimeError(f"uploads refused with HTTP {refused}")
     return [str(u.job_id) for u in ups]
+
+
+def fresh_documents(stack: Stack, n: int, *, pages: int = 2) -> list[str]:
+    """Upload `n` generated documents no earlier run has seen; their job ids."""
+    return upload_all(stack, new_documents(n, pages=pages))
 
 
 @dataclass
