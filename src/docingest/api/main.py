@@ -52,7 +52,9 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await open_pool(
             rt.dsn,
-            min_size=1,
+            # two kept open: a lone hybrid search finds an idle second connection for its
+            # text ranking (store/db.spare_connection), even on an otherwise quiet API
+            min_size=2,
             max_size=pool_size,
             name="docingest-api",
             timeout=pool_timeout_s,
