@@ -54,7 +54,7 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
             rt.dsn,
             # two kept open: a lone hybrid search finds an idle second connection for its
             # text ranking (store/db.spare_connection), even on an otherwise quiet API
-            min_size=2,
+            min_size=min(2, pool_size),
             max_size=pool_size,
             name="docingest-api",
             timeout=pool_timeout_s,
