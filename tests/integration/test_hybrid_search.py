@@ -146,6 +146,39 @@ async def test_hybrid_on_a_spare_connection_ranks_the_same(dsn: str) -> None:
     assert both == alone and len(both) == 4
 
 
+async def test_words_are_kept_for_every_way_a_row_arrives(dsn: str) -> None:
+    """Migration 0017: inserted without words (as the 001 migration does) they are parsed;
+    with words (as a promotion or a restore brings them) they are kept; a changed text is
+    parsed again; the owner's lexeme is always there, once."""
+    user = uuid.uuid4()
+    ids = _insert(dsn, user, CHUNKS, None)
+    expected = (
+        "SELECT text_tsv = to_tsvector('english', text)"
+        " || array_to_tsvector(ARRAY['user:' || user_id::text]) FROM docingest.document_chunks"
+        " WHERE chunk_id = %s"
+    )
+    with psycopg.connect(dsn, autocommit=True) as c:
+        assert c.execute(expected, (ids[0],)).fetchone() == (True,)
+        c.execute(
+            "UPDATE docingest.document_chunks SET text = 'orthodontics for adults'"
+            " WHERE chunk_id = %s",
+            (ids[0],),
+        )
+        assert c.execute(expected, (ids[0],)).fetchone() == (True,)
+        # a restore writes every column back as it was, the owner's lexeme included
+        c.execute(
+            "CREATE TEMP TABLE saved AS SELECT * FROM docingest.document_chunks"
+            " WHERE chunk_id = %s",
+            (ids[0],),
+        )
+        c.execute("DELETE FROM docingest.document_chunks WHERE chunk_id = %s", (ids[0],))
+        c.execute("INSERT INTO docingest.document_chunks SELECT * FROM saved")
+        assert c.execute(expected, (ids[0],)).fetchone() == (True,)
+    found = await _search(dsn, user, "orthodontics", SearchMode.TEXT, _unit(0))
+    assert [r["chunk_id"] for r in found] == [ids[0]]
+    assert await _search(dsn, user, "ozempic", SearchMode.TEXT, _unit(0)) == []
+
+
 async def test_a_query_vector_of_zeros_falls_back_to_words(dsn: str) -> None:
     user = uuid.uuid4()
     ids = _insert(dsn, user, CHUNKS, None)

@@ -213,16 +213,17 @@ async def promote(
     conn: DictConn, document_id: UUID, user_id: UUID, model: str, version: str
 ) -> tuple[int, int]:
     """Copy the document's buffered chunks + vectors into `document_chunks` (idempotent) and
-    clear its buffers. Returns (chunks in buffer, rows now searchable). Run inside the
+    clear its buffers. Each chunk's words were parsed for search when it was buffered
+    (migration 0017); the owner's lexeme is added by the table's trigger. Returns (chunks in buffer, rows now searchable). Run inside the
     transaction that moves the job to `complete`."""
     cur = await conn.execute(
         """
         INSERT INTO docingest.document_chunks (chunk_id, document_id, user_id, chunk_ord,
-            chunker_name, chunker_version, chunk_sha, text, meta, embed_model, embed_version,
-            embedding, vector_sha)
+            chunker_name, chunker_version, chunk_sha, text, text_tsv, meta, embed_model,
+            embed_version, embedding, vector_sha)
         SELECT cb.chunk_id, cb.document_id, %(user)s, cb.chunk_ord, cb.chunker_name,
-               cb.chunker_version, cb.chunk_sha, cb.text, cb.meta, vb.embed_model,
-               vb.embed_version, vb.vector, vb.vector_sha
+               cb.chunker_version, cb.chunk_sha, cb.text, cb.text_words, cb.meta,
+               vb.embed_model, vb.embed_version, vb.vector, vb.vector_sha
         FROM docingest.document_chunk_buffer cb
         JOIN docingest.document_vector_buffer vb
           ON vb.chunk_id = cb.chunk_id AND vb.embed_model = %(m)s AND vb.embed_version = %(v)s

@@ -5,7 +5,7 @@ Three rankings of the same rows (the caller's chunks embedded with the configure
 - **vector**: cosine similarity to the question's embedding, by `store/vector_search.rank`
   (exact by default, the bulk-built approximate index when configured: the one piece that
   knows how vectors are stored and indexed);
-- **text**: Okapi BM25 over the generated `text_tsv` column (English stemming, stop words
+- **text**: Okapi BM25 over the `text_tsv` column (migrations 0013, 0017; English stemming, stop words
   dropped). Every word of the question may match (an OR of its lexemes, not
   `websearch_to_tsquery`'s AND: a member's question rarely has all its words in one passage);
   term weights (IDF) come from the caller's own chunks only, so other users' documents never
@@ -36,7 +36,7 @@ from docingest.store import vector_search
 from docingest.store.db import DictConn
 from docingest.store.vector_search import Ranked, Strategy
 
-TEXT_SEARCH_CONFIG: Final = "english"  # the config of the generated column (migration 0013)
+TEXT_SEARCH_CONFIG: Final = "english"  # the config `text_tsv` is parsed with (migration 0017)
 MIN_FUSION_DEPTH: Final = 50
 #: weights of the (vector, text) rankings in the fusion: BM25 is the stronger ranking on
 #: member questions, the vector ranking adds recall and breaks ties (bench/retrieval_eval.py:
