@@ -212,10 +212,11 @@ async def count_vectors(conn: DictConn, document_id: UUID, model: str, version: 
 async def promote(
     conn: DictConn, document_id: UUID, user_id: UUID, model: str, version: str
 ) -> tuple[int, int]:
-    """Copy the document's buffered chunks + vectors into `document_chunks` (idempotent) and
-    clear its buffers. Each chunk's words were parsed for search when it was buffered
-    (migration 0017); the owner's lexeme is added by the table's trigger. Returns (chunks in buffer, rows now searchable). Run inside the
-    transaction that moves the job to `complete`."""
+    """Copy the document's buffered chunks + vectors into `document_chunks` (idempotent; the
+    caller then clears the buffers with `clear_buffers`). Each chunk's words were parsed for search when it was buffered
+    (migration 0017); the owner's lexeme is added by the table's trigger. Returns (chunks in
+    buffer, rows now searchable). Run inside the transaction that moves the job to
+    `complete`."""
     cur = await conn.execute(
         """
         INSERT INTO docingest.document_chunks (chunk_id, document_id, user_id, chunk_ord,

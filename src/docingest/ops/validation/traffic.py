@@ -46,14 +46,19 @@ def upload(client: httpx.Client, label: str, data: bytes) -> Upload:
     return Upload(label, r.status_code, None, None, False, body.get("error"))
 
 
+def upload_concurrently(client: httpx.Client, documents: list[tuple[str, bytes]]) -> list[Upload]:
+    """(label, PDF) pairs uploaded by 4 concurrent clients; the answers in the same order."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda d: upload(client, *d), documents))
+
+
 def upload_generated(
     client: httpx.Client, seeds: range | list[int], *, pages: int = 2, lines: int = 40
 ) -> list[Upload]:
     """Generated documents, uploaded by 4 concurrent clients (answers in `seeds` order)."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(
-            pool.map(lambda s: upload(client, f"generated:{s}", make_pdf(s, pages, lines)), seeds)
-        )
+    return upload_concurrently(
+        client, [(f"generated:{s}", make_pdf(s, pages, lines)) for s in seeds]
+    )
 
 
 _seeds = itertools.count(100_000)
@@ -66,8 +71,8 @@ def new_documents(n: int, *, pages: int = 2, lines: int = 40) -> list[bytes]:
 
 def upload_all(stack: Stack, documents: list[bytes]) -> list[str]:
     """Upload `documents` by 4 concurrent clients; their job ids (any refusal raises)."""
-    with stack.client() as client, ThreadPoolExecutor(max_workers=4) as pool:
-        ups = list(pool.map(lambda d: upload(client, "generated", d), documents))
+    with stack.client() as client:
+        ups = upload_concurrently(client, [("generated", d) for d in documents])
     refused = [u.status_code for u in ups if u.job_id is None]
     if refused:
         raise RuntimeError(f"uploads refused with HTTP {refused}")
