@@ -7,11 +7,14 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 
+import anyio
+
 from docingest.bootstrap import Runtime, parser
 from docingest.config import Settings
 from docingest.domain.circuit import BreakerPolicy
 from docingest.domain.rate_budget import Limits
 from docingest.domain.retry import RetryPolicy
+from docingest.pipeline import tokens
 from docingest.store import at_rest
 from docingest.store.db import open_pool
 from docingest.worker import remote_parse
@@ -58,6 +61,11 @@ async def run_worker(
     DOCINGEST_PARSE_CALLBACK_TIMEOUT_SECONDS (how long a remote parse waits for its callback
     before the worker polls the parser)."""
     at_rest.report(rt.at_rest)
+    # The tokenizer costs ~0.3 s of CPU to build: paid before this worker announces itself,
+    # not inside its first job's chunking (or, with several workers starting at once, all
+    # of their first jobs at the same moment on the same cores).
+    await asyncio.to_thread(tokens.get_encoding)
+    anyio.Event()  # anyio loads its asyncio backend lazily: here, not in the first HTTP call
     pool = await open_pool(
         rt.dsn,
         min_size=1,
