@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +31,25 @@ def _configurer(
     return configure
 
 
+def _server_spoke(conn: AsyncConnection[Any]) -> bool:
+    """Whether an idle connection's socket has something to read: an idle server sends
+    nothing unless it is going away (a terminated backend's FATAL, a restart's EOF) or has a
+    notice or notification for us."""
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
+async def _check(conn: AsyncConnection[Any]) -> None:
+    """psycopg_pool's `check_connection` (a round trip) only when it can find something: a
+    connection the server closed or spoke on while idle. A quiet one is handed out as is,
+    which saves a round trip on every checkout (dozens per document). A peer that vanished
+    without a word (a partition) would keep the round trip waiting as long as the statement
+    that follows, so skipping it loses nothing there."""
+    if conn.broken or conn.closed or _server_spoke(conn):
+        await AsyncConnectionPool.check_connection(conn)
+
+
 async def open_pool(
     dsn: str,
     *,
@@ -53,7 +73,7 @@ async def open_pool(
         configure=_configurer(statement_timeout_s),
         kwargs={"row_factory": dict_row, "autocommit": True},
         connection_class=AsyncConnection,
-        check=AsyncConnectionPool.check_connection,
+        check=_check,
     )
     await pool.open(wait=True, timeout=30)
     return pool
