@@ -49,7 +49,7 @@ from docingest.worker import cleanup, metrics
 from docingest.worker.context import StageContext
 from docingest.worker.handback import PendingHandBacks
 from docingest.worker.liveness import WorkerSession
-from docingest.worker.stages import STAGES
+from docingest.worker.stages import STAGES, hands_off
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class BaseWorker:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._embedding: set[asyncio.Task[None]] = set()  # held jobs that left their slot
+        self._handing_off: set[asyncio.Task[None]] = set()  # in a slot to submit a remote parse
         self._drained = False  # the last claim found nothing
         self.processed = 0
         self.session = WorkerSession(dsn, self.worker_id, on_alive=self._wake.set)
@@ -150,9 +151,11 @@ class BaseWorker:
             del done
 
     def upstream_busy(self) -> bool:
-        """Whether a job of this worker may still reach embedding soon: one is in a slot, or
-        the last claim may have left work in the queue."""
-        return len(self._tasks) > len(self._embedding) or not self._drained
+        """Whether a job of this worker may still reach embedding soon: one is in a slot (not
+        one that is only handing its file to a remote parser), or the last claim may have
+        left work in the queue."""
+        feeding = self._tasks - self._embedding - self._handing_off
+        return bool(feeding) or not self._drained
 
     def _has_room(self) -> bool:
         in_slots = len(self._tasks) - len(self._embedding)
@@ -176,6 +179,7 @@ class BaseWorker:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._embedding.discard(task)
+        self._handing_off.discard(task)
         self._poke_batcher()
 
     async def _fill_slots(self) -> int:
@@ -284,9 +288,15 @@ class BaseWorker:
             raise PermanentError(
                 ErrorCode.RETRIES_EXHAUSTED, "job was abandoned by workers too often"
             )
+        task = asyncio.current_task()
         while not job.status.is_terminal:
             if job.status is JobStatus.EMBEDDING_IN_PROGRESS:
                 self._enter_embedding()
+            if task is not None:
+                if hands_off(self.ctx, job.status):
+                    self._handing_off.add(task)
+                else:
+                    self._handing_off.discard(task)
             stage = STAGES[job.status]
             started = time.perf_counter()
             job = await stage(self.ctx, job)

@@ -257,3 +257,9 @@ STAGES: dict[JobStatus, Stage] = {
     JobStatus.EMBEDDING_IN_PROGRESS: run_embedding,
     JobStatus.EMBEDDINGS_STORED: finalize,
 }
+
+
+def hands_off(ctx: StageContext, status: JobStatus) -> bool:
+    """Whether the stage for `status` ends by handing the job to a remote parser: it brings
+    no text to the embedding batcher until the parser calls back, seconds later."""
+    return status is JobStatus.UPLOADED and isinstance(ctx.parser, RemoteParser)

@@ -3,6 +3,7 @@ stats and health routes."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import json
@@ -71,6 +72,7 @@ async def _upload(state: FakeState, request: Request) -> Response:
         state.count("upload_status_counts", 400)
         return JSONResponse({"detail": "file is required"}, status_code=400)
     data = await upload.read()
+    await asyncio.sleep(state.faults.upload_delay_ms / 1000)
     job = FakeJob(
         id=str(uuid.uuid4()),
         webhook_url=_form_str(form.get("webhook_url")),

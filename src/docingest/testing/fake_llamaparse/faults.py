@@ -21,6 +21,7 @@ class Faults:
     fail_status: str = "ERROR"
     fail_error_code: str = "NO_DATA_FOUND_IN_FILE"
     lose_jobs_next: int = 0  # the next uploaded jobs answer 404 once finished
+    upload_delay_ms: float = 0.0  # an accepted upload is answered after this long
     parse_delay_ms: float = 0.0  # a job stays PENDING at least this long
     parse_delay_jitter_ms: float = 0.0  # plus a uniform draw from [0, parse_delay_jitter_ms]
     drop_callbacks_next: int = 0  # never delivered
@@ -41,7 +42,13 @@ _INT_KEYS = {
     "hold_callbacks",
     "retry_after_ms",
 }
-_FLOAT_KEYS = {"parse_delay_ms", "parse_delay_jitter_ms", "callback_delay_ms", "outage_until"}
+_FLOAT_KEYS = {
+    "upload_delay_ms",
+    "parse_delay_ms",
+    "parse_delay_jitter_ms",
+    "callback_delay_ms",
+    "outage_until",
+}
 
 
 def validate_control(update: object) -> dict[str, Any]:
