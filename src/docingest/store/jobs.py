@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 from docingest.domain.states import JobStatus, check_transition, failure_status
 from docingest.pipeline.parsed_markdown import ParsedArtifact
 from docingest.store import events
-from docingest.store.db import DictConn
+from docingest.store.db import DictConn, atomic
 from docingest.store.liveness import DEAD_WORKERS
 from docingest.store.records import Job
 from docingest.store.statuses import FAILED_SQL, TERMINAL_SQL
@@ -89,7 +89,7 @@ async def _change_status(
     fenced on `status = src`, RETURNING *) and the event commit together or not at all. None
     when the fence matched no row (nothing is written)."""
     check_transition(src, dst)
-    async with conn.transaction():
+    async with atomic(conn):
         cur = await conn.execute(query, params)
         row = await cur.fetchone()
         if row is None:
