@@ -1,6 +1,6 @@
 """One owner of job status (store/jobs.py `_change_status`): a status change and its event
 commit together or not at all, whoever makes it (worker, user retry, parse callback), on a
-real Postgres whose session is killed between the status write and the event write."""
+real Postgres that refuses the event row."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from docingest.domain.states import JobStatus
 from docingest.pipeline.parsed_markdown import prepare
-from docingest.store import events, jobs
+from docingest.store import jobs
 from docingest.store.db import DictConn, open_pool
 from docingest.store.records import Job
 from tests.factories import make_job
@@ -119,29 +119,28 @@ async def test_status_and_event_commit_together(
 
 
 @each_case
-async def test_killed_between_status_and_event_leaves_neither(
-    dsn: str, pool: AsyncConnectionPool[DictConn], monkeypatch: pytest.MonkeyPatch, case: Case
+async def test_a_failed_event_write_leaves_the_status_unchanged(
+    dsn: str, pool: AsyncConnectionPool[DictConn], case: Case
 ) -> None:
     job = await _claimed(pool, case.src)
     _, before = _visible(dsn, job.job_id)
-    real_record = events.record
-    killed: list[int] = []
-
-    async def kill_then_record(conn: DictConn, **kw: Any) -> None:
-        # the status UPDATE has run in this session's open transaction; end the session
-        pid = conn.info.backend_pid
-        with psycopg.connect(dsn, autocommit=True) as killer:
-            ended = killer.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
-        assert ended == (True,)
-        killed.append(pid)
-        await real_record(conn, **kw)
-
-    monkeypatch.setattr(events, "record", kill_then_record)
-    with pytest.raises(psycopg.OperationalError):
-        async with pool.connection() as conn:
-            await case.change(conn, job)
-    assert killed, "the status write never reached its event"
-    monkeypatch.undo()
+    with psycopg.connect(dsn, autocommit=True) as admin:  # the event row is refused
+        admin.execute(
+            "CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'event refused'; END $$"
+        )
+        admin.execute(
+            sql.SQL(
+                "CREATE TRIGGER refuse_event BEFORE INSERT ON docingest.events FOR EACH ROW"
+                " WHEN (NEW.job_id = {}) EXECUTE FUNCTION pg_temp.refuse()"
+            ).format(sql.Literal(str(job.job_id)))
+        )
+        try:
+            with pytest.raises(psycopg.errors.RaiseException):
+                async with pool.connection() as conn:
+                    await case.change(conn, job)
+        finally:
+            admin.execute("DROP TRIGGER refuse_event ON docingest.events")
     status, actions = _visible(dsn, job.job_id)
     assert status == case.src.value
     assert actions == before

@@ -9,7 +9,6 @@ from typing import Any
 
 from pgvector.psycopg import register_vector_async
 from psycopg import AsyncConnection
-from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -78,19 +77,6 @@ async def open_pool(
     )
     await pool.open(wait=True, timeout=30)
     return pool
-
-
-@asynccontextmanager
-async def atomic(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
-    """The writes inside commit together: within the caller's transaction when there is one,
-    else in their own. A nested `conn.transaction()` would add a SAVEPOINT and a RELEASE (two
-    round trips, twelve per document through the worker) that buy nothing here: a failed
-    statement aborts the caller's whole transaction, and no caller goes on after one."""
-    if conn.info.transaction_status is TransactionStatus.INTRANS:
-        yield
-        return
-    async with conn.transaction():
-        yield
 
 
 #: how long `spare_connection` may wait for an idle connection it saw a moment ago

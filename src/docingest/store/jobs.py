@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 from docingest.domain.states import JobStatus, check_transition, failure_status
 from docingest.pipeline.parsed_markdown import ParsedArtifact
 from docingest.store import events
-from docingest.store.db import DictConn, atomic
+from docingest.store.db import DictConn
 from docingest.store.liveness import DEAD_WORKERS
 from docingest.store.records import Job
 from docingest.store.statuses import FAILED_SQL, TERMINAL_SQL
@@ -77,6 +77,16 @@ def worker_event(worker_id: str, **detail: object) -> StatusEvent:
     return StatusEvent(actor=f"worker:{worker_id}", detail=detail)
 
 
+_WITH_EVENT = sql.SQL(
+    "WITH moved AS ({update}), logged AS ("
+    "INSERT INTO docingest.events (actor, action, outcome, job_id, document_id,"
+    " correlation_id, detail)"
+    " SELECT %(_event_actor)s, %(_event_action)s, %(_event_outcome)s, job_id, document_id,"
+    " correlation_id, %(_event_detail)s FROM moved"
+    ") SELECT * FROM moved"
+)
+
+
 async def _change_status(
     conn: DictConn,
     src: JobStatus,
@@ -86,24 +96,23 @@ async def _change_status(
     event: StatusEvent,
 ) -> Job | None:
     """The only writer of `upload_jobs.status`: `src -> dst` must be legal; `query` (an UPDATE
-    fenced on `status = src`, RETURNING *) and the event commit together or not at all. None
-    when the fence matched no row (nothing is written)."""
+    fenced on `status = src`, RETURNING *, named parameters) and the event are one statement,
+    so they commit together or not at all, in the caller's transaction or alone (one round
+    trip; a transaction of their own cost four). None when the fence matched no row (nothing
+    is written)."""
     check_transition(src, dst)
-    async with atomic(conn):
-        cur = await conn.execute(query, params)
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        moved = Job.from_row(row)
-        await events.record_for_job(
-            conn,
-            moved,
-            actor=event.actor,
-            action=event.action or f"job.{dst.value}",
-            outcome=event.outcome,
-            detail=event.detail,
-        )
-    return moved
+    cur = await conn.execute(
+        _WITH_EVENT.format(update=query),
+        {
+            **params,
+            "_event_actor": event.actor,
+            "_event_action": event.action or f"job.{dst.value}",
+            "_event_outcome": event.outcome,
+            "_event_detail": Jsonb(dict(event.detail)),
+        },
+    )
+    row = await cur.fetchone()
+    return Job.from_row(row) if row is not None else None
 
 
 def _claimable(t: str) -> str:
