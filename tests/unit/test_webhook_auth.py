@@ -133,3 +133,14 @@ def test_seed_body_roundtrip_and_refusals() -> None:
         with pytest.raises(CallbackRejected) as info:
             seed_callback.load(bad, JOB)
         assert (info.value.status, info.value.reason) == (422, "malformed_body")
+
+
+def test_token_job_names_the_job_only_for_its_own_token() -> None:
+    secret, job, other = "s" * 40, uuid.uuid4(), uuid.uuid4()
+    token = webhook_auth.callback_token(secret, job)
+    assert webhook_auth.token_job(secret, str(job), token) == job
+    assert webhook_auth.token_job(secret, str(other), token) is None  # another job's token
+    assert webhook_auth.token_job("t" * 40, str(job), token) is None  # another secret
+    assert webhook_auth.token_job(secret, str(job), None) is None
+    assert webhook_auth.token_job(secret, "not-a-uuid", token) is None
+    assert webhook_auth.token_job(secret, "9" * 10_000, token) is None

@@ -3,10 +3,12 @@ but for metrics and HSTS).
 
 A request is admitted into one lane before routing, authentication or any database work:
 
-- **user lane** (a bearer token that verifies): at most `user_inflight` requests of one user in
-  flight; more answer 429 `too_many_requests`. One user's stalled uploads or floods hold only
-  that user's slots.
-- **anonymous lane** (no token, or one that does not verify: webhooks, probes, refusals):
+- **signed lane** (a bearer token that verifies, keyed by user; or a parse callback whose URL
+  token verifies, keyed by job): at most `user_inflight` requests of one key in flight; more
+  answer 429 `too_many_requests`. One user's stalled uploads or floods hold only that user's
+  slots. A parser calling back for many jobs at once is not rate-limited as one anonymous
+  address: a burst of genuine callbacks once waited out 429s, seconds per document.
+- **anonymous lane** (no credential that verifies: signed webhooks, probes, refusals):
   per source address a token bucket (`anon_rate`/s, bursts of `anon_burst`; 429
   `rate_limited`) and at most `anon_inflight_per_address` in flight (429
   `too_many_requests`); all addresses together at most `anon_inflight` (503 `overloaded`), so
@@ -37,8 +39,9 @@ from docingest.config import EdgeLimits
 NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_TRACKED_ADDRESSES = 50_000
 
-#: the bearer token's user id, or None when the request is anonymous (no valid token)
-Identify = Callable[[str | None], str | None]
+#: the request's signed-lane key ("user:<id>", "callback:<job id>"), or None when it carries
+#: no credential that verifies (anonymous)
+Identify = Callable[[Scope], str | None]
 
 
 class TokenBuckets:
@@ -134,9 +137,9 @@ class Admission:
         if scope["type"] != "http" or scope["path"] in NEVER_SHED:
             await self.app(scope, receive, send)
             return
-        user = self.identify(_header(scope, b"authorization"))
-        anonymous = user is None
-        key = f"addr:{_address(scope)}" if anonymous else f"user:{user}"
+        signed = self.identify(scope)
+        anonymous = signed is None
+        key = signed or f"addr:{_address(scope)}"
         try:
             self.lanes.admit(key, anonymous=anonymous)
         except ApiError as refusal:
@@ -160,7 +163,7 @@ def _refusal(status: int, code: str, message: str, wait_s: float = 0.0) -> ApiEr
     return ApiError(status, code, message, {"Retry-After": str(retry_after)})
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))

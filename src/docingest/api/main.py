@@ -17,9 +17,10 @@ import psycopg
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from docingest.api import audit, edge, errors, hsts, shedding
-from docingest.api.admission import Admission, Lanes
+from docingest.api.admission import Admission, Lanes, header
 from docingest.api.auth import TokenPolicy
 from docingest.api.errors import ApiError
 from docingest.api.observe import RequestMetrics
@@ -90,12 +91,13 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
             await rt.embedder.aclose()
             await pool.close()
 
-    def identify(authorization: str | None) -> str | None:
+    def identify(scope: Scope) -> str | None:
         try:
-            principal = tokens.principal(authorization)
+            return f"user:{tokens.principal(header(scope, b'authorization')).user_id}"
         except ApiError:
-            return None
-        return str(principal.user_id)
+            pass
+        job_id = webhooks.callback_job(scope, rt.webhook_secret)
+        return f"callback:{job_id}" if job_id is not None else None
 
     app = FastAPI(title="docingest", version="0.1.0", lifespan=lifespan)
     for router in (

@@ -44,6 +44,20 @@ def callback_token(secret: str, job_id: UUID) -> str:
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
 
 
+def token_job(secret: str, raw_job_id: str, presented: str | None) -> UUID | None:
+    """The job whose callback token `presented` is (derived from `secret`, compared in
+    constant time), or None. No database read: the API's admission uses it to tell a parser's
+    genuine callback from an anonymous request before it spends anything on either."""
+    if not presented or len(raw_job_id) > _MAX_ID_CHARS:
+        return None
+    try:
+        job_id = UUID(raw_job_id)
+    except ValueError:
+        return None
+    expected = callback_token(secret, job_id)
+    return job_id if hmac.compare_digest(presented.encode(), expected.encode()) else None
+
+
 def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 

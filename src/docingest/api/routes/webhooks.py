@@ -22,14 +22,17 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qs
 from uuid import UUID
 
 import psycopg
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
+from starlette.types import Scope
 
 from docingest.api import audit
+from docingest.api.admission import header
 from docingest.api.deps import StateDep
 from docingest.api.errors import error_response
 from docingest.api.schemas import WebhookAck, errors
@@ -87,8 +90,23 @@ async def signed_callback(request: Request, state: StateDep) -> JSONResponse:
         return await _refuse(state, SIGNED_ACTOR, refusal, audit.client_address(request))
 
 
+HINT_PREFIX = "/webhooks/llamaparse/"
+
+
+def callback_job(scope: Scope, secret: str) -> UUID | None:
+    """The job a hint callback's token is for when it verifies (the API's admission then
+    serves it in the signed lane, keyed by that job), else None. No database read."""
+    path = str(scope.get("path", ""))
+    if scope.get("method") != "POST" or not path.startswith(HINT_PREFIX):
+        return None
+    query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+    tokens = query.get("token")
+    token = tokens[-1] if tokens else header(scope, b"x-docingest-callback-token")
+    return webhook_auth.token_job(secret, path[len(HINT_PREFIX) :], token)
+
+
 @router.post(
-    "/webhooks/llamaparse/{job_id}",
+    HINT_PREFIX + "{job_id}",
     response_model=WebhookAck,
     responses={202: {"model": WebhookAck}, **errors(401, 404, 429, 503)},
 )
