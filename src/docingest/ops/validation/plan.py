@@ -22,6 +22,7 @@ class Plan:
     scaling_workers: tuple[int, ...]  # I/O-bound
     cpu_scaling_workers: tuple[int, ...]  # CPU-bound
     scaling_docs_per_worker: int
+    scaling_runs: int  # each point measured this many times; its median run is reported
     reliability_workers: int = 4
     reliability_timeout_s: float = 900.0
     predictability_timeout_s: float = 300.0
@@ -39,6 +40,7 @@ QUICK = Plan(
     scaling_workers=(1, 2, 4, 8),
     cpu_scaling_workers=(1, 2),
     scaling_docs_per_worker=4,
+    scaling_runs=1,
 )
 
 FULL = Plan(
@@ -53,5 +55,6 @@ FULL = Plan(
     scaling_workers=(1, 2, 4, 8),
     cpu_scaling_workers=(1, 2),
     scaling_docs_per_worker=10,
+    scaling_runs=3,
     reliability_timeout_s=2400.0,
 )
