@@ -36,8 +36,7 @@ async def test_a_burst_of_genuine_callbacks_is_not_rate_limited_and_forged_ones_
             for job in jobs
         ]
         forged = [
-            await c.post(f"/webhooks/llamaparse/{job}", params={"token": "x" * 43})
-            for job in jobs
+            await c.post(f"/webhooks/llamaparse/{job}", params={"token": "x" * 43}) for job in jobs
         ]
     assert [r.status_code for r in genuine] == [401] * CALLBACKS
     statuses = [r.status_code for r in forged]
