@@ -7,8 +7,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import psycopg
-
 from docingest.store.db import open_pool
 from docingest.worker.embed_batcher import MAX_WAIT_S
 from tests.conftest import EXAMPLES
@@ -18,20 +16,20 @@ from tests.e2e.conftest import (
     openai_env,
     start_fake_llamaparse,
 )
-from tests.e2e.test_embedding_spend import control, document, place, work_until
+from tests.e2e.test_embedding_spend import control, document, place, rows, work_until
 from tests.helpers import make_runtime, upload
 
 UPLOAD_S = 3 * MAX_WAIT_S  # the parser takes this long to accept the other job's file
 
 
 def _events(dsn: str, job_id: uuid.UUID) -> dict[str, float]:
-    with psycopg.connect(dsn) as c:
-        rows = c.execute(
-            "SELECT action, min(extract(epoch FROM at))::float8 FROM docingest.events"
-            " WHERE job_id = %s GROUP BY action",
-            (job_id,),
-        ).fetchall()
-    return {str(a): float(t) for a, t in rows}
+    found = rows(
+        dsn,
+        "SELECT action, min(extract(epoch FROM at))::float8 FROM docingest.events"
+        " WHERE job_id = %s GROUP BY action",
+        job_id,
+    )
+    return {str(a): float(t) for a, t in found}
 
 
 async def test_an_embedding_request_does_not_wait_for_a_slot_submitting_a_remote_parse(
