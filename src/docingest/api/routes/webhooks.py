@@ -101,7 +101,8 @@ def callback_job(scope: Scope, secret: str) -> UUID | None:
         return None
     query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
     tokens = query.get("token")
-    token = tokens[-1] if tokens else header(scope, b"x-docingest-callback-token")
+    # as the route reads it: the query's (last) token, or the header when that is empty
+    token = (tokens[-1] if tokens else None) or header(scope, b"x-docingest-callback-token")
     return webhook_auth.token_job(secret, path[len(HINT_PREFIX) :], token)
 
 
