@@ -14,6 +14,11 @@ from docingest.store.records import Job
 #: one row per source address and minute of refused anonymous requests (api/refusals.py);
 #: noise by the retention policy (ops/audit_retention.py)
 ANONYMOUS_REFUSALS = "auth.refused.anonymous"
+#: the one column list every event insert writes (`record`, and store/jobs.py's status change)
+INSERT = (
+    "INSERT INTO docingest.events (actor, action, outcome, job_id, document_id,"
+    " correlation_id, detail)"
+)
 
 
 async def record(
@@ -28,8 +33,7 @@ async def record(
     detail: Mapping[str, Any] | None = None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO docingest.events (actor, action, outcome, job_id, document_id,"
-        " correlation_id, detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        f"{INSERT} VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (actor, action, outcome, job_id, document_id, correlation_id, Jsonb(dict(detail or {}))),
     )
 

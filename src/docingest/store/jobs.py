@@ -79,9 +79,8 @@ def worker_event(worker_id: str, **detail: object) -> StatusEvent:
 
 _WITH_EVENT = sql.SQL(
     "WITH moved AS ({update}), logged AS ("
-    "INSERT INTO docingest.events (actor, action, outcome, job_id, document_id,"
-    " correlation_id, detail)"
-    " SELECT %(_event_actor)s, %(_event_action)s, %(_event_outcome)s, job_id, document_id,"
+    + events.INSERT
+    + " SELECT %(_event_actor)s, %(_event_action)s, %(_event_outcome)s, job_id, document_id,"
     " correlation_id, %(_event_detail)s FROM moved"
     ") SELECT * FROM moved"
 )
