@@ -91,6 +91,25 @@ async def test_text_mode_ranks_exact_terms_and_cites_the_source(dsn: str) -> Non
     assert await _search(dsn, user, f"user:{user}", SearchMode.TEXT, _unit(0)) == []
 
 
+async def test_rows_waiting_in_the_pending_list_are_found_as_merged_ones(dsn: str) -> None:
+    """Migration 0018: promoted rows wait in the word index's pending list until a worker merges
+    it (as the least-privileged worker role). A search finds them the same before and after;
+    one merge runs at a time, a second caller skips."""
+    user = uuid.uuid4()
+    ids = _insert(dsn, user, CHUNKS, None)
+    pending = await _search(dsn, user, "specialist copay", SearchMode.TEXT, _unit(0))
+    with psycopg.connect(dsn, autocommit=True) as conn, psycopg.connect(dsn) as other:
+        other.execute("SELECT pg_advisory_xact_lock(1820991088, 0)")  # a merge in progress
+        conn.execute("SET ROLE docingest_worker")
+        merge = "SELECT docingest.merge_pending_words()"
+        assert conn.execute(merge).fetchone() == (-1,)
+        other.rollback()
+        assert (conn.execute(merge).fetchone() or (0,))[0] > 0  # the pages it merged
+        assert conn.execute(merge).fetchone() == (0,)  # nothing left pending
+    merged = await _search(dsn, user, "specialist copay", SearchMode.TEXT, _unit(0))
+    assert merged == pending and [r["chunk_id"] for r in merged] == [ids[3]]
+
+
 async def test_term_weights_come_from_the_callers_rows_only(dsn: str) -> None:
     """Another user's documents change neither what I find nor its score (no leak by IDF)."""
     me, other = uuid.uuid4(), uuid.uuid4()

@@ -214,7 +214,8 @@ async def promote(
 ) -> tuple[int, int]:
     """Copy the document's buffered chunks + vectors into `document_chunks` (idempotent; the
     caller then clears the buffers with `clear_buffers`). Each chunk's words were parsed for search when it was buffered
-    (migration 0017); the owner's lexeme is added by the table's trigger. Returns (chunks in
+    (migration 0017); the owner's lexeme is added by the table's trigger, and the word index
+    takes the rows into its pending list (migration 0018, see `merge_pending_words`). Returns (chunks in
     buffer, rows now searchable). Run inside the transaction that moves the job to
     `complete`."""
     cur = await conn.execute(
@@ -242,6 +243,16 @@ async def promote(
     row = await cur.fetchone()
     assert row is not None
     return int(row["buffered"]), int(row["searchable"])
+
+
+async def merge_pending_words(conn: DictConn) -> int:
+    """Merge the word index's pending list into its tree (migration 0018), after a promotion
+    has committed, so no document waits for it. Returns the pages merged, or -1 when another
+    merge is running (it, or the next one, takes the rows promoted meanwhile)."""
+    cur = await conn.execute("SELECT docingest.merge_pending_words() AS pages")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["pages"])
 
 
 async def clear_buffers(conn: DictConn, document_id: UUID) -> None:

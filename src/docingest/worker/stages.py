@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Awaitable, Callable
+
+import psycopg
 
 from docingest.clients.embedders import Embedder
 from docingest.domain.errors import ErrorCode, PermanentError
@@ -17,6 +20,7 @@ from docingest.pipeline.parsed_markdown import has_text, prepare
 from docingest.pipeline.tokens import count_tokens
 from docingest.store import chunks as chunk_store
 from docingest.store import documents, jobs
+from docingest.store.db import DictConn
 from docingest.store.records import Job
 from docingest.worker import remote_parse
 from docingest.worker.context import RemoteParser, StageContext
@@ -24,6 +28,8 @@ from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embed_gate import EmbeddingGate
 from docingest.worker.embedding import DocumentEmbedding
 from docingest.worker.stage_io import load_raw, store_parsed
+
+log = logging.getLogger(__name__)
 
 Stage = Callable[[StageContext, Job], Awaitable[Job]]
 
@@ -225,25 +231,42 @@ def _model_of(ctx: StageContext, job: Job) -> tuple[str, str]:
 
 
 async def finalize(ctx: StageContext, job: Job) -> Job:
-    """embeddings_stored -> complete: promote into the searchable table, clear the buffers."""
+    """embeddings_stored -> complete: promote into the searchable table, clear the buffers;
+    then, the document searchable, merge the word index's pending list (migration 0018)."""
     model, version = _model_of(ctx, job)
-    async with ctx.pool.connection() as conn, conn.transaction():
-        buffered, searchable = await chunk_store.promote(
-            conn, job.document_id, job.user_id, model, version
-        )
-        total = job.progress.get("chunks_total", 0)
-        if buffered != total or searchable != total:
-            raise PermanentError(
-                ErrorCode.INTEGRITY_ERROR, "promotion would leave chunks without vectors"
+    async with ctx.pool.connection() as conn:
+        async with conn.transaction():
+            done = await _promote(ctx, conn, job, model, version)
+        try:
+            await chunk_store.merge_pending_words(conn)
+        except psycopg.Error as exc:
+            # upkeep, not the job's work: the job is complete, the rows searchable, and the
+            # next promotion (or an insert past the list's limit) merges what is left
+            log.warning(
+                "word index merge failed: %s",
+                type(exc).__name__,
+                extra={"action": "word_merge_error", "job_id": str(job.job_id)},
             )
-        await chunk_store.clear_buffers(conn, job.document_id)
-        return await jobs.transition(
-            conn,
-            job,
-            ctx.worker_id,
-            JobStatus.COMPLETE,
-            event=jobs.worker_event(ctx.worker_id, chunks=searchable),
+    return done
+
+
+async def _promote(ctx: StageContext, conn: DictConn, job: Job, model: str, version: str) -> Job:
+    buffered, searchable = await chunk_store.promote(
+        conn, job.document_id, job.user_id, model, version
+    )
+    total = job.progress.get("chunks_total", 0)
+    if buffered != total or searchable != total:
+        raise PermanentError(
+            ErrorCode.INTEGRITY_ERROR, "promotion would leave chunks without vectors"
         )
+    await chunk_store.clear_buffers(conn, job.document_id)
+    return await jobs.transition(
+        conn,
+        job,
+        ctx.worker_id,
+        JobStatus.COMPLETE,
+        event=jobs.worker_event(ctx.worker_id, chunks=searchable),
+    )
 
 
 STAGES: dict[JobStatus, Stage] = {
