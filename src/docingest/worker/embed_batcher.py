@@ -63,7 +63,7 @@ class Answer:
     vector: Vector | None
     batch_id: UUID
     paid: bool
-    provider_s: float  # how long the provider took to answer the request that carried it
+    provider_span: tuple[float, float]  # the request that carried it, from sent to answered
 
 
 class Owner:
@@ -290,19 +290,19 @@ class EmbeddingBatcher:
                         ErrorCode.EMBEDDING_REJECTED, "provider returned a wrong vector count"
                     )
                 for item, vector in zip(done, sent.vectors, strict=True):
-                    self._answer(item, vector, batch_id, sent.provider_s)
+                    self._answer(item, vector, batch_id, sent.provider_span)
             elif len(done) == 1:
-                self._answer(done[0], None, batch_id, sent.provider_s)
+                self._answer(done[0], None, batch_id, sent.provider_span)
             else:
                 half = len(done) // 2
                 await self._send_items(done[:half])
                 await self._send_items(done[half:])
 
     def _answer(
-        self, item: _Item, vector: Vector | None, batch_id: UUID, provider_s: float
+        self, item: _Item, vector: Vector | None, batch_id: UUID, provider_span: tuple[float, float]
     ) -> None:
         self._in_flight.pop(item.text.sha, None)
-        answer = Answer(vector, batch_id, True, provider_s)
+        answer = Answer(vector, batch_id, True, provider_span)
         holders = {o for o, f in item.waiters if not f.done()}
         if vector is not None and holders:
             self._answered[item.text.sha] = (answer, holders)

@@ -54,7 +54,10 @@ class Sent:
     vectors: list[Vector] | None  # None: the provider refused these inputs (HTTP 400)
     tokens: int  # billed tokens (0 when refused)
     cost_usd: float
-    provider_s: float = 0.0  # time in the answered call (the client's own retries included)
+    # when the answered call started and ended (time.monotonic(); the client's own retries
+    # included): a job's provider time is the union of its calls' spans, not their sum, as
+    # two of its requests may be in flight at once
+    provider_span: tuple[float, float] = (0.0, 0.0)
 
 
 class EmbeddingGate:
@@ -111,12 +114,12 @@ class EmbeddingGate:
                     ) from exc
                 continue
             except InputRejected:  # the service is up; the input is the problem
-                return Sent(grant.count, None, 0, 0.0, time.monotonic() - called)
+                return Sent(grant.count, None, 0, 0.0, (called, time.monotonic()))
             await self._follow_rate_limit(result)
             cost = cost_usd(grant.tokens, self.price)
             metrics.EMBED_TOKENS.labels(model=self.model).inc(grant.tokens)
             metrics.EMBED_COST.labels(model=self.model).inc(cost)
-            return Sent(grant.count, result.vectors, grant.tokens, cost, time.monotonic() - called)
+            return Sent(grant.count, result.vectors, grant.tokens, cost, (called, time.monotonic()))
 
     async def _embed(self, texts: Sequence[str]) -> Embedded:
         """One request, counted under its outcome (ok, throttled, quota, rejected, failed)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID, uuid4
 
 from docingest.clients.embedders import Vector
@@ -58,7 +58,8 @@ class Spend:
     requests: int = 0
     tokens: int = 0
     reused: int = 0
-    provider_s: float = 0.0  # time the provider took to answer, summed over requests
+    provider_s: float = 0.0  # earlier attempts' time waiting on the provider
+    spans: list[tuple[float, float]] = field(default_factory=list)  # this attempt's requests
 
     @classmethod
     def from_progress(cls, progress: Mapping[str, int], price: float | None) -> Spend:
@@ -76,8 +77,19 @@ class Spend:
             "embed_tokens": self.tokens,
             "embed_cost_usd": round(cost_usd(self.tokens, self.price_per_mtok), 8),
             "embeds_reused": self.reused,
-            "embed_provider_s": round(self.provider_s, 3),
+            "embed_provider_s": round(self.provider_s + covered_seconds(self.spans), 3),
         }
+
+
+def covered_seconds(spans: Sequence[tuple[float, float]]) -> float:
+    """Seconds covered by at least one of the (start, end) spans: time the job waited on the
+    provider, however many of its requests were in flight together."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def _tokens(row: ChunkRow) -> int:
@@ -244,7 +256,7 @@ class DocumentEmbedding:
                 if paid:
                     self.spend.requests += 1
                     self.spend.tokens += paid
-                self.spend.provider_s += answered[0][1].provider_s  # this job waited on it
+                self.spend.spans.append(answered[0][1].provider_span)  # this job waited on it
                 if shared:
                     self._count_reused(shared)
                 await event(

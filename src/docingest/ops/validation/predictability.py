@@ -63,7 +63,8 @@ def _timing(
     stack: Stack, job_id: str, row: dict[str, Any], parser_seconds: dict[str, float]
 ) -> dict[str, Any]:
     """End-to-end seconds, and how much of it the providers took: the parser's own measure
-    of the job (the fake's `job_seconds`) and the worker's measure of its embedding calls."""
+    of the job (the fake's `job_seconds`) and the time the worker waited on its embedding
+    calls (the union of their spans: two requests in flight together count once)."""
     [job] = stack.query(
         "SELECT progress, parse_external_id FROM docingest.upload_jobs WHERE job_id = %s::uuid",
         (job_id,),
