@@ -15,7 +15,8 @@ from docingest.pipeline.chunker import (
     chunk_markdown,
     iter_chunks,
 )
-from docingest.pipeline.tokens import count_tokens
+from docingest.pipeline.tokens import CL100K, count_tokens
+from tests.conftest import EXAMPLES
 
 MARKER = re.compile(r"[ \t]*<!-- page \d{1,9} -->[ \t\r]*")
 
@@ -231,6 +232,16 @@ _LINES = st.one_of(
     st.text(alphabet="ab .\n#-", max_size=200),
 )  # fmt: skip
 _MARKDOWNISH = st.lists(_LINES, max_size=30).map("\n".join)
+# page-sized paragraphs (what a PDF's text layer without line structure gives): blocks over
+# the limit, split where the counts say
+_PROSE = [
+    "The plan pays 80% of covered charges after the $1,500 deductible (in-network). " * 30,
+    "Copay: $25 primary care; $50 specialist; 20% coinsurance for MRI/CT scans.\n" * 25,
+    "Aastha Hospital 403/4 Aishwarya Complex, Maninagar (City - Ahmedabad) ,Gujarat ,380008 " * 20,
+    "Le plan rembourse 80 % des frais couverts après la franchise. Médecin spécialiste: 50 $. "
+    * 20,
+    "don't can't we'll they're it's MEMBER'S PLAN'S " * 60,
+]
 
 
 @settings(max_examples=120, deadline=None)
@@ -265,3 +276,44 @@ def test_max_tokens_is_honored_with_other_counters(
 ) -> None:
     chunks = chunk_markdown(md, count_tokens=count, target_tokens=max_tokens, max_tokens=max_tokens)
     _check_chunks(md, chunks, count, max_tokens)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.one_of(_LINES, st.sampled_from(_PROSE)), max_size=40).map("\n".join),
+    st.integers(min_value=8, max_value=300),
+    st.floats(min_value=0.1, max_value=1.0),
+)
+def test_the_cl100k_counter_changes_no_cut(md: str, max_tokens: int, share: float) -> None:
+    """`CL100K` answers the chunker's counts from counts already made: the chunks must be
+    exactly those of counting every string again."""
+    target = max(1, int(max_tokens * share))
+    plain = chunk_markdown(
+        md, count_tokens=count_tokens, target_tokens=target, max_tokens=max_tokens
+    )
+    fast = chunk_markdown(
+        md, count_tokens=count_tokens, target_tokens=target, max_tokens=max_tokens, counter=CL100K
+    )
+    assert fast == plain
+
+
+def test_the_cl100k_counter_on_the_bundled_examples() -> None:
+    from docingest.clients.pdf_markdown import pdf_to_markdown
+    from docingest.pipeline.normalize import normalize_markdown
+
+    pdfs = sorted(EXAMPLES.glob("*.pdf"))
+    assert pdfs
+    for pdf in pdfs:
+        md = normalize_markdown(pdf_to_markdown(pdf.read_bytes(), max_pages=100).markdown)
+        for target, max_tokens in ((400, 512), (100, 128), (30, 40)):
+            plain = chunk_markdown(
+                md, count_tokens=count_tokens, target_tokens=target, max_tokens=max_tokens
+            )
+            fast = chunk_markdown(
+                md,
+                count_tokens=count_tokens,
+                target_tokens=target,
+                max_tokens=max_tokens,
+                counter=CL100K,
+            )
+            assert fast == plain, pdf.name

@@ -34,6 +34,11 @@ Rules:
 - ``ord`` is 0-based and consecutive. ``page_start``/``page_end`` are the smallest and largest
   page of the blocks in the chunk.
 
+Counting. Every count above is ``count_tokens`` of some string. A ``SubstringCounter`` (for
+cl100k: ``docingest.pipeline.tokens.CL100K``) may answer the counts of a block's substrings and
+of joined parts without counting them again; it must return exactly what ``count_tokens``
+would, so it changes how fast chunks are cut, never where.
+
 Cutting at characters needs ``count_tokens`` to be roughly monotone (a longer prefix has at
 least as many tokens), which holds for BPE tokenizers and character or byte counts. A
 ``ValueError`` is raised if a single character counts more than ``max_tokens`` (with
@@ -44,13 +49,55 @@ its own.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 CHUNKER_NAME = "markdown-simple"
 CHUNKER_VERSION = "1"
 
 CountTokens = Callable[[str], int]
+
+
+class Spans(Protocol):
+    def count(self, start: int, end: int) -> int:
+        """``count_tokens(text[start:end])`` of the text these spans were made for."""
+        ...
+
+
+class SubstringCounter(Protocol):
+    """Exact counts of substrings and joins, from counts already made (see the docstring)."""
+
+    def spans(self, text: str) -> Spans | None: ...
+
+    def joined(self, parts: Sequence[tuple[str, int]], separator: str) -> int:
+        """``count_tokens(separator.join(texts))`` of ``(text, count_tokens(text))`` parts."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Recount:
+    """Counts by counting again: any ``count_tokens``, no assumptions."""
+
+    count_tokens: CountTokens
+
+    def spans(self, text: str) -> Spans:
+        return _RecountSpans(text, self.count_tokens)
+
+    def joined(self, parts: Sequence[tuple[str, int]], separator: str) -> int:
+        if len(parts) == 1:
+            return parts[0][1]
+        return self.count_tokens(separator.join(text for text, _ in parts))
+
+
+@dataclass(frozen=True, slots=True)
+class _RecountSpans:
+    text: str
+    count_tokens: CountTokens
+
+    def count(self, start: int, end: int) -> int:
+        return self.count_tokens(self.text[start:end])
+
 
 MAX_TITLE_CHARS = 200
 _SEPARATOR = "\n\n"
@@ -154,9 +201,7 @@ def _iter_blocks(markdown: str) -> Iterator[_Block]:
 # --------------------------------------------------------------------------- cutting
 
 
-def _fit_prefix(
-    text: str, start: int, limit: int, count: CountTokens, guess: int
-) -> tuple[int, int]:
+def _fit_prefix(text: str, start: int, limit: int, spans: Spans, guess: int) -> tuple[int, int]:
     """``(e, count(text[start:e]))`` with the count within ``limit``: the whole rest of the
     text if it fits, else a prefix filling at least ``_FILL`` of the limit where one was found;
     ``(start, 0)`` when not even one character fits.
@@ -169,7 +214,7 @@ def _fit_prefix(
     lo_tokens = 0
     end = min(n, start + max(1, guess))
     while True:
-        tokens = count(text[start:end])
+        tokens = spans.count(start, end)
         if tokens <= limit:
             lo, lo_tokens = end, tokens
             if end == n or tokens >= limit * _FILL:
@@ -203,9 +248,7 @@ def _best_cut(text: str, start: int, end: int) -> int:
     return space if space > start else end
 
 
-def _split_text(
-    text: str, limit: int, hard_limit: int, count: CountTokens
-) -> Iterator[tuple[str, int]]:
+def _split_text(text: str, limit: int, hard_limit: int, spans: Spans) -> Iterator[tuple[str, int]]:
     """Pieces of ``text`` (stripped, non-empty) of at most ``limit`` tokens each, or of one
     character up to ``hard_limit`` tokens where a single character is over ``limit``."""
     pos, n = 0, len(text)
@@ -215,9 +258,9 @@ def _split_text(
             pos += 1
         if pos == n:
             return
-        end, end_tokens = _fit_prefix(text, pos, limit, count, guess)
+        end, end_tokens = _fit_prefix(text, pos, limit, spans, guess)
         if end == pos:  # one character is over the target: give it up to the hard limit
-            end, end_tokens = pos + 1, count(text[pos])
+            end, end_tokens = pos + 1, spans.count(pos, pos + 1)
             if end_tokens > hard_limit:
                 raise ValueError("a single character has more tokens than max_tokens")
             yield text[pos], end_tokens
@@ -225,7 +268,8 @@ def _split_text(
             continue
         cut = _best_cut(text, pos, end) if end < n else end
         piece = text[pos:cut].rstrip()
-        tokens = end_tokens if cut == end and len(piece) == end - pos else count(piece)
+        same = cut == end and len(piece) == end - pos
+        tokens = end_tokens if same else spans.count(pos, pos + len(piece))
         if tokens > limit:  # a shorter text counted more: fall back to the checked prefix
             cut, piece, tokens = end, text[pos:end], end_tokens
         guess = max(1, end - pos)
@@ -234,28 +278,32 @@ def _split_text(
 
 
 def _block_pieces(
-    text: str, count: CountTokens, target: int, max_tokens: int
+    text: str, counter: SubstringCounter, recount: _Recount, target: int, max_tokens: int
 ) -> Iterator[tuple[str, int]]:
     if len(text) <= max_tokens * _WHOLE_BLOCK_FACTOR:
         # what `_fit_prefix` would count first; when the whole block does not fit, the prefix
         # it would go on to search for is never used, so it is not searched for
-        tokens = count(text)
+        spans = counter.spans(text) or recount.spans(text)
+        tokens = spans.count(0, len(text))
         fits = tokens <= max_tokens
-    else:
-        end, tokens = _fit_prefix(text, 0, max_tokens, count, max_tokens * _WHOLE_BLOCK_FACTOR)
+    else:  # not read whole at once: a huge block is only ever counted a piece at a time
+        spans = recount.spans(text)
+        end, tokens = _fit_prefix(text, 0, max_tokens, spans, max_tokens * _WHOLE_BLOCK_FACTOR)
         fits = end == len(text)
     if fits:
         yield text, tokens
     else:
-        yield from _split_text(text, target, max_tokens, count)
+        yield from _split_text(text, target, max_tokens, spans)
 
 
 # --------------------------------------------------------------------------- packing
 
 
 class _Packer:
-    def __init__(self, count: CountTokens, target: int, max_tokens: int) -> None:
-        self._count = count
+    def __init__(
+        self, count: CountTokens, counter: SubstringCounter, target: int, max_tokens: int
+    ) -> None:
+        self._joined = counter.joined
         self._target = target
         self._max = max_tokens
         self._sep = count(_SEPARATOR)
@@ -289,21 +337,23 @@ class _Packer:
         if not parts:
             return
         text = _SEPARATOR.join(p.text for p in parts)
-        tokens = self._count(text) if len(parts) > 1 else parts[0].tokens
+        tokens = self._join_count(parts)
         if tokens <= self._max:
             yield self._draft(parts, text, tokens)
             return
         # The estimate was off: re-pack with exact counts. Every single part fits on its own.
         group, group_tokens = [parts[0]], parts[0].tokens
         for part in parts[1:]:
-            candidate = _SEPARATOR.join(p.text for p in [*group, part])
-            candidate_tokens = self._count(candidate)
+            candidate_tokens = self._join_count([*group, part])
             if candidate_tokens <= self._max:
                 group, group_tokens = [*group, part], candidate_tokens
             else:
                 yield self._draft(group, _SEPARATOR.join(p.text for p in group), group_tokens)
                 group, group_tokens = [part], part.tokens
         yield self._draft(group, _SEPARATOR.join(p.text for p in group), group_tokens)
+
+    def _join_count(self, parts: list[_Part]) -> int:
+        return self._joined([(p.text, p.tokens) for p in parts], _SEPARATOR)
 
     def _draft(self, parts: list[_Part], text: str, tokens: int) -> _Draft:
         pages = [p.page for p in parts]
@@ -319,15 +369,20 @@ def iter_chunks(
     count_tokens: CountTokens,
     target_tokens: int = 400,
     max_tokens: int = 512,
+    counter: SubstringCounter | None = None,
 ) -> Iterator[Chunk]:
     """Chunk ``markdown`` lazily (see the module docstring for the rules).
 
     ``count_tokens`` is the embedding model's tokenizer (``docingest.pipeline.tokens
-    .count_tokens`` for cl100k models). Requires ``1 <= target_tokens <= max_tokens``.
+    .count_tokens`` for cl100k models), ``counter`` an optional faster way to the same counts
+    (``docingest.pipeline.tokens.CL100K`` for cl100k). Requires
+    ``1 <= target_tokens <= max_tokens``.
     """
     if not 1 <= target_tokens <= max_tokens:
         raise ValueError("need 1 <= target_tokens <= max_tokens")
-    packer = _Packer(count_tokens, target_tokens, max_tokens)
+    recount = _Recount(count_tokens)
+    counter = counter or recount
+    packer = _Packer(count_tokens, counter, target_tokens, max_tokens)
     headings: list[tuple[int, str]] = []
     ord_ = 0
     for block in _iter_blocks(markdown):
@@ -336,7 +391,7 @@ def iter_chunks(
             headings = [h for h in headings if h[0] < level]
             headings.append(block.heading)
         path = [title for _, title in headings]
-        pieces = _block_pieces(block.text, count_tokens, target_tokens, max_tokens)
+        pieces = _block_pieces(block.text, counter, recount, target_tokens, max_tokens)
         for i, (text, tokens) in enumerate(pieces):
             part = _Part(text, tokens, block.page)
             is_heading = block.heading is not None and i == 0
@@ -370,6 +425,7 @@ def chunk_markdown(
     count_tokens: CountTokens,
     target_tokens: int = 400,
     max_tokens: int = 512,
+    counter: SubstringCounter | None = None,
 ) -> list[Chunk]:
     """All chunks of ``markdown`` as a list (see :func:`iter_chunks`)."""
     return list(
@@ -378,5 +434,6 @@ def chunk_markdown(
             count_tokens=count_tokens,
             target_tokens=target_tokens,
             max_tokens=max_tokens,
+            counter=counter,
         )
     )

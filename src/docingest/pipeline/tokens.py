@@ -8,6 +8,10 @@ encoding is built lazily on first use and cached for the life of the process.
 Special-token strings such as ``<|endoftext|>`` in document text are counted as ordinary text
 (``encode_ordinary``): a document can never smuggle control tokens into an embedding request,
 and counting never raises on them.
+
+The chunker asks for the counts of many overlapping pieces of one text (prefixes while it
+looks for a cut, chunks joined from counted parts). ``CL100K`` answers those from one
+encoding of the text, exactly, using where the split pattern must cut (see ``_HARD``):
 """
 
 from __future__ import annotations
@@ -15,8 +19,12 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
+from collections.abc import Sequence
 from importlib import resources
 
+import numpy as np
+import numpy.typing as npt
 import tiktoken
 
 ENCODING_NAME = "cl100k_base"
@@ -48,13 +56,17 @@ def load_ranks(data: bytes) -> dict[bytes, int]:
 
 
 @functools.lru_cache(maxsize=1)
+def _ranks() -> dict[bytes, int]:
+    return load_ranks(resources.files("docingest.pipeline").joinpath("data", BPE_FILE).read_bytes())
+
+
+@functools.lru_cache(maxsize=1)
 def get_encoding() -> tiktoken.Encoding:
     """The cached offline encoding (built on first call, about 0.3 s)."""
-    data = resources.files("docingest.pipeline").joinpath("data", BPE_FILE).read_bytes()
     return tiktoken.Encoding(
         name=ENCODING_NAME,
         pat_str=_PAT_STR,
-        mergeable_ranks=load_ranks(data),
+        mergeable_ranks=_ranks(),
         special_tokens=_SPECIAL_TOKENS,
     )
 
@@ -64,3 +76,142 @@ def count_tokens(text: str) -> int:
     if not text:
         return 0
     return len(get_encoding().encode_ordinary(text))
+
+
+# --------------------------------------------------------------------------- substrings
+
+# Where the split pattern must cut, whatever surrounds the two characters: after an ASCII
+# letter followed by an ASCII non-letter, and after an ASCII digit followed by an ASCII
+# non-digit. Every piece the pattern can match that holds a letter ends with that letter
+# (`\p{L}++` and the contractions are possessive runs of letters), and the only piece that
+# holds a digit is a run of digits, so no piece spans such a pair, in any text that holds it.
+# The pattern looks only forward, one character past a run at most, so the pieces on either
+# side are the pieces of that side alone: for a text t and such a position h,
+# tokens(t) == tokens(t[:h]) + tokens(t[h:]). ASCII only: Python's and the tokenizer's
+# Unicode tables need not be the same version, ASCII's classes never change.
+_HARD = re.compile(
+    r"(?<=[A-Za-z])(?=[\x00-\x40\x5b-\x60\x7b-\x7f])|(?<=[0-9])(?=[\x00-\x2f\x3a-\x7f])"
+)
+_SCAN = 64  # how far a join looks for such a position before it counts the whole join
+
+
+def _is_hard(before: str, after: str) -> bool:
+    return _HARD.search(before + after, 1, 2) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _token_bytes() -> npt.NDArray[np.int64]:
+    """Length in bytes of every ordinary token, by id."""
+    lengths = np.zeros(max(_ranks().values()) + 1, dtype=np.int64)
+    for token, rank in _ranks().items():
+        lengths[rank] = len(token)
+    return lengths
+
+
+class TextCounts:
+    """Exact token counts of any substring of one text, from a single encoding of it.
+
+    ``count(a, b) == count_tokens(text[a:b])``: the part between the first cut position at or
+    after ``a`` and the last one at or before ``b`` is read off the text's own tokens; only
+    the few characters outside them are encoded again. The whole text's count costs what
+    ``count_tokens`` costs; the offsets are worked out only when a part is asked for."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._ids: list[int] | None = None
+        self._ends: npt.NDArray[np.int64] | None = None  # byte offset where each token ends
+        self._bytes: npt.NDArray[np.int64] | None = None  # char offset -> byte offset
+        self._cuts: npt.NDArray[np.int64] | None = None
+
+    def _encoded(self) -> list[int]:
+        if self._ids is None:
+            self._ids = get_encoding().encode_ordinary(self.text)
+        return self._ids
+
+    def _index(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        if self._ends is None or self._cuts is None:
+            text, n = self.text, len(self.text)
+            ids = np.asarray(self._encoded(), dtype=np.int64)
+            ends = np.cumsum(_token_bytes()[ids])
+            if len(ends) and int(ends[-1]) != n:  # not ASCII
+                code = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+                width = 1 + (code >= 0x80) + (code >= 0x800) + (code >= 0x10000)
+                self._bytes = np.concatenate(([0], np.cumsum(width, dtype=np.int64)))
+            cuts = [m.start() for m in _HARD.finditer(text)]
+            self._ends, self._cuts = ends, np.asarray([0, *cuts, n], dtype=np.int64)
+        return self._ends, self._cuts
+
+    def _tokens_before(self, ends: npt.NDArray[np.int64], pos: int) -> int:
+        at = pos if self._bytes is None else int(self._bytes[pos])
+        return int(np.searchsorted(ends, at, side="right"))
+
+    def count(self, start: int, end: int) -> int:
+        if end <= start:
+            return 0
+        if start == 0 and end == len(self.text):
+            return len(self._encoded())
+        ends, cuts = self._index()
+        first = int(cuts[np.searchsorted(cuts, start, side="left")])
+        last = int(cuts[np.searchsorted(cuts, end, side="right") - 1])
+        if first >= last:
+            return count_tokens(self.text[start:end])
+        return (
+            count_tokens(self.text[start:first])
+            + self._tokens_before(ends, last)
+            - self._tokens_before(ends, first)
+            + count_tokens(self.text[last:end])
+        )
+
+
+class Cl100kCounter:
+    """cl100k counts of substrings and of joined pieces without counting them again: what the
+    chunker's `SubstringCounter` asks for, equal to `count_tokens` on the same strings."""
+
+    def spans(self, text: str) -> TextCounts | None:
+        """Counts of ``text``'s substrings; None where the text has lone surrogates (the
+        tokenizer replaces them, so byte offsets would not line up)."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return TextCounts(text)
+
+    def joined(self, parts: Sequence[tuple[str, int]], separator: str) -> int:
+        """``count_tokens(separator.join(texts))`` from the parts' own counts: only the
+        characters around each separator, out to the nearest cut position, are counted."""
+        if len(parts) == 1:
+            return parts[0][1]
+        total, carried = 0, ""
+        last = len(parts) - 1
+        for i, (text, tokens) in enumerate(parts):
+            head = 0 if i == 0 else _first_cut(text, separator[-1:])
+            tail = len(text) if i == last else _last_cut(text, separator[:1])
+            if head is None or tail is None or head > tail:
+                return count_tokens(separator.join(t for t, _ in parts))
+            if i:
+                total += count_tokens(carried + separator + text[:head])
+            total += tokens - count_tokens(text[:head]) - count_tokens(text[tail:])
+            carried = text[tail:]
+        return total
+
+
+def _first_cut(text: str, before: str) -> int | None:
+    """The first cut position in ``text`` when ``before`` precedes it (not 0: the separator
+    before it is not a letter or digit, or no join would be needed)."""
+    if before and text and _is_hard(before, text[0]):
+        return 0
+    match = _HARD.search(text, 0, min(len(text), _SCAN))
+    return match.start() if match else None
+
+
+def _last_cut(text: str, after: str) -> int | None:
+    """The last cut position in ``text`` when ``after`` follows it."""
+    if after and text and _is_hard(text[-1], after):
+        return len(text)
+    found = None
+    for match in _HARD.finditer(text, max(0, len(text) - _SCAN)):
+        found = match.start()
+    return found
+
+
+CL100K = Cl100kCounter()
