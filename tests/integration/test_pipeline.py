@@ -267,3 +267,92 @@ async def test_stopped_job_resumes_without_repeating_work(
         assert counting.inputs == done.progress["chunks_total"] > 0
     finally:
         await pool.close()
+
+
+def _words_state(dsn: str) -> tuple[int, int, int]:
+    """(buffered chunks, with words, with the words search would parse from their text)."""
+    with psycopg.connect(dsn) as c:
+        row = c.execute(
+            "SELECT count(*), count(text_words),"
+            " count(*) FILTER (WHERE text_words = to_tsvector('english', text))"
+            " FROM docingest.document_chunk_buffer"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+async def test_words_are_parsed_while_embedding_and_never_missing_when_searchable(
+    dsn: str, tmp_path: Path
+) -> None:
+    """Migration 0019: chunks are buffered without their words, the embedding stage parses
+    them window by window, and a row still without words (its worker died in between) gets
+    them at promotion."""
+    rt = make_runtime(dsn, tmp_path)
+    from docingest.bootstrap import parser
+
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+        ctx = StageContext(
+            pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=rt.embedder,
+            worker_id="w", chunk_target_tokens=10, chunk_max_tokens=12,
+        )  # fmt: skip
+        job = await _claim(pool, "w")
+        while job.status != JobStatus.CHUNKS_STORED:
+            job = await STAGES[job.status](ctx, job)
+        buffered, with_words, _ = _words_state(dsn)
+        assert buffered > rt.embedder.max_batch_inputs and with_words == 0  # several windows
+        while job.status != JobStatus.EMBEDDINGS_STORED:
+            job = await STAGES[job.status](ctx, job)
+        assert _words_state(dsn) == (buffered, buffered, buffered)
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(
+                "UPDATE docingest.document_chunk_buffer SET text_words = NULL"
+                " WHERE chunk_ord % 2 = 0"
+            )
+        job = await STAGES[job.status](ctx, job)
+        assert job.status == JobStatus.COMPLETE
+        with psycopg.connect(dsn) as c:
+            row = c.execute(
+                "SELECT count(*), count(*) FILTER (WHERE text_tsv = to_tsvector('english', text)"
+                "   || array_to_tsvector(ARRAY['user:' || user_id::text]))"
+                " FROM docingest.document_chunks WHERE document_id = %s",
+                (res.document_id,),
+            ).fetchone()
+        assert row == (buffered, buffered)
+    finally:
+        await pool.close()
+
+
+async def test_a_chunk_cap_hit_midway_leaves_no_chunk_rows(dsn: str, tmp_path: Path) -> None:
+    """Chunk rows go to Postgres while the chunker cuts the rest; the cap found after the first
+    rows were written fails the job and rolls every one of them back."""
+    from docingest.config import WorkLimits
+    from docingest.domain.errors import PermanentError
+    from docingest.testing.seed import place_parsed
+    from docingest.worker.stages import CHUNK_ROWS_PER_INSERT
+
+    rt = make_runtime(dsn, tmp_path)
+    pool = await open_pool(dsn)
+    try:
+        markdown = "\n\n".join(f"# Benefit {i}\n\nCopay for visit {i} is $25." for i in range(600))
+        async with pool.connection() as conn:
+            await place_parsed(conn, rt.blobs, uuid.uuid4(), markdown)
+        cap = CHUNK_ROWS_PER_INSERT + 50
+        ctx = StageContext(
+            pool=pool, blobs=rt.blobs, parser=None, embedder=rt.embedder,  # type: ignore[arg-type]
+            worker_id="w", chunk_target_tokens=8, chunk_max_tokens=16,
+            work=dataclasses.replace(WorkLimits(), max_chunks=cap),
+        )  # fmt: skip
+        job = await STAGES[JobStatus.PARSE_VALIDATED](ctx, await _claim(pool, "w"))
+        with pytest.raises(PermanentError) as failed:
+            await STAGES[JobStatus.CHUNKING](ctx, job)
+        assert failed.value.code == ErrorCode.TOO_MANY_CHUNKS
+        assert _words_state(dsn)[0] == 0
+        ctx = dataclasses.replace(ctx, work=dataclasses.replace(WorkLimits(), max_chunks=2000))
+        done = await STAGES[JobStatus.CHUNKING](ctx, job)
+        assert done.status == JobStatus.CHUNKS_STORED
+        assert _words_state(dsn)[0] == done.progress["chunks_total"] > cap
+    finally:
+        await pool.close()

@@ -72,6 +72,17 @@ async def insert_chunk_buffer(
         return max(cur.rowcount, 0)
 
 
+async def parse_words(conn: DictConn, chunk_ids: Sequence[UUID]) -> None:
+    """Parse the given buffered chunks' words for search (English, as search parses a
+    question), where not yet done (migration 0019: the worker does it while embedding)."""
+    await conn.execute(
+        "UPDATE docingest.document_chunk_buffer"
+        " SET text_words = to_tsvector('english'::regconfig, text)"
+        " WHERE chunk_id = ANY(%s::uuid[]) AND text_words IS NULL",
+        (list(chunk_ids),),
+    )
+
+
 async def count_chunk_buffer(
     conn: DictConn, document_id: UUID, chunker_name: str, chunker_version: str
 ) -> int:
@@ -213,11 +224,12 @@ async def promote(
     conn: DictConn, document_id: UUID, user_id: UUID, model: str, version: str
 ) -> tuple[int, int]:
     """Copy the document's buffered chunks + vectors into `document_chunks` (idempotent; the
-    caller then clears the buffers with `clear_buffers`). Each chunk's words were parsed for search when it was buffered
-    (migration 0017); the owner's lexeme is added by the table's trigger, and the word index
-    takes the rows into its pending list (migration 0018, see `merge_pending_words`). Returns (chunks in
-    buffer, rows now searchable). Run inside the transaction that moves the job to
-    `complete`."""
+    caller then clears the buffers with `clear_buffers`). Each chunk's words were parsed for
+    search while the document was embedding (`parse_words`, migration 0019); the table's
+    trigger adds the owner's lexeme and parses any words still missing, and the word index
+    takes the rows into its pending list (migration 0018, see `merge_pending_words`). Returns
+    (chunks in buffer, rows now searchable). Run inside the transaction that moves the job
+    to `complete`."""
     cur = await conn.execute(
         """
         INSERT INTO docingest.document_chunks (chunk_id, document_id, user_id, chunk_ord,

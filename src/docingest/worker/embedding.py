@@ -11,6 +11,10 @@ The document's chunks without a vector are walked in order, one window of at mos
    requests and estimated cost) and one `embedding.batch` event per request that carried
    them commit together, in this job's own transaction, windows in order.
 
+Meanwhile each window's words are parsed for search (`chunk_store.parse_words`, its own
+short transaction on another connection, started once the window is handed over), so
+Postgres does that work while the requests are out, not before the first one is sent.
+
 A text the provider refuses (HTTP 400; the batcher splits requests until it finds it) fails
 only this job: everything else is embedded and stored, then the job fails with
 `embedding_input_rejected` naming the chunk ordinals (never their text). A retry after the
@@ -143,6 +147,7 @@ class DocumentEmbedding:
         self.spend = Spend.from_progress(job.progress, batcher.gate.price)
         self.refused_shas: set[str] = set()
         self.refused_ords: list[int] = []
+        self.parsing_words: list[asyncio.Future[None]] = []
 
     async def run(self) -> Job:
         owner = self.batcher.join()
@@ -150,6 +155,7 @@ class DocumentEmbedding:
             await self._embed_all(owner)
         finally:
             self.batcher.leave(owner)
+            await self._words_parsed()
         if self.refused_ords:
             raise PermanentError(
                 ErrorCode.EMBEDDING_INPUT_REJECTED,
@@ -190,6 +196,19 @@ class DocumentEmbedding:
                 raise
             await self._store(window, answers)
 
+    async def _parse_words(self, rows: Sequence[ChunkRow]) -> None:
+        async with self.ctx.pool.connection() as conn:
+            await chunk_store.parse_words(conn, [r.chunk_id for r in rows])
+
+    async def _words_parsed(self) -> None:
+        """Wait for the windows' word parsing; its failure (the database went away) fails the
+        attempt like any other write of the stage."""
+        results = await asyncio.gather(*self.parsing_words, return_exceptions=True)
+        self.parsing_words.clear()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     async def _store_answered(self, out: deque[_Window]) -> None:
         """A request failed: keep what later windows already got, so a retry does not pay
         for it again (what is still in flight is dropped)."""
@@ -223,7 +242,9 @@ class DocumentEmbedding:
                     continue
                 by_sha.setdefault(row.chunk_sha, []).append(row)
             texts = [Text(sha, group[0].text, _tokens(group[0])) for sha, group in by_sha.items()]
-            return _Window(owner, by_sha, texts, self.batcher.submit(owner, texts))
+            window = _Window(owner, by_sha, texts, self.batcher.submit(owner, texts))
+        self.parsing_words.append(asyncio.ensure_future(self._parse_words(rows)))
+        return window
 
     def _count_reused(self, n: int) -> None:
         self.spend.reused += n

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import psycopg
 
@@ -17,7 +17,7 @@ from docingest.domain.states import JobStatus
 from docingest.pipeline import chunker, document_kind, hashing, ids
 from docingest.pipeline.normalize import normalize_markdown
 from docingest.pipeline.parsed_markdown import has_text, prepare
-from docingest.pipeline.tokens import count_tokens
+from docingest.pipeline.tokens import CL100K, count_tokens
 from docingest.store import chunks as chunk_store
 from docingest.store import documents, jobs
 from docingest.store.db import DictConn
@@ -97,6 +97,37 @@ async def start_chunking(ctx: StageContext, job: Job) -> Job:
     return await _advance(ctx, job, JobStatus.CHUNKING, chunks_version=CHUNKS_VERSION)
 
 
+#: chunks the chunking stage hands to Postgres at a time while the chunker cuts the next ones
+CHUNK_ROWS_PER_INSERT = 200
+
+
+def _sized_chunks(
+    markdown: str,
+    embedder: Embedder,
+    *,
+    target_tokens: int,
+    max_tokens: int,
+    max_chunks: int | None,
+) -> Iterator[chunker.Chunk]:
+    """`markdown-simple@1` sized for `embedder` (never over its input limit). More than
+    `max_chunks` chunks: PermanentError `too_many_chunks`, raised as soon as the first one
+    too many is cut (no more work)."""
+    limit = min(max_tokens, embedder.max_input_tokens)
+    pieces = chunker.iter_chunks(
+        markdown,
+        count_tokens=count_tokens,
+        target_tokens=min(target_tokens, limit),
+        max_tokens=limit,
+        counter=CL100K,
+    )
+    for piece in pieces:
+        if max_chunks is not None and piece.ord >= max_chunks:
+            raise PermanentError(
+                ErrorCode.TOO_MANY_CHUNKS, f"the document makes more than {max_chunks} chunks"
+            )
+        yield piece
+
+
 async def chunk_for(
     markdown: str,
     embedder: Embedder,
@@ -105,63 +136,72 @@ async def chunk_for(
     max_tokens: int = StageContext.chunk_max_tokens,
     max_chunks: int | None = None,
 ) -> list[chunker.Chunk]:
-    """The worker's chunking: `markdown-simple@1` sized for `embedder` (never over its input
-    limit), off the event loop. compare-001 calls this too, so its shadow chunks are the
-    worker's by construction. More than `max_chunks` chunks: PermanentError
-    `too_many_chunks`, found as soon as the first one too many is cut (no more work)."""
-    limit = min(max_tokens, embedder.max_input_tokens)
+    """The worker's chunking, all at once and off the event loop. compare-001 and validate
+    call this, so their chunks are the worker's by construction."""
+    pieces = _sized_chunks(
+        markdown,
+        embedder,
+        target_tokens=target_tokens,
+        max_tokens=max_tokens,
+        max_chunks=max_chunks,
+    )
+    return await asyncio.to_thread(list, pieces)
 
-    def cut() -> list[chunker.Chunk]:
-        pieces = chunker.iter_chunks(
-            markdown,
-            count_tokens=count_tokens,
-            target_tokens=min(target_tokens, limit),
-            max_tokens=limit,
-        )
-        if max_chunks is None:
-            return list(pieces)
-        kept = list(itertools.islice(pieces, max_chunks + 1))
-        if len(kept) > max_chunks:
-            raise PermanentError(
-                ErrorCode.TOO_MANY_CHUNKS, f"the document makes more than {max_chunks} chunks"
-            )
-        return kept
 
-    return await asyncio.to_thread(cut)
+async def _chunk_batches(pieces: Iterator[chunker.Chunk]) -> AsyncIterator[list[chunker.Chunk]]:
+    """`pieces` in lists of `CHUNK_ROWS_PER_INSERT`, cut in a thread one list ahead: the
+    chunker (tiktoken, off the GIL) works on the next list while the caller stores this one
+    (Postgres parses each chunk's words as it is inserted), so the two overlap on two cores."""
+
+    def take() -> list[chunker.Chunk]:
+        return list(itertools.islice(pieces, CHUNK_ROWS_PER_INSERT))
+
+    ahead = asyncio.ensure_future(asyncio.to_thread(take))
+    try:
+        while batch := await ahead:
+            ahead = asyncio.ensure_future(asyncio.to_thread(take))
+            yield batch
+    finally:
+        if not ahead.done():  # the caller stopped early: let the thread finish its list
+            await asyncio.wait([ahead])
+
+
+def _chunk_row(job: Job, piece: chunker.Chunk, pages_known: bool) -> chunk_store.ChunkRow:
+    meta = piece.meta if pages_known else {**piece.meta, "page_start": None, "page_end": None}
+    return chunk_store.ChunkRow(
+        chunk_id=ids.chunk_id(
+            job.document_id, chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION, piece.ord
+        ),
+        chunk_ord=piece.ord,
+        chunk_sha=hashing.chunk_sha(piece.text),
+        text=piece.text,
+        meta=meta,
+    )
 
 
 async def run_chunking(ctx: StageContext, job: Job) -> Job:
     """chunking -> chunks_stored: chunk rows (pages only where the parser marked them) and the
-    document's kind, written in the same transaction as the status."""
+    document's kind, written in the same transaction as the status. Rows go in as the chunker
+    cuts them (`_chunk_batches`); a failure anywhere rolls every one of them back."""
     markdown = await _load_parsed(ctx, job)
-    pieces = await chunk_for(
+    pages_known = chunker.has_page_markers(markdown)
+    pieces = _sized_chunks(
         markdown,
         ctx.embedder,
         target_tokens=ctx.chunk_target_tokens,
         max_tokens=ctx.chunk_max_tokens,
         max_chunks=ctx.work.max_chunks,
     )
-    if not pieces:
-        raise PermanentError(ErrorCode.CHUNKING_ERROR, "document produced no chunks")
-    pages_known = chunker.has_page_markers(markdown)
-    rows = [
-        chunk_store.ChunkRow(
-            chunk_id=ids.chunk_id(
-                job.document_id, chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION, c.ord
-            ),
-            chunk_ord=c.ord,
-            chunk_sha=hashing.chunk_sha(c.text),
-            text=c.text,
-            meta=c.meta if pages_known else {**c.meta, "page_start": None, "page_end": None},
-        )
-        for c in pieces
-    ]
-    kind = document_kind.classify(markdown)
-    total = len(rows)
+    total = 0
     async with ctx.pool.connection() as conn, conn.transaction():
-        await chunk_store.insert_chunk_buffer(
-            conn, job.document_id, chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION, rows
-        )
+        async for batch in _chunk_batches(pieces):
+            rows = [_chunk_row(job, piece, pages_known) for piece in batch]
+            await chunk_store.insert_chunk_buffer(
+                conn, job.document_id, chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION, rows
+            )
+            total += len(rows)
+        if not total:
+            raise PermanentError(ErrorCode.CHUNKING_ERROR, "document produced no chunks")
         stored = await chunk_store.count_chunk_buffer(
             conn, job.document_id, chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION
         )
@@ -169,7 +209,7 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
             raise PermanentError(
                 ErrorCode.CHUNKING_ERROR, "chunk buffer disagrees with chunker output"
             )
-        await documents.set_kind(conn, job.document_id, kind)
+        await documents.set_kind(conn, job.document_id, document_kind.classify(markdown))
         progress = {**job.progress, "chunks_total": total, "chunks_done": total}
         return await jobs.transition(
             conn,
