@@ -11,7 +11,7 @@ and counting never raises on them.
 
 The chunker asks for the counts of many overlapping pieces of one text (prefixes while it
 looks for a cut, chunks joined from counted parts). ``CL100K`` answers those from one
-encoding of the text, exactly, using where the split pattern must cut (see ``_HARD``):
+encoding of the text, exactly, using where the split pattern must cut (see ``_CUT``).
 """
 
 from __future__ import annotations
@@ -82,21 +82,37 @@ def count_tokens(text: str) -> int:
 
 # Where the split pattern must cut, whatever surrounds the two characters: after an ASCII
 # letter followed by an ASCII non-letter, and after an ASCII digit followed by an ASCII
-# non-digit. Every piece the pattern can match that holds a letter ends with that letter
-# (`\p{L}++` and the contractions are possessive runs of letters), and the only piece that
-# holds a digit is a run of digits, so no piece spans such a pair, in any text that holds it.
-# The pattern looks only forward, one character past a run at most, so the pieces on either
-# side are the pieces of that side alone: for a text t and such a position h,
-# tokens(t) == tokens(t[:h]) + tokens(t[h:]). ASCII only: Python's and the tokenizer's
-# Unicode tables need not be the same version, ASCII's classes never change.
-_HARD = re.compile(
-    r"(?<=[A-Za-z])(?=[\x00-\x40\x5b-\x60\x7b-\x7f])|(?<=[0-9])(?=[\x00-\x2f\x3a-\x7f])"
-)
-_SCAN = 64  # how far a join looks for such a position before it counts the whole join
+# non-digit (the end of a match of `_CUT`). Every piece the pattern can match that holds a
+# letter ends with that letter (`\p{L}++` and the contractions are possessive runs of
+# letters), and the only piece that holds a digit is a run of digits, so no piece spans such
+# a pair, in any text that holds it. The pattern looks only forward, one character past a
+# run at most, so the pieces on either side are the pieces of that side alone: for a text t
+# and such a position h, tokens(t) == tokens(t[:h]) + tokens(t[h:]). ASCII only: Python's
+# and the tokenizer's Unicode tables need not be the same version, ASCII's classes never
+# change.
+_CUT = re.compile(r"[A-Za-z](?=[\x00-\x40\x5b-\x60\x7b-\x7f])|[0-9](?=[\x00-\x2f\x3a-\x7f])")
+_SCAN = 64  # how far to look for a cut position before counting the whole span instead
 
 
-def _is_hard(before: str, after: str) -> bool:
-    return _HARD.search(before + after, 1, 2) is not None
+def _first_cut(text: str, start: int, end: int) -> int | None:
+    """The first cut position in ``[start, end]`` of ``text`` (``start`` itself when it is
+    0 or a cut), looking at most ``_SCAN`` characters on."""
+    if start == 0:
+        return 0
+    match = _CUT.search(text, start - 1, min(end + 1, start + _SCAN, len(text)))
+    return match.end() if match and match.end() <= end else None
+
+
+def _last_cut(text: str, start: int, end: int) -> int | None:
+    """The last cut position in ``[start, end]`` of ``text`` (``end`` itself when it is the
+    text's end or a cut), looking at most ``_SCAN`` characters back."""
+    if end == len(text):
+        return end
+    found = None
+    for match in _CUT.finditer(text, max(start - 1, end - _SCAN, 0), end + 1):
+        if match.end() <= end:
+            found = match.end()
+    return found if found is not None and found >= start else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,51 +130,44 @@ class TextCounts:
     ``count(a, b) == count_tokens(text[a:b])``: the part between the first cut position at or
     after ``a`` and the last one at or before ``b`` is read off the text's own tokens; only
     the few characters outside them are encoded again. The whole text's count costs what
-    ``count_tokens`` costs; the offsets are worked out only when a part is asked for."""
+    ``count_tokens`` costs; token offsets are worked out only when a part is asked for."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._ids: list[int] | None = None
         self._ends: npt.NDArray[np.int64] | None = None  # byte offset where each token ends
         self._bytes: npt.NDArray[np.int64] | None = None  # char offset -> byte offset
-        self._cuts: npt.NDArray[np.int64] | None = None
 
     def _encoded(self) -> list[int]:
         if self._ids is None:
             self._ids = get_encoding().encode_ordinary(self.text)
         return self._ids
 
-    def _index(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        if self._ends is None or self._cuts is None:
-            text, n = self.text, len(self.text)
+    def _tokens_before(self, pos: int) -> int:
+        """How many of the text's tokens end at or before character ``pos`` (a cut)."""
+        if self._ends is None:
             ids = np.asarray(self._encoded(), dtype=np.int64)
-            ends = np.cumsum(_token_bytes()[ids])
-            if len(ends) and int(ends[-1]) != n:  # not ASCII
-                code = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+            self._ends = np.cumsum(_token_bytes()[ids])
+            if len(self._ends) and int(self._ends[-1]) != len(self.text):  # not ASCII
+                code = np.frombuffer(self.text.encode("utf-32-le"), dtype=np.uint32)
                 width = 1 + (code >= 0x80) + (code >= 0x800) + (code >= 0x10000)
                 self._bytes = np.concatenate(([0], np.cumsum(width, dtype=np.int64)))
-            cuts = [m.start() for m in _HARD.finditer(text)]
-            self._ends, self._cuts = ends, np.asarray([0, *cuts, n], dtype=np.int64)
-        return self._ends, self._cuts
-
-    def _tokens_before(self, ends: npt.NDArray[np.int64], pos: int) -> int:
         at = pos if self._bytes is None else int(self._bytes[pos])
-        return int(np.searchsorted(ends, at, side="right"))
+        return int(np.searchsorted(self._ends, at, side="right"))
 
     def count(self, start: int, end: int) -> int:
         if end <= start:
             return 0
         if start == 0 and end == len(self.text):
             return len(self._encoded())
-        ends, cuts = self._index()
-        first = int(cuts[np.searchsorted(cuts, start, side="left")])
-        last = int(cuts[np.searchsorted(cuts, end, side="right") - 1])
-        if first >= last:
+        first = _first_cut(self.text, start, end)
+        last = _last_cut(self.text, start, end)
+        if first is None or last is None or first >= last:
             return count_tokens(self.text[start:end])
         return (
             count_tokens(self.text[start:first])
-            + self._tokens_before(ends, last)
-            - self._tokens_before(ends, first)
+            + self._tokens_before(last)
+            - self._tokens_before(first)
             + count_tokens(self.text[last:end])
         )
 
@@ -179,39 +188,28 @@ class Cl100kCounter:
     def joined(self, parts: Sequence[tuple[str, int]], separator: str) -> int:
         """``count_tokens(separator.join(texts))`` from the parts' own counts: only the
         characters around each separator, out to the nearest cut position, are counted."""
+        texts = [text for text, _ in parts]
         if len(parts) == 1:
             return parts[0][1]
-        total, carried = 0, ""
-        last = len(parts) - 1
+        if not all(texts):
+            return count_tokens(separator.join(texts))
+        total, carried, last = 0, "", len(parts) - 1
         for i, (text, tokens) in enumerate(parts):
-            head = 0 if i == 0 else _first_cut(text, separator[-1:])
-            tail = len(text) if i == last else _last_cut(text, separator[:1])
+            # the part with the characters next to it in the joined text, which decide
+            # whether its first and last positions are cuts
+            before = (texts[i - 1] + separator)[-1] if i else ""
+            after = (separator + texts[i + 1])[0] if i < last else ""
+            framed, lead = before + text + after, len(before)
+            head = _first_cut(framed, lead, lead + len(text)) if i else lead
+            tail = _last_cut(framed, lead, lead + len(text)) if i < last else lead + len(text)
             if head is None or tail is None or head > tail:
-                return count_tokens(separator.join(t for t, _ in parts))
+                return count_tokens(separator.join(texts))
+            head, tail = head - lead, tail - lead
             if i:
                 total += count_tokens(carried + separator + text[:head])
             total += tokens - count_tokens(text[:head]) - count_tokens(text[tail:])
             carried = text[tail:]
         return total
-
-
-def _first_cut(text: str, before: str) -> int | None:
-    """The first cut position in ``text`` when ``before`` precedes it (not 0: the separator
-    before it is not a letter or digit, or no join would be needed)."""
-    if before and text and _is_hard(before, text[0]):
-        return 0
-    match = _HARD.search(text, 0, min(len(text), _SCAN))
-    return match.start() if match else None
-
-
-def _last_cut(text: str, after: str) -> int | None:
-    """The last cut position in ``text`` when ``after`` follows it."""
-    if after and text and _is_hard(text[-1], after):
-        return len(text)
-    found = None
-    for match in _HARD.finditer(text, max(0, len(text) - _SCAN)):
-        found = match.start()
-    return found
 
 
 CL100K = Cl100kCounter()
