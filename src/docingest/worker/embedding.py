@@ -48,9 +48,11 @@ from docingest.worker.stage_io import event
 
 _CHUNKER = (chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION)
 MAX_ORDS_IN_MESSAGE = 10
-#: windows of one document out at once: the next request can be on its way while the
-#: previous window's vectors are stored (memory: at most this many windows per job)
-WINDOWS_IN_FLIGHT = 2
+#: windows of one document out at once: with the batcher's two requests out, a third window
+#: is already read and queued, so the next request leaves the moment one is answered rather
+#: than after the answered window is stored and the next one read (memory: at most this
+#: many windows per job)
+WINDOWS_IN_FLIGHT = 3
 
 
 @dataclass
