@@ -284,6 +284,19 @@ def _words_state(dsn: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
+def _searchable_words(dsn: str, document_id: uuid.UUID) -> tuple[int, int]:
+    """(searchable rows of the document, with the words and owner's lexeme search expects)."""
+    with psycopg.connect(dsn) as c:
+        row = c.execute(
+            "SELECT count(*), count(*) FILTER (WHERE text_tsv = to_tsvector('english', text)"
+            "   || array_to_tsvector(ARRAY['user:' || user_id::text]))"
+            " FROM docingest.document_chunks WHERE document_id = %s",
+            (document_id,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 async def test_words_are_parsed_while_embedding_and_never_missing_when_searchable(
     dsn: str, tmp_path: Path
 ) -> None:
@@ -316,14 +329,7 @@ async def test_words_are_parsed_while_embedding_and_never_missing_when_searchabl
             )
         job = await STAGES[job.status](ctx, job)
         assert job.status == JobStatus.COMPLETE
-        with psycopg.connect(dsn) as c:
-            row = c.execute(
-                "SELECT count(*), count(*) FILTER (WHERE text_tsv = to_tsvector('english', text)"
-                "   || array_to_tsvector(ARRAY['user:' || user_id::text]))"
-                " FROM docingest.document_chunks WHERE document_id = %s",
-                (res.document_id,),
-            ).fetchone()
-        assert row == (buffered, buffered)
+        assert _searchable_words(dsn, res.document_id) == (buffered, buffered)
     finally:
         await pool.close()
 
@@ -357,5 +363,46 @@ async def test_a_chunk_cap_hit_midway_leaves_no_chunk_rows(dsn: str, tmp_path: P
         done = await STAGES[JobStatus.CHUNKING](ctx, job)
         assert done.status == JobStatus.CHUNKS_STORED
         assert _words_state(dsn)[0] == done.progress["chunks_total"] > cap
+    finally:
+        await pool.close()
+
+
+async def test_a_failed_word_parse_fails_the_attempt_and_search_still_gets_the_words(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from docingest.bootstrap import parser
+    from docingest.store import chunks as chunk_store
+
+    rt = make_runtime(dsn, tmp_path)
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+        ctx = StageContext(
+            pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=rt.embedder,
+            worker_id="w",
+        )  # fmt: skip
+        job = await _claim(pool, "w")
+        while job.status != JobStatus.EMBEDDING_IN_PROGRESS:
+            job = await STAGES[job.status](ctx, job)
+        parse_words = chunk_store.parse_words
+
+        async def database_gone(conn: object, chunk_ids: object) -> None:
+            raise psycopg.OperationalError("connection lost")
+
+        monkeypatch.setattr(chunk_store, "parse_words", database_gone)
+        with pytest.raises(psycopg.OperationalError):
+            await STAGES[job.status](ctx, job)
+        async with pool.connection() as conn:
+            unchanged = await jobs.get(conn, job.job_id)
+        assert unchanged is not None and unchanged.status == JobStatus.EMBEDDING_IN_PROGRESS
+        monkeypatch.setattr(chunk_store, "parse_words", parse_words)
+        job = await STAGES[job.status](ctx, job)  # every vector was stored: nothing to send
+        assert job.status == JobStatus.EMBEDDINGS_STORED
+        buffered, with_words, _ = _words_state(dsn)
+        assert buffered > 0 and with_words == 0
+        job = await STAGES[job.status](ctx, job)  # the promotion parses what is missing
+        assert job.status == JobStatus.COMPLETE
+        assert _searchable_words(dsn, job.document_id) == (buffered, buffered)
     finally:
         await pool.close()

@@ -155,9 +155,13 @@ class DocumentEmbedding:
         owner = self.batcher.join()
         try:
             await self._embed_all(owner)
+        except BaseException:
+            await self._words_parsed()  # the stage's own error is the one to report
+            raise
         finally:
             self.batcher.leave(owner)
-            await self._words_parsed()
+        if (failed := await self._words_parsed()) is not None:
+            raise failed
         if self.refused_ords:
             raise PermanentError(
                 ErrorCode.EMBEDDING_INPUT_REJECTED,
@@ -202,14 +206,12 @@ class DocumentEmbedding:
         async with self.ctx.pool.connection() as conn:
             await chunk_store.parse_words(conn, [r.chunk_id for r in rows])
 
-    async def _words_parsed(self) -> None:
-        """Wait for the windows' word parsing; its failure (the database went away) fails the
-        attempt like any other write of the stage."""
+    async def _words_parsed(self) -> BaseException | None:
+        """Wait for the windows' word parsing; the first failure (the database went away),
+        which fails the attempt like any other write of the stage."""
         results = await asyncio.gather(*self.parsing_words, return_exceptions=True)
         self.parsing_words.clear()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        return next((r for r in results if isinstance(r, BaseException)), None)
 
     async def _store_answered(self, out: deque[_Window]) -> None:
         """A request failed: keep what later windows already got, so a retry does not pay
