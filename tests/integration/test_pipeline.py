@@ -6,20 +6,23 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from docingest.domain.errors import ErrorCode, TransientError
+from docingest.config import WorkLimits
+from docingest.domain.errors import ErrorCode, PermanentError, TransientError
 from docingest.domain.states import JobStatus
 from docingest.store import jobs
 from docingest.store.db import open_pool
 from docingest.store.search import SearchMode, search
+from docingest.testing.seed import place_parsed
 from docingest.worker.base import BaseWorker, WorkerOptions
 from docingest.worker.context import StageContext
 from docingest.worker.embedding import WINDOWS_IN_FLIGHT
 from docingest.worker.runner import run_worker
-from docingest.worker.stages import STAGES
+from docingest.worker.stages import CHUNK_ROWS_PER_INSERT, STAGES
 from tests.conftest import EXAMPLES
 from tests.helpers import CountingEmbedder, counts, make_runtime, upload
 from tests.metrics_scrape import local
@@ -334,27 +337,30 @@ async def test_words_are_parsed_while_embedding_and_never_missing_when_searchabl
         await pool.close()
 
 
+async def _many_chunks_at_chunking(
+    dsn: str, tmp_path: Path, pool: Any, limits: WorkLimits
+) -> tuple[StageContext, jobs.Job]:
+    """A placed document of ~1,200 tiny chunks (several insert batches), claimed and moved to
+    `chunking`, with the stage context to chunk it under `limits`."""
+    rt = make_runtime(dsn, tmp_path)
+    markdown = "\n\n".join(f"# Benefit {i}\n\nCopay for visit {i} is $25." for i in range(600))
+    async with pool.connection() as conn:
+        await place_parsed(conn, rt.blobs, uuid.uuid4(), markdown)
+    ctx = StageContext(
+        pool=pool, blobs=rt.blobs, parser=None, embedder=rt.embedder,  # type: ignore[arg-type]
+        worker_id="w", chunk_target_tokens=8, chunk_max_tokens=16, work=limits,
+    )  # fmt: skip
+    return ctx, await STAGES[JobStatus.PARSE_VALIDATED](ctx, await _claim(pool, "w"))
+
+
 async def test_a_chunk_cap_hit_midway_leaves_no_chunk_rows(dsn: str, tmp_path: Path) -> None:
     """Chunk rows go to Postgres while the chunker cuts the rest; the cap found after the first
     rows were written fails the job and rolls every one of them back."""
-    from docingest.config import WorkLimits
-    from docingest.domain.errors import PermanentError
-    from docingest.testing.seed import place_parsed
-    from docingest.worker.stages import CHUNK_ROWS_PER_INSERT
-
-    rt = make_runtime(dsn, tmp_path)
     pool = await open_pool(dsn)
     try:
-        markdown = "\n\n".join(f"# Benefit {i}\n\nCopay for visit {i} is $25." for i in range(600))
-        async with pool.connection() as conn:
-            await place_parsed(conn, rt.blobs, uuid.uuid4(), markdown)
         cap = CHUNK_ROWS_PER_INSERT + 50
-        ctx = StageContext(
-            pool=pool, blobs=rt.blobs, parser=None, embedder=rt.embedder,  # type: ignore[arg-type]
-            worker_id="w", chunk_target_tokens=8, chunk_max_tokens=16,
-            work=dataclasses.replace(WorkLimits(), max_chunks=cap),
-        )  # fmt: skip
-        job = await STAGES[JobStatus.PARSE_VALIDATED](ctx, await _claim(pool, "w"))
+        limits = dataclasses.replace(WorkLimits(), max_chunks=cap)
+        ctx, job = await _many_chunks_at_chunking(dsn, tmp_path, pool, limits)
         with pytest.raises(PermanentError) as failed:
             await STAGES[JobStatus.CHUNKING](ctx, job)
         assert failed.value.code == ErrorCode.TOO_MANY_CHUNKS
@@ -404,5 +410,35 @@ async def test_a_failed_word_parse_fails_the_attempt_and_search_still_gets_the_w
         job = await STAGES[job.status](ctx, job)  # the promotion parses what is missing
         assert job.status == JobStatus.COMPLETE
         assert _searchable_words(dsn, job.document_id) == (buffered, buffered)
+    finally:
+        await pool.close()
+
+
+async def test_a_failed_chunk_insert_midway_rolls_back_and_the_retry_stores_all(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from docingest.store import chunks as chunk_store
+
+    pool = await open_pool(dsn)
+    try:
+        ctx, job = await _many_chunks_at_chunking(dsn, tmp_path, pool, WorkLimits())
+        insert = chunk_store.insert_chunk_buffer
+        calls = 0
+
+        async def fails_second(*args: object, **kwargs: object) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise psycopg.OperationalError("connection lost")
+            return await insert(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(chunk_store, "insert_chunk_buffer", fails_second)
+        with pytest.raises(psycopg.OperationalError):
+            await STAGES[JobStatus.CHUNKING](ctx, job)
+        assert calls == 2 and _words_state(dsn)[0] == 0
+        monkeypatch.setattr(chunk_store, "insert_chunk_buffer", insert)
+        done = await STAGES[JobStatus.CHUNKING](ctx, job)
+        assert done.status == JobStatus.CHUNKS_STORED
+        assert _words_state(dsn)[0] == done.progress["chunks_total"] > 2 * CHUNK_ROWS_PER_INSERT
     finally:
         await pool.close()

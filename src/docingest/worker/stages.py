@@ -5,9 +5,10 @@ after a crash writes nothing new."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 
 import psycopg
 
@@ -148,7 +149,9 @@ async def chunk_for(
     return await asyncio.to_thread(list, pieces)
 
 
-async def _chunk_batches(pieces: Iterator[chunker.Chunk]) -> AsyncIterator[list[chunker.Chunk]]:
+async def _chunk_batches(
+    pieces: Iterator[chunker.Chunk],
+) -> AsyncGenerator[list[chunker.Chunk], None]:
     """`pieces` in lists of `CHUNK_ROWS_PER_INSERT`, cut in a thread one list ahead: the
     chunker (tiktoken, off the GIL) works on the next list while the caller stores this one
     (Postgres parses each chunk's words as it is inserted), so the two overlap on two cores."""
@@ -193,8 +196,12 @@ async def run_chunking(ctx: StageContext, job: Job) -> Job:
         max_chunks=ctx.work.max_chunks,
     )
     total = 0
-    async with ctx.pool.connection() as conn, conn.transaction():
-        async for batch in _chunk_batches(pieces):
+    async with (
+        ctx.pool.connection() as conn,
+        conn.transaction(),
+        contextlib.aclosing(_chunk_batches(pieces)) as batches,  # a failed insert stops it now
+    ):
+        async for batch in batches:
             rows = [_chunk_row(job, piece, pages_known) for piece in batch]
             await chunk_store.insert_chunk_buffer(
                 conn, job.document_id, chunker.CHUNKER_NAME, chunker.CHUNKER_VERSION, rows
