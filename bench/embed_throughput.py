@@ -6,7 +6,8 @@ in micro-batches, persists every batch, and promotes everything into the searcha
 Targets (issue 12): searchable >= 1,300 chunks/s, and searchable within 1.25x of durable.
 The fake server's own CPU time per run is printed too: on a loaded 2-core machine it is
 CPU taken from the worker and Postgres.
-Rerun: `.venv/bin/python bench/embed_throughput.py [--chunks 1800] [--latency-ms 50]`.
+Rerun: `.venv/bin/python bench/embed_throughput.py [--chunks 1800] [--latency-ms 50] [--timeline]`
+(`--timeline` also prints each run's job events, in seconds from `chunking`).
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ async def place_document(dsn: str, rt: bootstrap.Runtime, markdown: str) -> uuid
 
 async def measure(
     dsn: str, settings: Settings, n_chunks: int, seed: int
-) -> tuple[int, float, float]:
-    """(chunks, seconds until the vectors are durable in Postgres, seconds until searchable),
-    timed from the job entering `chunking` (event timestamps, database clock)."""
+) -> tuple[int, float, float, str]:
+    """(chunks, seconds until the vectors are durable in Postgres, seconds until searchable,
+    the job's events in seconds from `chunking`), timed from the job entering `chunking`
+    (event timestamps, database clock)."""
     rt = bootstrap.runtime(settings)  # a fresh HTTP client for this event loop
     job = await place_document(dsn, rt, document(n_chunks, seed))
     await run_worker(rt, concurrency=1, once=True, handle_signals=False)
@@ -96,9 +98,16 @@ async def measure(
             (job,),
         )
         row = await cur.fetchone()
+        cur = await conn.execute(
+            "SELECT action, extract(epoch FROM at - min(at) FILTER (WHERE action = 'job.chunking')"
+            "   OVER ()) AS t FROM docingest.events WHERE job_id = %s ORDER BY at",
+            (job,),
+        )
+        steps = [r for r in await cur.fetchall() if r["t"] is not None and r["t"] >= 0]
     await pool.close()
     assert row is not None and row["status"] == "complete", row
-    return int(row["n"]), float(row["stored_s"]), float(row["complete_s"])
+    timeline = " | ".join(f"{r['action'].removeprefix('job.')} {float(r['t']):.2f}" for r in steps)
+    return int(row["n"]), float(row["stored_s"]), float(row["complete_s"]), timeline
 
 
 def main() -> None:
@@ -106,6 +115,7 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=1800)
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--timeline", action="store_true", help="print each run's job events")
     args = ap.parse_args()
     port = free_port()
     fake = [
@@ -149,7 +159,9 @@ def main() -> None:
         for run in range(args.runs):
             httpx.post(f"http://127.0.0.1:{port}/stats/reset").raise_for_status()
             cpu_before = sum(fake_cpu.cpu_times()[:2])
-            n, stored_s, complete_s = asyncio.run(measure(dsn, settings, args.chunks, seed=run))
+            n, stored_s, complete_s, timeline = asyncio.run(
+                measure(dsn, settings, args.chunks, seed=run)
+            )
             stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
             fake_ms = (sum(fake_cpu.cpu_times()[:2]) - cpu_before) * 1000
             print(
@@ -160,6 +172,8 @@ def main() -> None:
                 f" fake server CPU {fake_ms:.0f} ms"
                 f" ({fake_ms / max(1, stats['requests']):.0f} ms per request)"
             )
+            if args.timeline:
+                print(f"  events (s from chunking): {timeline}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ other setting at its default: one worker, 2 slots) and prints:
 - wall time of the ingest command, chunks, requests the fake answered;
 - the floor: raw text extraction of the same PDFs with pypdfium2 (one process, page by page)
   + ceil(chunks / 256) x the request latency;
-- the verdicts of issue 12: wall <= 2x floor, requests <= ceil(chunks / 256) + workers.
+- the verdicts of issue 12: wall <= 2x floor, requests <= ceil(chunks / 256) + workers;
+- the CPU the run used: the ingest command with its parse children (rusage), PostgreSQL
+  (sampled), the fake.
 `--py-spy FILE` records the ingest process with py-spy (collapsed stacks, `--subprocesses`)
 so the profile can be read with any flame-graph tool or `sort | head`.
 Rerun: `.venv/bin/python bench/many_documents.py [--docs 40] [--pages 50] [--latency-ms 50]`.
@@ -19,13 +21,16 @@ import argparse
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._stack import scratch_database
@@ -34,6 +39,42 @@ from docingest.testing.procs import free_port, run_process
 
 BATCH = 256
 WORKERS = 1  # `docingest ingest` runs one worker in its own process
+
+
+class PostgresCpu:
+    """CPU seconds used by PostgreSQL processes while the block runs: its backends come and go
+    with the command's connections, so they are sampled every 50 ms (a backend's last 50 ms
+    can be missed)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[float, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for proc in psutil.process_iter(["name"]):
+                if "postgres" not in (proc.info["name"] or ""):
+                    continue
+                try:
+                    used = sum(proc.cpu_times()[:2])
+                except psutil.Error:
+                    continue
+                first = self._seen.get(proc.pid, (used, used))[0]
+                self._seen[proc.pid] = (first, used)
+            self._stop.wait(0.05)
+
+    @property
+    def seconds(self) -> float:
+        return sum(last - first for first, last in self._seen.values())
+
+    def __enter__(self) -> PostgresCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def extraction_floor(paths: list[Path]) -> float:
@@ -69,7 +110,7 @@ def main() -> None:
     fake = [sys.executable, "-m", "docingest.testing.fake_openai", "--port", str(port)]
     fake += ["--latency-ms", str(args.latency_ms)]
     with (
-        run_process(fake, ready_url=f"http://127.0.0.1:{port}/healthz"),
+        run_process(fake, ready_url=f"http://127.0.0.1:{port}/healthz") as fake_proc,
         scratch_database() as (dsn, home),
     ):
         httpx.post(
@@ -89,9 +130,18 @@ def main() -> None:
         if args.py_spy is not None:
             cmd = ["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "100",
                    "-o", str(args.py_spy), "--", *cmd]  # fmt: skip
-        started = time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        wall = time.perf_counter() - started
+        fake_cpu = psutil.Process(fake_proc.pid)
+        fake_before = sum(fake_cpu.cpu_times()[:2])
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with PostgresCpu() as postgres:
+            started = time.perf_counter()
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+            wall = time.perf_counter() - started
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ingest_cpu = (children.ru_utime - children_before.ru_utime) + (
+            children.ru_stime - children_before.ru_stime
+        )
+        fake_s = sum(fake_cpu.cpu_times()[:2]) - fake_before
         if done.returncode != 0:
             sys.exit(f"ingest failed ({done.returncode}): {done.stderr[-2000:]}")
         report, _ = json.JSONDecoder().raw_decode(done.stdout[done.stdout.index("{") :])
@@ -112,6 +162,11 @@ def main() -> None:
         f"wall {wall:.2f} s = {chunks / wall:.0f} chunks/s; floor {floor:.2f} s (raw pypdfium2"
         f" extraction {extract_s:.2f} s + {math.ceil(chunks / BATCH)} x {args.latency_ms} ms);"
         f" wall/floor {wall / floor:.2f}x (target <= 2x)"
+    )
+    print(
+        f"CPU during the run: ingest command and its parse children {ingest_cpu:.2f} s,"
+        f" PostgreSQL {postgres.seconds:.2f} s (sampled every 50 ms), fake OpenAI {fake_s:.2f} s;"
+        f" {wall:.2f} s x {os.cpu_count()} cores available"
     )
     print(
         f"requests {requests} (answered {stats['status_counts'].get('200', 0)}), bound"

@@ -1,0 +1,115 @@
+"""The I/O-bound scaling point of `docingest validate`, looked into: where the time and the CPU go.
+
+On a fresh validate stack (production defaults, the same jittered fakes: embedder 250-750 ms,
+LlamaParse 1-3 s with callbacks), each run restarts `n` workers, uploads `n x 10` new 2-page
+documents with the validation's 4 upload clients, waits for all of them, and prints:
+- how long the uploads took and when the last document was created;
+- each document's own latency (created -> complete), p50 and max, and the whole run;
+- CPU seconds of the run per kind of process (psutil, every process on the machine that used
+  any: workers, PostgreSQL, API, fake LlamaParse and its parse pool, fake OpenAI, this script).
+Rerun: `.venv/bin/python bench/scaling_profile.py [--workers 1 8] [--runs 2]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from docingest.ops.validation import traffic
+from docingest.ops.validation.scaling import IO_EMBED_JITTER_MS, IO_EMBED_MS
+from docingest.ops.validation.stack import FakeLatencies, Stack
+
+DOCS_PER_WORKER = 10
+
+
+def kind(proc: psutil.Process, line: str) -> str:
+    if "postgres" in (proc.info["name"] or ""):
+        return "postgres"
+    for needle, name in (
+        ("docingest worker", "workers"),
+        ("docingest api", "api"),
+        ("fake_llamaparse", "fake LlamaParse"),
+        ("fake_openai", "fake OpenAI"),
+        ("scaling_profile", "this script (uploads)"),
+    ):
+        if needle in line:
+            return name
+    try:
+        parent = " ".join(proc.parent().cmdline()) if proc.parent() else ""
+    except psutil.Error:
+        parent = ""
+    return "fake LlamaParse parse pool" if "fake_llamaparse" in parent else "other"
+
+
+def cpu_by_pid() -> dict[int, tuple[str, float]]:
+    out = {}
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            times = proc.cpu_times()
+            line = " ".join(proc.info["cmdline"] or [])
+            out[proc.pid] = (kind(proc, line), times.user + times.system)
+        except psutil.Error:
+            continue
+    return out
+
+
+def one_run(stack: Stack, n: int) -> None:
+    stack.restart_workers(n)
+    documents = traffic.new_documents(n * DOCS_PER_WORKER, pages=2)
+    before = cpu_by_pid()
+    started, t0 = time.time(), time.monotonic()
+    job_ids = traffic.upload_all(stack, documents)
+    uploaded = time.monotonic() - t0
+    rows = stack.wait_terminal(job_ids, 900)
+    after = cpu_by_pid()
+    assert all(r["status"] == "complete" for r in rows), "a document did not complete"
+    whole = max(float(r["updated"]) for r in rows) - started
+    last_created = max(float(r["created"]) for r in rows) - started
+    latency = sorted(float(r["updated"]) - float(r["created"]) for r in rows)
+    cpu: dict[str, float] = {}
+    for pid, (name, used) in after.items():
+        cpu[name] = cpu.get(name, 0.0) + used - before.get(pid, (name, 0.0))[1]
+    print(
+        f"{n} workers, {len(rows)} documents: uploads {uploaded:.2f} s (last created at"
+        f" {last_created:.2f} s); latency per document p50 {latency[len(latency) // 2]:.2f} s,"
+        f" max {latency[-1]:.2f} s; all complete at {whole:.2f} s"
+    )
+    shown = sorted(((v, k) for k, v in cpu.items() if v >= 0.01), reverse=True)
+    print("  CPU s: " + ", ".join(f"{k} {v:.2f}" for v, k in shown))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--runs", type=int, default=2)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="docingest-scaling-profile-"))
+    with Stack(root) as stack:
+        stack.start(workers=2)
+        stack.reset_latencies()
+        stack.openai_control(latency_ms=IO_EMBED_MS, latency_jitter_ms=IO_EMBED_JITTER_MS)
+        fakes = FakeLatencies(
+            IO_EMBED_MS,
+            IO_EMBED_JITTER_MS,
+            stack.latencies.parse_ms,
+            stack.latencies.parse_jitter_ms,
+        )
+        settings = {k: v for k, v in stack.describe_settings().items() if k != "fakes"}
+        print(
+            f"fresh validate stack, production defaults; {settings};"
+            f" fakes: {fakes.describe()}; {DOCS_PER_WORKER} two-page documents per worker,"
+            " 4 upload clients"
+        )
+        for n in args.workers:
+            for _ in range(args.runs):
+                one_run(stack, n)
+
+
+if __name__ == "__main__":
+    main()
