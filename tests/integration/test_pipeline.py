@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from docingest.bootstrap import Runtime
 from docingest.config import WorkLimits
 from docingest.domain.errors import ErrorCode, PermanentError, TransientError
 from docingest.domain.states import JobStatus
@@ -88,22 +89,27 @@ async def _claim(pool: object, worker: str) -> jobs.Job:
     return job
 
 
+async def _glossary_claimed(
+    rt: Runtime, pool: Any, worker: str = "w", **chunk_sizes: int
+) -> tuple[StageContext, jobs.Job]:
+    """The glossary uploaded and claimed by `worker`, and the stage context it runs under (the
+    runtime's parser and embedder; `chunk_sizes`: chunk_target_tokens, chunk_max_tokens)."""
+    from docingest.bootstrap import parser
+
+    async with pool.connection() as conn:
+        await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+    ctx = StageContext(
+        pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=rt.embedder,
+        worker_id=worker, **chunk_sizes,
+    )  # fmt: skip
+    return ctx, await _claim(pool, worker)
+
+
 async def test_every_stage_rerun_writes_nothing_new(dsn: str, tmp_path: Path) -> None:
     rt = make_runtime(dsn, tmp_path)
     pool = await open_pool(dsn)
     try:
-        async with pool.connection() as conn:
-            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
-        from docingest.bootstrap import parser
-
-        ctx = StageContext(
-            pool=pool,
-            blobs=rt.blobs,
-            parser=parser(rt.settings),
-            embedder=rt.embedder,
-            worker_id="w",
-        )
-        job = await _claim(pool, "w")
+        ctx, job = await _glossary_claimed(rt, pool)
         seen: list[JobStatus] = []
         while not job.status.is_terminal:
             status = job.status
@@ -117,7 +123,7 @@ async def test_every_stage_rerun_writes_nothing_new(dsn: str, tmp_path: Path) ->
                 c.execute(
                     "UPDATE docingest.upload_jobs SET status = %s, claimed_by = NULL, lease_expires_at = NULL"
                     " WHERE job_id = %s",
-                    (status.value, res.job_id),
+                    (status.value, job.job_id),
                 )
             if status == JobStatus.EMBEDDINGS_STORED:
                 break  # buffers are gone after promotion: finalize's rerun is checked below
@@ -243,20 +249,9 @@ async def test_stopped_job_resumes_without_repeating_work(
     """A job abandoned at a status (worker gone, lease expired) is finished by another worker."""
     # both workers must embed with one model: the survivor counts through the hash embedder
     rt = make_runtime(dsn, tmp_path, DOCINGEST_EMBEDDER="hash")
-    from docingest.bootstrap import parser
-
     pool = await open_pool(dsn)
     try:
-        async with pool.connection() as conn:
-            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
-        ctx = StageContext(
-            pool=pool,
-            blobs=rt.blobs,
-            parser=parser(rt.settings),
-            embedder=rt.embedder,
-            worker_id="dead",
-        )
-        job = await _claim(pool, "dead")
+        ctx, job = await _glossary_claimed(rt, pool, "dead")
         while job.status != stop_at:
             job = await STAGES[job.status](ctx, job)
         with psycopg.connect(dsn, autocommit=True) as c:  # the dead worker's lease runs out
@@ -266,7 +261,7 @@ async def test_stopped_job_resumes_without_repeating_work(
         worker = BaseWorker(ctx2, dsn=dsn, options=WorkerOptions(concurrency=1))
         await worker.run(once=True)
         async with pool.connection() as conn:
-            done = await jobs.get(conn, res.job_id)
+            done = await jobs.get(conn, job.job_id)
         assert done is not None and done.status == JobStatus.COMPLETE
         assert done.retry_count == 0
         # every chunk embedded exactly once by the survivor (the dead worker embedded none)
@@ -307,17 +302,9 @@ async def test_words_are_parsed_while_embedding_and_never_missing_when_searchabl
     them window by window, and a row still without words (its worker died in between) gets
     them at promotion."""
     rt = make_runtime(dsn, tmp_path)
-    from docingest.bootstrap import parser
-
     pool = await open_pool(dsn)
     try:
-        async with pool.connection() as conn:
-            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
-        ctx = StageContext(
-            pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=rt.embedder,
-            worker_id="w", chunk_target_tokens=10, chunk_max_tokens=12,
-        )  # fmt: skip
-        job = await _claim(pool, "w")
+        ctx, job = await _glossary_claimed(rt, pool, chunk_target_tokens=10, chunk_max_tokens=12)
         while job.status != JobStatus.CHUNKS_STORED:
             job = await STAGES[job.status](ctx, job)
         buffered, with_words, _ = _words_state(dsn)
@@ -332,7 +319,7 @@ async def test_words_are_parsed_while_embedding_and_never_missing_when_searchabl
             )
         job = await STAGES[job.status](ctx, job)
         assert job.status == JobStatus.COMPLETE
-        assert _searchable_words(dsn, res.document_id) == (buffered, buffered)
+        assert _searchable_words(dsn, job.document_id) == (buffered, buffered)
     finally:
         await pool.close()
 
@@ -376,19 +363,12 @@ async def test_a_chunk_cap_hit_midway_leaves_no_chunk_rows(dsn: str, tmp_path: P
 async def test_a_failed_word_parse_fails_the_attempt_and_search_still_gets_the_words(
     dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from docingest.bootstrap import parser
     from docingest.store import chunks as chunk_store
 
     rt = make_runtime(dsn, tmp_path)
     pool = await open_pool(dsn)
     try:
-        async with pool.connection() as conn:
-            await upload(conn, rt, uuid.uuid4(), GLOSSARY)
-        ctx = StageContext(
-            pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=rt.embedder,
-            worker_id="w",
-        )  # fmt: skip
-        job = await _claim(pool, "w")
+        ctx, job = await _glossary_claimed(rt, pool)
         while job.status != JobStatus.EMBEDDING_IN_PROGRESS:
             job = await STAGES[job.status](ctx, job)
         parse_words = chunk_store.parse_words

@@ -153,8 +153,8 @@ async def _chunk_batches(
     pieces: Iterator[chunker.Chunk],
 ) -> AsyncGenerator[list[chunker.Chunk], None]:
     """`pieces` in lists of `CHUNK_ROWS_PER_INSERT`, cut in a thread one list ahead: the
-    chunker (tiktoken, off the GIL) works on the next list while the caller stores this one
-    (Postgres parses each chunk's words as it is inserted), so the two overlap on two cores."""
+    chunker (tiktoken, off the GIL) works on the next list while the caller stores this one,
+    so the two overlap on two cores."""
 
     def take() -> list[chunker.Chunk]:
         return list(itertools.islice(pieces, CHUNK_ROWS_PER_INSERT))
