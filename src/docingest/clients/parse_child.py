@@ -1,26 +1,25 @@
-"""Sandboxed PDF parse: ``python -m docingest.clients.parse_child --max-pages N``.
+"""One document in a sandboxed child of the parse server (``parse_server``).
 
-Reads PDF bytes from stdin, caps its own memory/CPU with setrlimit, converts the PDF with
-``pdf_markdown.pdf_to_markdown`` and writes exactly one JSON object to stdout:
+``run`` reads PDF bytes from stdin until EOF, caps its own memory/CPU with setrlimit,
+converts the PDF with ``pdf_markdown.pdf_to_markdown`` and writes exactly one JSON object to
+stdout:
 
     {"ok": true, "markdown": "...", "pages": n, "repaired": bool, "empty_pages": n}
     {"ok": false, "code": "<ErrorCode value>", "message": "<content-free message>"}
 
-Exit status is 0 in both cases; a non-zero status or a death by signal (SIGKILL from the
-parent's timeout, SIGXCPU from RLIMIT_CPU, SIGSEGV/SIGABRT from PDFium) is interpreted by
-``local_parser``. While parsing, file descriptor 1 points at stderr so that nothing the
-native library prints can corrupt the JSON answer.
+The child then exits with status 0 in both cases; a non-zero status or a death by signal
+(SIGKILL from the parent's timeout, SIGXCPU from RLIMIT_CPU, SIGSEGV/SIGABRT from PDFium) is
+interpreted by ``local_parser``. While parsing, file descriptor 1 points at stderr so that
+nothing the native library prints can corrupt the JSON answer.
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import os
 import resource
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from docingest.domain.errors import ErrorCode, ParseError
@@ -30,27 +29,39 @@ _MIB = 1024 * 1024
 # (SIGKILL), in seconds.
 _CPU_HARD_SLACK = 2
 _PR_SET_DUMPABLE = 4
+_READ_CHUNK = 1 << 20
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+def run(
+    *,
+    max_pages: int,
+    memory_mb: int | None,
+    cpu_seconds: int | None,
+    max_page_chars: int | None,
+    max_document_chars: int | None,
+) -> None:
     answer_fd = os.dup(1)
     os.dup2(2, 1)  # stray prints from PDFium or Python go to stderr, not into the answer
     try:
-        apply_limits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds)
-        data = sys.stdin.buffer.read()
+        apply_limits(memory_mb=memory_mb, cpu_seconds=cpu_seconds)
         answer = convert(
-            data,
-            max_pages=args.max_pages,
-            max_page_chars=args.max_page_chars,
-            max_document_chars=args.max_document_chars,
+            _read_stdin(),
+            max_pages=max_pages,
+            max_page_chars=max_page_chars,
+            max_document_chars=max_document_chars,
         )
     except BaseException:  # the answer must always be one JSON object
         answer = _failure(ErrorCode.CORRUPT_PDF, "unexpected parser failure")
     payload = json.dumps(answer, ensure_ascii=False).encode("utf-8")
     with os.fdopen(answer_fd, "wb") as out:
         out.write(payload)
-    return 0
+
+
+def _read_stdin() -> bytes:
+    chunks = []
+    while chunk := os.read(0, _READ_CHUNK):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def apply_limits(*, memory_mb: int | None, cpu_seconds: int | None) -> None:
@@ -90,7 +101,7 @@ def convert(
 ) -> dict[str, Any]:
     """The answer for one document: markdown and counts, or a failure code (never text)."""
     try:
-        # imported here so that PDFium is loaded only after the limits are in place
+        # imported here: the parse server loads it once, before it forks any child
         from docingest.clients.pdf_markdown import pdf_to_markdown
 
         parsed = pdf_to_markdown(
@@ -118,27 +129,3 @@ def convert(
 
 def _failure(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"ok": False, "code": code.value, "message": message}
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m docingest.clients.parse_child",
-        description="Convert one PDF read from stdin to markdown; answer as JSON on stdout.",
-    )
-    parser.add_argument("--max-pages", type=_positive_int, required=True)
-    parser.add_argument("--memory-mb", type=_positive_int, default=None)
-    parser.add_argument("--cpu-seconds", type=_positive_int, default=None)
-    parser.add_argument("--max-page-chars", type=_positive_int, default=None)
-    parser.add_argument("--max-document-chars", type=_positive_int, default=None)
-    return parser.parse_args(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
