@@ -12,8 +12,18 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from docingest.clients.pdf_markdown import ParsedPdf, _clean_line, pdf_to_markdown
+from docingest.clients.pdf_markdown import (
+    _BULLET_RE,
+    _DROP_RE,
+    _HYPHEN_RE,
+    _PRIVATE_USE_RE,
+    ParsedPdf,
+    _clean_line,
+    pdf_to_markdown,
+)
 from docingest.domain.errors import ErrorCode, ParseError
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
@@ -359,3 +369,34 @@ def test_real_short_arabic_document_still_counts_as_text() -> None:
     )
     assert parsed.pages == 4
     assert parsed.markdown.count("habibi") == 4
+
+
+def _clean_line_slow(raw: str) -> tuple[str, bool]:
+    """Every replacement applied, whatever the line holds: the oracle for the fast path."""
+    line = " ".join(_DROP_RE.sub("", _HYPHEN_RE.sub("-", raw)).split())
+    match = _BULLET_RE.match(line)
+    if match is not None:
+        line = line[match.end() :]
+    return " ".join(_PRIVATE_USE_RE.sub(" ", line).split()), match is not None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            [
+                *map(chr, range(0x20, 0x7F)),
+                "\t",
+                "\x02",
+                "\x0b",
+                "\xa0",
+                "\u2022",
+                "\ue001",
+                "\ufffe",
+            ]
+        ),
+        max_size=40,
+    )
+)
+def test_clean_line_fast_path_matches_every_replacement(raw: str) -> None:
+    assert _clean_line(raw) == _clean_line_slow(raw)

@@ -349,13 +349,17 @@ def _quantize(size: float) -> float:
 
 
 def _clean_line(raw: str) -> tuple[str, bool]:
-    line = _HYPHEN_RE.sub("-", raw)
-    line = _DROP_RE.sub("", line)
+    # Printable ASCII (most lines) holds nothing the three character classes below replace,
+    # and the bullet pattern takes the spaces after a bullet with it, so one split and join
+    # is the whole cleaning.
+    plain = raw.isascii() and raw.isprintable()
+    line = raw if plain else _DROP_RE.sub("", _HYPHEN_RE.sub("-", raw))
     line = " ".join(line.split())
     bullet = False
     match = _BULLET_RE.match(line)
     if match is not None:
         bullet = True
         line = line[match.end() :]
-    line = " ".join(_PRIVATE_USE_RE.sub(" ", line).split())
+    if not plain:
+        line = " ".join(_PRIVATE_USE_RE.sub(" ", line).split())
     return line, bullet

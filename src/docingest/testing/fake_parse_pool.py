@@ -1,9 +1,9 @@
 """How the fake LlamaParse parses: docingest's own PDF -> markdown conversion in a few
 long-lived, memory-limited processes.
 
-The worker's local parser starts one sandboxed child per document (`clients/local_parser`),
-which is right for a service that must survive any input, but a new Python process per
-document costs ~100 ms of CPU. The fake runs on the same cores as the stack it serves in
+The worker's local parser forks one sandboxed child per document (`clients/local_parser`),
+which is right for a service that must survive any input, but even a fork costs a few
+milliseconds and a fresh address space per document. The fake runs on the same cores as the stack it serves in
 `docingest validate`, so it keeps its parser processes instead: the real LlamaParse does
 not spend our CPU, and the fake should spend as little of it as it can. A process that dies
 (a crash in PDFium) is replaced, and the document gets the error a crashed parse gets.
