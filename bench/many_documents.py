@@ -11,16 +11,20 @@ other setting at its default: one worker, 2 slots) and prints:
 - the CPU the run used: the ingest command with its parse children (rusage), PostgreSQL
   (sampled), the fake.
 `--py-spy FILE` records the ingest process with py-spy (collapsed stacks, `--subprocesses`)
-so the profile can be read with any flame-graph tool or `sort | head`.
+so the profile can be read with any flame-graph tool or `sort | head`. `--statements N` logs
+every statement's duration on the scratch server and prints the N statement shapes that took
+the most time (logging slows the run: its wall time is not the benchmark's).
 Rerun: `.venv/bin/python bench/many_documents.py [--docs 40] [--pages 50] [--latency-ms 50]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._stack import scratch_database
@@ -90,12 +95,45 @@ def extraction_floor(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
+_DURATION = re.compile(r"LOG:\s+duration: ([\d.]+) ms\s+(?:statement|execute [^:]*):\s*")
+
+
+def log_statements(dsn: str) -> Path:
+    """Have the scratch server log every statement's duration; its log file (pgserver's)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET log_min_duration_statement = 0")
+        conn.execute("ALTER SYSTEM SET log_line_prefix = ''")
+        conn.execute("SELECT pg_reload_conf()")
+        row = conn.execute("SHOW data_directory").fetchone()
+    assert row is not None
+    return Path(row[0]) / "log"
+
+
+def print_statements(log: str, top: int) -> None:
+    """Execution time per statement shape (literals and parameters folded), largest first."""
+    total: dict[str, float] = collections.defaultdict(float)
+    calls: collections.Counter[str] = collections.Counter()
+    lines = log.split("\n")
+    for i, line in enumerate(lines):
+        match = _DURATION.match(line)
+        if match is None:
+            continue
+        text = line[match.end() :] or " ".join(lines[i + 1 : i + 3])  # multi-line statements
+        shape = re.sub(r"\$\d+|'[^']*'", "?", " ".join(text.split()))[:100]
+        total[shape] += float(match.group(1)) / 1000
+        calls[shape] += 1
+    print(f"statement time {sum(total.values()):.2f} s (logged durations, execute phase):")
+    for shape, seconds in sorted(total.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {seconds:6.2f} s {calls[shape]:6d} x  {shape}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=40)
     ap.add_argument("--pages", type=int, default=50)
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--py-spy", type=Path, default=None)
+    ap.add_argument("--statements", type=int, default=0, metavar="N")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="docingest-many-"))
     paths = []
@@ -118,6 +156,7 @@ def main() -> None:
             json={"input": ["warm up"], "model": "text-embedding-3-small"},
         ).raise_for_status()
         httpx.post(f"http://127.0.0.1:{port}/stats/reset").raise_for_status()
+        server_log = log_statements(dsn) if args.statements else None
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCINGEST_")}
         env.update(
             DOCINGEST_HOME=str(home),
@@ -146,6 +185,8 @@ def main() -> None:
             sys.exit(f"ingest failed ({done.returncode}): {done.stderr[-2000:]}")
         report, _ = json.JSONDecoder().raw_decode(done.stdout[done.stdout.index("{") :])
         stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
+        if server_log is not None:
+            print_statements(server_log.read_text(errors="replace"), args.statements)
 
     docs = report["documents"]
     chunks = sum(d["chunks"] for d in docs)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from docingest.clients import local_parser, parse_server_link
-from docingest.clients.local_parser import parse_pdf
+from docingest.clients.local_parser import LocalParser, parse_pdf
 from docingest.domain.errors import ErrorCode, TransientError
 from docingest.testing.pdfgen import make_pdf
 
@@ -71,6 +71,16 @@ async def test_one_server_serves_every_parse() -> None:
     assert _server().pid == server_pid
     assert server_pid in _children(os.getpid())
     assert _children(server_pid) == []  # every child reaped
+
+
+async def test_start_brings_the_server_up_before_any_parse() -> None:
+    _server().stop()
+    assert _server().pid is None
+    LocalParser().start()
+    server_pid = _server().pid
+    assert server_pid is not None and server_pid in _children(os.getpid())
+    assert (await parse_pdf(make_pdf(12, pages=2))).pages == 2
+    assert _server().pid == server_pid
 
 
 async def test_a_dead_server_is_replaced() -> None:

@@ -171,6 +171,11 @@ class LocalParser:
         self.max_page_chars = max_page_chars
         self.max_document_chars = max_document_chars
 
+    def start(self) -> None:
+        """Start this process's parse server now (it imports PDFium in the background), so
+        that the first document does not wait for it."""
+        shared_server(_child_env()).ensure_running()
+
     async def parse(self, data: bytes) -> ParsedPdf:
         return await parse_pdf(
             data,

@@ -46,12 +46,15 @@ class ParseServer:
         with self._lock:
             return self._proc.pid if self._proc is not None else None
 
+    def ensure_running(self) -> None:
+        with self._lock:
+            self._ensure_running()
+
     def submit(self, limits: Mapping[str, int | None], fds: list[int]) -> None:
         """Ask for a child reading ``fds[0]``, answering on ``fds[1]``, reported on ``fds[2]``."""
         message = json.dumps({"op": "parse", **limits}).encode()
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._start()
+            self._ensure_running()
             assert self._control is not None
             try:
                 socket.send_fds(self._control, [message], fds)
@@ -71,6 +74,10 @@ class ParseServer:
     def stop(self) -> None:
         with self._lock:
             self._stop()
+
+    def _ensure_running(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
 
     def _start(self) -> None:
         self._stop()

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from docingest.bootstrap import Runtime, parser
+from docingest.clients.local_parser import LocalParser
 from docingest.config import Settings
 from docingest.domain.circuit import BreakerPolicy
 from docingest.domain.rate_budget import Limits
@@ -66,6 +67,9 @@ async def run_worker(
     # of their first jobs at the same moment on the same cores).
     await asyncio.to_thread(tokens.get_encoding)
     anyio.Event()  # anyio loads its asyncio backend lazily: here, not in the first HTTP call
+    doc_parser = parser(rt.settings)
+    if isinstance(doc_parser, LocalParser):
+        doc_parser.start()  # its parse server imports PDFium now, not in the first job
     pool = await open_pool(
         rt.dsn,
         min_size=1,
@@ -88,7 +92,7 @@ async def run_worker(
         ctx = StageContext(
             pool=pool,
             blobs=rt.blobs,
-            parser=parser(rt.settings),
+            parser=doc_parser,
             embedder=e,
             worker_id=worker_id,
             callbacks=CallbackSettings(
