@@ -113,7 +113,9 @@ async def test_server_and_children_hold_no_secrets_and_no_descriptors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DOCINGEST_DATABASE_URL", "postgresql://u:s3cret-marker@db/x")
-    _server().stop()  # the next parse starts a server from this environment
+    # a new shared server, built from this environment (the first one was built before the
+    # secret was set); the old one is back after the test
+    monkeypatch.setattr(parse_server_link, "_server", None)
     parse = asyncio.create_task(parse_pdf(DIRECTORY.read_bytes(), timeout_s=60.0))
     await _until(lambda: _server().pid is not None and bool(_children(_server().pid or 0)))
     server_pid = _server().pid
