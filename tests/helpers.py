@@ -158,3 +158,19 @@ async def serving(app: FastAPI, http: type[asyncio.Protocol] | str = "auto") -> 
     finally:
         server.should_exit = True
         await task
+
+
+def child_processes(parent: int) -> list[tuple[int, bytes]]:
+    """(pid, command line) of each live child of process ``parent`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append((int(entry.name), cmdline))
+    return found

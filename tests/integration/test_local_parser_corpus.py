@@ -12,7 +12,6 @@ import csv
 import os
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from docingest.clients import local_parser
 from docingest.clients.local_parser import LocalParser, ParsedPdf, parse_pdf
 from docingest.domain.errors import ErrorCode, ParseError
+from tests.helpers import child_processes
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 MANIFEST = CORPUS / "MANIFEST.tsv"
@@ -130,25 +130,12 @@ def _assert_complete(parsed: ParsedPdf, pages: int) -> None:
 
 def _server_pids() -> list[int]:
     """Pids of this process's parse servers (Linux /proc)."""
-    return [pid for pid, cmdline in _children_of(os.getpid()) if b"parse_server" in cmdline]
+    return [pid for pid, cmdline in child_processes(os.getpid()) if b"parse_server" in cmdline]
 
 
 def _live_children() -> list[int]:
     """Pids of the parse children still running (children of this process's parse server)."""
-    return [pid for server in _server_pids() for pid, _ in _children_of(server)]
-
-
-def _children_of(parent: int) -> Iterator[tuple[int, bytes]]:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-            yield int(entry.name), cmdline
+    return [pid for server in _server_pids() for pid, _ in child_processes(server)]
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")

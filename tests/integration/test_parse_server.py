@@ -19,6 +19,7 @@ from docingest.clients import local_parser, parse_server_link
 from docingest.clients.local_parser import LocalParser, parse_pdf
 from docingest.domain.errors import ErrorCode, TransientError
 from docingest.testing.pdfgen import make_pdf
+from tests.helpers import child_processes
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -30,16 +31,7 @@ DEADLINE_S = 20.0
 
 
 def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-                found.append(int(entry.name))
-    return found
+    return [pid for pid, _ in child_processes(parent)]
 
 
 def _gone(pid: int) -> bool:

@@ -64,8 +64,8 @@ PARSER_VERSION: Final = f"{_pypdfium2_version()}+{MARKDOWN_RULES}"
 DEFAULT_MAX_OUTPUT_BYTES: Final = 256 * 1024 * 1024
 
 _MAX_MESSAGE_CHARS: Final = 200
-# The server and its children get no secrets (database URL, API keys, JWT/webhook secrets): only what the
-# interpreter needs to start and find the package.
+# The parse server and its children get no secrets (database URL, API keys, JWT/webhook
+# secrets): only what the interpreter needs to start and find the package.
 _ENV_ALLOWLIST: Final = (
     "PATH",
     "PYTHONPATH",

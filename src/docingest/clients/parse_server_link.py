@@ -12,7 +12,6 @@ import asyncio
 import atexit
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -223,12 +222,3 @@ def shared_server(env: Mapping[str, str]) -> ParseServer:
             _server = ParseServer(env)
             atexit.register(_server.stop)
         return _server
-
-
-def _close_on_fork() -> None:
-    """A forked copy of this process must not share the server (or its lock state)."""
-    global _server
-    _server = None
-
-
-os.register_at_fork(after_in_child=_close_on_fork)
