@@ -2,6 +2,12 @@
 time on an idle stack with the jittered fakes, timed from upload to `complete` on the
 database's clock. A document that does not complete fails the target; nothing is dropped.
 
+Each document is new to the system, as a user's first upload of it is: the reliability phase
+stored the same corpus earlier, so every document then stored is deleted first through the
+API (`DELETE /v1/documents/{id}`, its owner's token). Otherwise each chunk's vector would be
+copied from the earlier upload, the jittered embedder would never be called, and the run
+would time a re-upload (no embedding requests) instead of an ingestion.
+
 Reported per document: pages (MANIFEST), chunks, end-to-end seconds, seconds per page, and
 the parser's share (from the job's own `job.parse_queued` -> `job.parsed` events).
 """
@@ -9,6 +15,7 @@ the parser's share (from the job's own `job.parse_queued` -> `job.parsed` events
 from __future__ import annotations
 
 import statistics
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +23,7 @@ from docingest.ops.validation.corpus_manifest import should_complete
 from docingest.ops.validation.plan import Plan
 from docingest.ops.validation.reliability import corpus_files, percentile
 from docingest.ops.validation.stack import Stack
-from docingest.ops.validation.traffic import fresh_documents, upload
+from docingest.ops.validation.traffic import delete, fresh_documents, upload
 
 WORKERS = 2
 
@@ -24,6 +31,7 @@ WORKERS = 2
 def run(stack: Stack, plan: Plan, corpus: Path) -> dict[str, Any]:
     stack.restart_workers(WORKERS)
     stack.reset_latencies()
+    forgotten = _delete_stored_documents(stack)
     # each worker's first job loads the tokenizer: one generated document per worker first
     stack.wait_terminal(fresh_documents(stack, WORKERS), 180)
     files = [f for f in corpus_files(corpus, plan, hostile=False) if should_complete(f.expect)]
@@ -46,6 +54,7 @@ def run(stack: Stack, plan: Plan, corpus: Path) -> dict[str, Any]:
     return {
         "predictability": {
             "documents": len(docs),
+            "earlier_documents_deleted": forgotten,
             "completed": len(done),
             "incomplete": [
                 {"file": d["file"], "status": d["status"]} for d in docs if d not in done
@@ -57,6 +66,24 @@ def run(stack: Stack, plan: Plan, corpus: Path) -> dict[str, Any]:
             "settings": {**stack.describe_settings(), "workers": WORKERS},
         }
     }
+
+
+def _delete_stored_documents(stack: Stack) -> int:
+    """Delete every stored document through the API, each with its owner's token; how many."""
+    owners: dict[str, list[str]] = {}
+    for row in stack.query(
+        "SELECT document_id::text AS d, user_id::text AS u FROM docingest.documents"
+    ):
+        owners.setdefault(row["u"], []).append(row["d"])
+    deleted = 0
+    for user, document_ids in owners.items():
+        with stack.client(uuid.UUID(user)) as client:
+            for document_id in document_ids:
+                status = delete(client, document_id)
+                if status != 204:
+                    raise RuntimeError(f"deleting an earlier document answered {status}")
+                deleted += 1
+    return deleted
 
 
 def _timing(

@@ -7,6 +7,7 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,13 +32,28 @@ class Upload:
     error: dict[str, Any] | None
 
 
+def _unshed(send: Callable[[], httpx.Response]) -> httpx.Response:
+    """`send()`, again after the Retry-After of a 429/503 shed answer (at most 20 tries)."""
+    for _ in range(19):
+        r = send()
+        if r.status_code not in (429, 503):
+            return r
+        time.sleep(float(r.headers.get("retry-after", "1")))  # the server's own back-off hint
+    return send()
+
+
+def delete(client: httpx.Client, document_id: str) -> int:
+    """DELETE /v1/documents/{id}, retrying a shed answer; the final status code."""
+    return _unshed(lambda: client.delete(f"/v1/documents/{document_id}")).status_code
+
+
 def upload(client: httpx.Client, label: str, data: bytes) -> Upload:
     """POST /v1/documents, retrying a 429/503 shed answer after its Retry-After."""
-    for _ in range(20):
-        r = client.post("/v1/documents", files={"file": ("upload.pdf", data, "application/pdf")})
-        if r.status_code not in (429, 503):
-            break
-        time.sleep(float(r.headers.get("retry-after", "1")))  # the server's own back-off hint
+    r = _unshed(
+        lambda: client.post(
+            "/v1/documents", files={"file": ("upload.pdf", data, "application/pdf")}
+        )
+    )
     body: dict[str, Any] = r.json() if r.content else {}
     if r.status_code == 202:
         return Upload(
