@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
+from psycopg_pool import AsyncConnectionPool
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,7 +21,7 @@ from docingest.cli.common import build_runtime, err_console, load_settings, loca
 from docingest.domain.errors import DocingestError
 from docingest.domain.states import TERMINAL
 from docingest.store import documents, jobs
-from docingest.store.db import open_pool
+from docingest.store.db import DictConn, open_pool
 from docingest.worker.runner import run_worker
 
 _READ_SIZE = 1 << 20
@@ -72,36 +73,43 @@ async def _read_file(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
+async def _accept(
+    rt: Runtime, pool: AsyncConnectionPool[DictConn], user: UUID, items: list[Item]
+) -> None:
+    """Store each file and queue its job, one after the other (the worker is already running
+    and claims each job as it is queued). A refused file is recorded on its item."""
+    async with pool.connection() as conn:
+        for item in items:
+            try:
+                res = await documents.accept_upload(
+                    conn,
+                    rt.blobs,
+                    user_id=user,
+                    filename_of=lambda item=item: item.path.name,  # type: ignore[misc]
+                    chunks=_read_file(item.path),
+                    max_bytes=rt.settings.max_upload_bytes,
+                    actor=f"cli:{user}",
+                )
+            except DocingestError as exc:
+                item.status, item.error = (
+                    "rejected",
+                    {"code": exc.code.value, "message": exc.message},
+                )
+                continue
+            item.document_id, item.job_id, item.status = (
+                res.document_id,
+                res.job_id,
+                res.status.value,
+            )
+
+
 async def _ingest(
     rt: Runtime, user: UUID, items: list[Item], concurrency: int, show_progress: bool
 ) -> None:
     pool = await open_pool(rt.dsn, min_size=1, max_size=4, name="docingest-ingest")
+    accepted = asyncio.Event()
     try:
-        async with pool.connection() as conn:
-            for item in items:
-                try:
-                    res = await documents.accept_upload(
-                        conn,
-                        rt.blobs,
-                        user_id=user,
-                        filename_of=lambda item=item: item.path.name,  # type: ignore[misc]
-                        chunks=_read_file(item.path),
-                        max_bytes=rt.settings.max_upload_bytes,
-                        actor=f"cli:{user}",
-                    )
-                except DocingestError as exc:
-                    item.status, item.error = (
-                        "rejected",
-                        {"code": exc.code.value, "message": exc.message},
-                    )
-                    continue
-                item.document_id, item.job_id, item.status = (
-                    res.document_id,
-                    res.job_id,
-                    res.status.value,
-                )
-
-        pending = [i for i in items if i.job_id is not None]
+        pending: list[Item] = []  # the accepted ones, once all are stored
 
         async def refresh() -> bool:
             async with pool.connection() as conn:
@@ -121,11 +129,16 @@ async def _ingest(
                     )
             return all(i.status in TERMINAL for i in pending)
 
+        async def finished() -> bool:
+            return accepted.is_set() and await refresh()
+
+        # started first: its start-up (tokenizer, parse server, connections) overlaps the
+        # files being stored, and the first document is parsed while the rest are stored
         worker = asyncio.create_task(
             run_worker(
                 rt,
                 concurrency=concurrency,
-                until=refresh,
+                until=finished,
                 handle_signals=False,
                 poll_interval_s=0.5,
                 callback_wait_s=min(
@@ -133,6 +146,14 @@ async def _ingest(
                 ),
             )
         )
+        try:
+            await _accept(rt, pool, user, items)
+        except BaseException:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            raise
+        pending.extend(i for i in items if i.job_id is not None)
+        accepted.set()
         with Progress(
             TextColumn("[bold]ingesting"),
             BarColumn(),
