@@ -117,6 +117,10 @@ def test_validate_quick_measures_and_judges_every_target(tmp_path: Path) -> None
     assert pred["completed"] == pred["documents"] > 5
     assert pred["e2e_per_provider_s"]["n"] == pred["documents"]
     assert _number(pred["e2e_per_provider_s"]["cv"]) and _number(pred["s_per_page"]["p90"])
+    # new to the system: the earlier phases' documents were deleted, so no vector was copied
+    # and the jittered embedder was on every document's path
+    assert pred["earlier_documents_deleted"] >= rel["documents"]
+    assert all(d["embedder_s"] > 0 for d in pred["per_document"])
     io, cpu = report["scaling"]["io_bound"], report["scaling"]["cpu_bound"]
     assert io["workers"] == list(QUICK.scaling_workers) and len(io["docs_per_min"]) == 4
     assert cpu["workers"] == list(QUICK.cpu_scaling_workers) and len(cpu["efficiency"]) == 2
