@@ -1,0 +1,123 @@
+"""Recording an upload (document + job + wake-up + event in one statement), on a real Postgres:
+a new document, the same bytes again, and the same bytes recorded concurrently (the second
+statement's snapshot predates the first one's commit)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from docingest.bootstrap import Runtime
+from docingest.pipeline.ids import document_id_for
+from docingest.store import documents, jobs
+from docingest.store.db import DictConn, open_pool
+from tests.helpers import make_runtime
+
+PDF = b"%PDF-1.4\n" + b"x" * 2000 + b"\n%%EOF\n"
+
+
+@pytest.fixture
+async def pool(dsn: str) -> AsyncIterator[AsyncConnectionPool[DictConn]]:
+    pool = await open_pool(dsn, min_size=2, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def rt(dsn: str, tmp_path: Path) -> Runtime:
+    return make_runtime(dsn, tmp_path / "home")
+
+
+async def _stored(rt: Runtime, user: uuid.UUID) -> documents.StoredUpload:
+    async def body() -> AsyncIterator[bytes]:
+        yield PDF
+
+    return await documents.store_upload(rt.blobs, user_id=user, chunks=body(), max_bytes=10**6)
+
+
+async def _record(
+    pool: AsyncConnectionPool[DictConn], rt: Runtime, stored: documents.StoredUpload
+) -> documents.UploadResult:
+    user = uuid.UUID(stored.key.split("/")[1])
+    return await documents.record_upload(
+        pool.connection(), rt.blobs, stored, user_id=user, filename="a.pdf", actor="test"
+    )
+
+
+def _uploads(dsn: str, document_id: uuid.UUID) -> list[tuple[str, uuid.UUID]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT outcome, job_id FROM docingest.events"
+            " WHERE action = 'document.upload' AND document_id = %s ORDER BY at, event_id",
+            (document_id,),
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+async def test_new_then_same_bytes_again(
+    dsn: str, rt: Runtime, pool: AsyncConnectionPool[DictConn]
+) -> None:
+    user = uuid.uuid4()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener:
+        await listener.execute(f'LISTEN "{jobs.CHANNEL}"')
+        first = await _record(pool, rt, first_stored := await _stored(rt, user))
+        # the new job's wake-up was sent with the statement that recorded it
+        notify = await anext(listener.notifies(timeout=10))
+        assert notify.channel == jobs.CHANNEL
+    again = await _record(pool, rt, second_stored := await _stored(rt, user))
+    assert first.duplicate is False and again.duplicate is True
+    assert (again.document_id, again.job_id) == (first.document_id, first.job_id)
+    assert first.document_id == document_id_for(user, first_stored.sha256)
+    assert _uploads(dsn, first.document_id) == [
+        ("created", first.job_id),
+        ("duplicate", first.job_id),
+    ]
+    # the duplicate's blob is gone; the document's is kept
+    assert await rt.blobs.exists(first_stored.key)
+    assert not await rt.blobs.exists(second_stored.key)
+
+
+async def test_same_bytes_recorded_concurrently(
+    dsn: str, rt: Runtime, pool: AsyncConnectionPool[DictConn]
+) -> None:
+    """The other upload's insert is held open until ours waits on it: ours then conflicts
+    with rows its statement cannot see, and answers with the other upload's job."""
+    user = uuid.uuid4()
+    other, ours = await _stored(rt, user), await _stored(rt, user)
+    document_id = document_id_for(user, ours.sha256)
+    other_job = uuid.uuid4()
+    async with await psycopg.AsyncConnection.connect(dsn) as holder:
+        await holder.execute(
+            "INSERT INTO docingest.documents (document_id, user_id, filename, mime, bytes_len,"
+            " file_sha256, raw_path) VALUES (%s, %s, 'b.pdf', 'application/pdf', %s, %s, %s)",
+            (document_id, user, other.size, other.sha256, other.key),
+        )
+        await holder.execute(
+            "INSERT INTO docingest.upload_jobs (job_id, user_id, document_id, raw_path,"
+            " correlation_id) VALUES (%s, %s, %s, %s, %s)",
+            (other_job, user, document_id, other.key, uuid.uuid4()),
+        )
+        holder_pid = holder.info.backend_pid
+        recording = asyncio.create_task(_record(pool, rt, ours))
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as watcher:
+            while not recording.done():  # until our statement waits for the holder's lock
+                cur = await watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    (holder_pid,),
+                )
+                row = await cur.fetchone()
+                if row is not None and row[0] > 0:
+                    break
+                await asyncio.sleep(0.01)
+        assert not recording.done(), "the concurrent record did not wait for the other upload"
+        await holder.commit()
+    result = await recording
+    assert (result.duplicate, result.document_id, result.job_id) == (True, document_id, other_job)
+    assert _uploads(dsn, document_id) == [("duplicate", other_job)]
+    assert not await rt.blobs.exists(ours.key)
