@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from docingest.bootstrap import Runtime
 from docingest.domain import seed_callback, webhook_auth
 from docingest.pipeline.parsed_markdown import prepare
+from docingest.store import jobs
 from docingest.store.db import open_pool
 from tests.conftest import EXAMPLES
 from tests.helpers import make_runtime, upload
@@ -314,13 +315,20 @@ async def test_hint_needs_the_jobs_token_and_only_wakes_the_job(
     assert job_row(rt.dsn, job["job_id"]) == before
     assert job_row(rt.dsn, job["job_id"])["next_attempt_at"] > before["updated_at"]
 
-    r = await client.post(
-        f"/webhooks/llamaparse/{job['job_id']}", params={"token": token}, json={"md": "x"}
-    )
-    assert (r.status_code, r.json()) == (202, {"status": "woken"})
+    async with await psycopg.AsyncConnection.connect(rt.dsn, autocommit=True) as listener:
+        await listener.execute(f'LISTEN "{jobs.CHANNEL}"')
+        r = await client.post(
+            f"/webhooks/llamaparse/{job['job_id']}", params={"token": token}, json={"md": "x"}
+        )
+        assert (r.status_code, r.json()) == (202, {"status": "woken"})
+        # the workers are told at once, with the statement that made the job claimable
+        assert (await anext(listener.notifies(timeout=10))).channel == jobs.CHANNEL
     woken = job_row(rt.dsn, job["job_id"])
     assert woken["status"] == "parse_queued" and woken["parsed_path"] is None  # only a hint
     assert woken["next_attempt_at"] <= woken["updated_at"]
+    assert [(o, str(j)) for o, j in events(rt.dsn, "webhook.accepted")] == [
+        ("woken", str(job["job_id"]))
+    ]
     # the token may also come as a header
     r = await client.post(
         f"/webhooks/llamaparse/{job['job_id']}", headers={"x-docingest-callback-token": token}

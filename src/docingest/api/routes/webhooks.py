@@ -53,6 +53,7 @@ router = APIRouter(tags=["webhooks"])
 REJECTIONS = Counter("docingest_webhook_rejections_total", "Parse callbacks refused", ["reason"])
 SIGNED_ACTOR = "webhook:llamaparse"
 HINT_ACTOR = "webhook:llamaparse-hint"
+ACCEPTED = "webhook.accepted"  # the event of every callback answered 2xx
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
@@ -236,9 +237,10 @@ async def _hint(raw_job_id: str, token: str | None, state: AppState) -> JSONResp
         assert job is not None
         if job.status != JobStatus.PARSE_QUEUED:
             return await _acknowledge(conn, job.job_id, job, "not_waiting", actor=HINT_ACTOR)
-        if not await jobs.wake_parse(conn, job.job_id):
+        woken = jobs.StatusEvent(actor=HINT_ACTOR, action=ACCEPTED, outcome="woken")
+        if not await jobs.wake_parse(conn, job.job_id, woken):
             raise _Refused(409, "job_busy", job.job_id, busy=True, verified=True)
-        return await _acknowledge(conn, job.job_id, job, "woken", actor=HINT_ACTOR, status=202)
+        return JSONResponse({"status": "woken"}, status_code=202)
 
 
 def _submitting(job: Job, token: str | None, secret: str) -> bool:
@@ -262,7 +264,7 @@ async def _acknowledge(
     await events.record(
         conn,
         actor=actor,
-        action="webhook.accepted",
+        action=ACCEPTED,
         outcome=outcome,
         job_id=job_id,
         document_id=job.document_id if job else None,
