@@ -13,7 +13,9 @@ other setting at its default: one worker, 2 slots) and prints:
 `--py-spy FILE` records the ingest process with py-spy (collapsed stacks, `--subprocesses`)
 so the profile can be read with any flame-graph tool or `sort | head`. `--statements N` logs
 every statement's duration on the scratch server and prints the N statement shapes that took
-the most time (logging slows the run: its wall time is not the benchmark's).
+the most time (logging slows the run: its wall time is not the benchmark's). `--timeline`
+prints each event action's first and last time, in seconds from the command's start.
+`--concurrency N` runs the ingest command with N slots instead of its default (2).
 Rerun: `.venv/bin/python bench/many_documents.py [--docs 40] [--pages 50] [--latency-ms 50]`.
 """
 
@@ -127,6 +129,18 @@ def print_statements(log: str, top: int) -> None:
         print(f"  {seconds:6.2f} s {calls[shape]:6d} x  {shape}")
 
 
+def print_timeline(dsn: str, started_at: float) -> None:
+    """Each job event action's first and last time, seconds from the command's start."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT action, extract(epoch FROM min(at)) - %s, extract(epoch FROM max(at)) - %s,"
+            " count(*) FROM docingest.events WHERE job_id IS NOT NULL GROUP BY action ORDER BY 2",
+            (started_at, started_at),
+        ).fetchall()
+    for action, first, last, n in rows:
+        print(f"  {action:28s} first {first:6.2f} s  last {last:6.2f} s  ({n})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=40)
@@ -134,6 +148,8 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--py-spy", type=Path, default=None)
     ap.add_argument("--statements", type=int, default=0, metavar="N")
+    ap.add_argument("--timeline", action="store_true")
+    ap.add_argument("--concurrency", type=int, default=None)
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="docingest-many-"))
     paths = []
@@ -166,6 +182,8 @@ def main() -> None:
             DOCINGEST_OPENAI_API_KEY="sk-bench",
         )
         cmd = [sys.executable, "-m", "docingest", "ingest", str(folder), "--json"]
+        if args.concurrency is not None:
+            cmd += ["--concurrency", str(args.concurrency)]
         if args.py_spy is not None:
             cmd = ["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "100",
                    "-o", str(args.py_spy), "--", *cmd]  # fmt: skip
@@ -173,7 +191,7 @@ def main() -> None:
         fake_before = sum(fake_cpu.cpu_times()[:2])
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with PostgresCpu() as postgres:
-            started = time.perf_counter()
+            started, started_at = time.perf_counter(), time.time()
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
             wall = time.perf_counter() - started
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -187,16 +205,19 @@ def main() -> None:
         stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()
         if server_log is not None:
             print_statements(server_log.read_text(errors="replace"), args.statements)
+        if args.timeline:
+            print_timeline(dsn, started_at)
 
     docs = report["documents"]
     chunks = sum(d["chunks"] for d in docs)
     statuses = {d["status"] for d in docs}
     floor = extract_s + math.ceil(chunks / BATCH) * args.latency_ms / 1000
     requests, bound = stats["requests"], math.ceil(chunks / BATCH) + WORKERS
+    slots = "2 slots" if args.concurrency is None else f"{args.concurrency} slots (--concurrency)"
     print(
         f"{len(docs)} generated PDFs x {args.pages} pages, {chunks} chunks ({statuses});"
         f" fake OpenAI at {args.latency_ms} ms/request, 1536 dims; `docingest ingest --json`"
-        f" with defaults (1 worker, 2 slots, 256 inputs per request); scratch embedded"
+        f" with defaults (1 worker, {slots}, 256 inputs per request); scratch embedded"
         f" PostgreSQL (start-up not timed)"
     )
     print(

@@ -6,13 +6,19 @@ documents with the validation's 4 upload clients, waits for all of them, and pri
 - how long the uploads took and when the last document was created;
 - each document's own latency (created -> complete), p50 and max, and the whole run;
 - CPU seconds of the run per kind of process (psutil, every process on the machine that used
-  any: workers, PostgreSQL, API, fake LlamaParse and its parse pool, fake OpenAI, this script).
-Rerun: `.venv/bin/python bench/scaling_profile.py [--workers 1 8] [--runs 2]`.
+  any: workers, PostgreSQL, API, fake LlamaParse and its parse pool, fake OpenAI, this script);
+- each document's own time per stage (p50 / p90 / max, from its events, the fake parser's own
+  `job_seconds` taken out): upload -> submitted to the parser, parser done -> hint, hint ->
+  parsed, parsed -> embedding, embedding -> vectors stored (the fake embedder's latency in it),
+  vectors -> complete, and everything beyond the parser.
+`--idle-uploads N` first times N uploads by the same 4 clients with no worker running.
+Rerun: `.venv/bin/python bench/scaling_profile.py [--workers 1 8] [--runs 2] [--idle-uploads 80]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -82,12 +88,64 @@ def one_run(stack: Stack, n: int) -> None:
     )
     shown = sorted(((v, k) for k, v in cpu.items() if v >= 0.01), reverse=True)
     print("  CPU s: " + ", ".join(f"{k} {v:.2f}" for v, k in shown))
+    print_stages(stack, job_ids)
+
+
+STAGES = (  # (label, from, to): first event of each action (or action:outcome) per job
+    ("upload -> submitted", "created", "parse.submitted"),
+    ("parser done -> hint", "parser_done", "webhook.accepted:woken"),
+    ("hint -> parsed", "webhook.accepted:woken", "job.parsed"),
+    ("parsed -> embedding", "job.parsed", "job.embedding_in_progress"),
+    ("embedding -> stored", "job.embedding_in_progress", "job.embeddings_stored"),
+    ("stored -> complete", "job.embeddings_stored", "job.complete"),
+    ("beyond the parser", "created", "complete_less_parser"),
+)
+
+
+def print_stages(stack: Stack, job_ids: list[str]) -> None:
+    parser_s = stack.llamaparse_stats()["job_seconds"]
+    rows = stack.query(
+        "SELECT j.parse_external_id AS ext, extract(epoch FROM j.created_at)::float8 AS created,"
+        " (SELECT json_object_agg(k, t) FROM (SELECT e.action || ':' || e.outcome AS k,"
+        "   extract(epoch FROM min(e.at))::float8 AS t FROM docingest.events e"
+        "   WHERE e.job_id = j.job_id GROUP BY 1) x) AS events"
+        " FROM docingest.upload_jobs j WHERE j.job_id = ANY(%s::uuid[])",
+        (job_ids,),
+    )
+    spans: dict[str, list[float]] = {label: [] for label, _, _ in STAGES}
+    for row in rows:
+        at = {k.removesuffix(":ok"): v for k, v in row["events"].items()}
+        at["created"] = row["created"]
+        at["parser_done"] = at["parse.submitted"] + parser_s[row["ext"]]
+        at["complete_less_parser"] = at["job.complete"] - parser_s[row["ext"]]
+        for label, start, end in STAGES:
+            if start in at and end in at:
+                spans[label].append(at[end] - at[start])
+    for label, values in spans.items():
+        if values:
+            values.sort()
+            print(
+                f"    {label:22s} p50 {statistics.median(values) * 1000:5.0f} ms,"
+                f" p90 {values[int(0.9 * (len(values) - 1))] * 1000:5.0f} ms,"
+                f" max {values[-1] * 1000:5.0f} ms"
+            )
+
+
+def idle_uploads(stack: Stack, n: int) -> None:
+    stack.set_workers(0)
+    documents = traffic.new_documents(n, pages=2)
+    t0 = time.monotonic()
+    job_ids = traffic.upload_all(stack, documents)
+    print(f"{n} uploads by 4 clients, no worker running: {time.monotonic() - t0:.2f} s")
+    stack.set_workers(2)  # done before the runs, so no run processes them
+    stack.wait_terminal(job_ids, 900)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--idle-uploads", type=int, default=0, metavar="N")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="docingest-scaling-profile-"))
     with Stack(root) as stack:
@@ -106,6 +164,8 @@ def main() -> None:
             f" fakes: {fakes.describe()}; {DOCS_PER_WORKER} two-page documents per worker,"
             " 4 upload clients"
         )
+        if args.idle_uploads:
+            idle_uploads(stack, args.idle_uploads)
         for n in args.workers:
             for _ in range(args.runs):
                 one_run(stack, n)
