@@ -1,3 +1,3 @@
-from docingest.cli import app
+from docingest.cli import main
 
-app()
+main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import typer
 
 from docingest.cli import (
@@ -43,3 +45,14 @@ app.add_typer(migrate.migrate_app, name="migrate-001")
 app.command("compare-001")(migrate.compare_cmd)
 app.command("validate")(validate.validate)
 app.add_typer(vector_index.vector_index_app, name="vector-index")
+
+
+def main() -> None:
+    """The `docingest` command. When the command is done, what it built is frozen out of the
+    garbage collector, so the interpreter's shutdown does not walk it all again: with the
+    tokenizer and ~900 modules loaded that walk took ~0.1 s of every process exit (a CLI
+    command, a stopped worker or API; measured 132 ms -> 34 ms)."""
+    try:
+        app()
+    finally:
+        gc.freeze()
