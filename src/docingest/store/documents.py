@@ -123,8 +123,7 @@ _RECORD_UPLOAD = (
     " INSERT INTO docingest.upload_jobs (job_id, user_id, document_id, raw_path, correlation_id)"
     " SELECT %(job_id)s, %(user_id)s, document_id, %(raw_path)s, %(correlation_id)s FROM doc"
     " RETURNING *"
-    "), woken AS (SELECT pg_notify(%(channel)s, '') FROM job"
-    "), found AS ("
+    "), woken AS (" + jobs.notify_each("job") + "), found AS ("
     " SELECT * FROM job UNION ALL SELECT * FROM docingest.upload_jobs"
     " WHERE document_id = %(document_id)s AND user_id = %(user_id)s"
     " AND NOT EXISTS (SELECT 1 FROM doc)"
@@ -167,7 +166,6 @@ async def record_upload(
                     "raw_path": stored.key,
                     "job_id": uuid4(),
                     "correlation_id": correlation_id,
-                    "channel": jobs.CHANNEL,
                     "actor": actor,
                     "detail": Jsonb({"bytes": stored.size}),
                 },

@@ -331,6 +331,13 @@ async def fail(conn: DictConn, job: Job, worker_id: str, code: str, message: str
     return failed
 
 
+def notify_each(rows: str) -> str:
+    """A CTE body sending this queue's NOTIFY once per row of the CTE `rows`, for a statement
+    that makes jobs claimable. A SELECT in a CTE runs only if the statement reads it, so the
+    caller's final SELECT must (e.g. `(SELECT count(*) FROM <this CTE>)`)."""
+    return f"SELECT pg_notify('{CHANNEL}', '') FROM {rows}"
+
+
 async def notify(conn: DictConn) -> None:
     await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
 
@@ -464,8 +471,9 @@ async def record_parsed(
 _WAKE_PARSE = (
     "WITH woken AS (UPDATE docingest.upload_jobs SET next_attempt_at = now(), updated_at = now()"
     " WHERE " + _WAITING_FOR_PARSE + " RETURNING job_id, document_id, correlation_id"
-    "), notified AS (SELECT pg_notify(%(channel)s, '') FROM woken"
-    "), logged AS ("
+    "), notified AS ("
+    + notify_each("woken")
+    + "), logged AS ("
     + events.INSERT
     + " SELECT %(actor)s, %(action)s, %(outcome)s, job_id, document_id, correlation_id,"
     " %(detail)s FROM woken"
@@ -482,7 +490,6 @@ async def wake_parse(conn: DictConn, job_id: UUID, event: StatusEvent) -> bool:
         _WAKE_PARSE,
         {
             "job_id": job_id,
-            "channel": CHANNEL,
             "actor": event.actor,
             "action": event.action,
             "outcome": event.outcome,
