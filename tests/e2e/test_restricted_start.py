@@ -57,6 +57,8 @@ def _logged_in_roles(owner_dsn: str) -> set[str]:
         rows = conn.execute(
             "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid()"
+            # connections only: an autovacuum worker on this database has no user (None)
+            " AND backend_type = 'client backend'"
         ).fetchall()
     return {row[0] for row in rows}
 
