@@ -97,8 +97,10 @@ class BaseWorker:
         self._embedding: set[asyncio.Task[None]] = set()  # held jobs that left their slot
         self._handing_off: set[asyncio.Task[None]] = set()  # in a slot to submit a remote parse
         self._drained = False  # the last claim found nothing
+        # something may have become claimable since that claim (see `_may_claim`)
+        self._hinted = True
         self.processed = 0
-        self.session = WorkerSession(dsn, self.worker_id, on_alive=self._wake.set)
+        self.session = WorkerSession(dsn, self.worker_id, on_alive=self._hint)
         self.handbacks = PendingHandBacks()
         if ctx.embed_batcher is not None:
             ctx.embed_batcher.upstream_busy = self.upstream_busy
@@ -145,10 +147,11 @@ class BaseWorker:
             done, pending = await asyncio.wait(
                 waiters, timeout=self.options.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
             )
+            if not done:  # the poll: jobs become claimable by time too (a delay, a lease)
+                self._hinted = True
             for w in pending:
                 if w not in self._tasks:
                     w.cancel()
-            del done
 
     def upstream_busy(self) -> bool:
         """Whether a job of this worker may still reach embedding soon: one is in a slot (not
@@ -156,6 +159,18 @@ class BaseWorker:
         left work in the queue."""
         feeding = self._tasks - self._embedding - self._handing_off
         return bool(feeding) or not self._drained
+
+    def _hint(self) -> None:
+        """Something may have become claimable: claim at the next round."""
+        self._hinted = True
+        self._wake.set()
+
+    def _may_claim(self) -> bool:
+        """Whether a claim could find anything. After one that found nothing, only a NOTIFY
+        (every write that makes a job claimable now sends one), the poll, or a new session
+        can change that; a slot freed meanwhile claims nothing, so it does not ask. With 8
+        workers this halves the claims per document (each one a round trip and a scan)."""
+        return self._hinted or not self._drained
 
     def _has_room(self) -> bool:
         in_slots = len(self._tasks) - len(self._embedding)
@@ -188,7 +203,8 @@ class BaseWorker:
             return claimed  # the database is still away: nothing could be claimed either
         if not self.session.alive.is_set():
             return claimed  # a job claimed now would look orphaned to the other workers
-        while self._has_room():
+        while self._has_room() and self._may_claim():
+            self._hinted = False  # a NOTIFY from now on may be one this claim does not see
             try:
                 async with self.ctx.pool.connection() as conn:
                     job = await jobs.claim(
@@ -198,6 +214,7 @@ class BaseWorker:
                         self.options.excluded_statuses,
                     )
             except psycopg.OperationalError:
+                self._hinted = True
                 log.warning("claim failed: database unavailable", extra={"action": "claim_error"})
                 return claimed
             self._drained = job is None
@@ -230,8 +247,9 @@ class BaseWorker:
             try:
                 async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(jobs.CHANNEL)))
+                    self._hint()  # what was sent while no one listened
                     async for _ in conn.notifies():
-                        self._wake.set()
+                        self._hint()
             except asyncio.CancelledError:
                 raise
             except psycopg.Error:
