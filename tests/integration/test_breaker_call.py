@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import psycopg
 import pytest
 
 from docingest.domain.circuit import BreakerPolicy
 from docingest.domain.errors import Deferred, ErrorCode, PermanentError, TransientError
+from docingest.store import circuits
 from docingest.store.db import open_pool
+from docingest.worker import breaker as breaker_module
 from docingest.worker.breaker import Breaker
 from tests.metrics_scrape import local
 
@@ -129,6 +132,50 @@ def test_failures_open_the_circuit_then_one_probe_closes_it(dsn: str) -> None:
                 "failed": 1,
                 "rejected": 1,
             }
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_clean_circuit_is_trusted_for_its_window_only(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within `trust_clean_s` of seeing the circuit closed and clean, calls read nothing; a
+    circuit another worker opened meanwhile refuses the first call after the window."""
+    clock = [1000.0]
+    monkeypatch.setattr(breaker_module, "_now", lambda: clock[0])
+    reads = [0]
+    real_read = circuits.read
+
+    async def counting_read(*args: Any, **kwargs: Any) -> Any:
+        reads[0] += 1
+        return await real_read(*args, **kwargs)
+
+    monkeypatch.setattr(circuits, "read", counting_read)
+
+    async def scenario() -> None:
+        pool = await open_pool(dsn)
+        try:
+            breaker = Breaker(pool, "parser", BreakerPolicy(), actor="test", trust_clean_s=1.0)
+            service = Service()
+            for _ in range(5):
+                assert await breaker.call(service) == "ok"
+            assert (service.calls, reads[0]) == (5, 1)  # admitted once from the row
+
+            with psycopg.connect(dsn, autocommit=True) as c:  # another worker opened it
+                c.execute(
+                    "INSERT INTO docingest.circuit_breakers (service, state, failures,"
+                    " opened_until) VALUES ('parser', 'open', 3, extract(epoch FROM now()) + 60)"
+                    " ON CONFLICT (service) DO UPDATE SET state = excluded.state,"
+                    " failures = excluded.failures, opened_until = excluded.opened_until"
+                )
+            clock[0] += 0.9
+            assert await breaker.call(service) == "ok"  # still inside the window
+            clock[0] += 0.2
+            with pytest.raises(Deferred, match="parser circuit open"):
+                await breaker.call(service)
+            assert service.calls == 6
         finally:
             await pool.close()
 
