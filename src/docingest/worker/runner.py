@@ -134,4 +134,6 @@ async def run_worker(
             await ctx.embed_batcher.aclose()
         return worker.processed
     finally:
+        if not isinstance(doc_parser, LocalParser):
+            await doc_parser.aclose()  # the remote parser's kept connections
         await pool.close()
