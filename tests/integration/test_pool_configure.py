@@ -1,0 +1,51 @@
+"""A pool connection comes configured: pgvector's types registered (from one lookup, not four
+transactions) and the statement deadlines set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector import HalfVector
+
+from docingest.store.db import open_pool
+
+
+async def test_a_new_connection_has_vector_types_and_deadlines(dsn: str) -> None:
+    pool = await open_pool(dsn, statement_timeout_s=7)
+    try:
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT %s::vector AS v, %s::halfvec AS h, '[1,2]'::halfvec AS lit,"
+                " current_setting('statement_timeout') AS st,"
+                " current_setting('idle_in_transaction_session_timeout') AS idle",
+                (np.array([1.0, 2.0, 3.0]), HalfVector([0.5, 0.25])),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            assert row["v"].to_list() == [1.0, 2.0, 3.0]
+            assert row["h"].to_list() == [0.5, 0.25]
+            assert isinstance(row["lit"], HalfVector)
+            assert (row["st"], row["idle"]) == ("7s", "7s")
+    finally:
+        await pool.close()
+
+
+async def test_configuring_a_connection_takes_two_statements(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One type lookup and one SET of both deadlines (pgvector's own registration made
+    four lookups, each in a transaction of its own)."""
+    statements: list[str] = []
+    stock = psycopg.AsyncCursor.execute
+
+    async def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(str(query))
+        return await stock(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+    pool = await open_pool(dsn, min_size=1, max_size=1, statement_timeout_s=7)
+    await pool.close()
+    assert len(statements) == 2, statements
