@@ -20,7 +20,7 @@ callback), `retry_failed` and `advance` (a user or an operator).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -340,6 +340,27 @@ def notify_each(rows: str) -> str:
 
 async def notify(conn: DictConn) -> None:
     await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
+
+
+_RELEASE_UNKNOWN = (
+    "WITH freed AS ("
+    " UPDATE docingest.upload_jobs SET claimed_by = NULL, lease_expires_at = NULL,"
+    " next_attempt_at = now(), updated_at = now()"
+    f" WHERE claimed_by = %(worker)s AND status NOT IN {TERMINAL_SQL}"
+    " AND NOT (job_id = ANY(%(known)s::uuid[])) RETURNING job_id"
+    "), woken AS (" + notify_each("freed") + ")"
+    " SELECT (SELECT count(*) FROM woken) AS n"
+)
+
+
+async def release_unknown(conn: DictConn, worker_id: str, known: Collection[UUID]) -> int:
+    """Give back every job held under `worker_id` but not in `known` (the jobs the worker is
+    running), claimable at once with a NOTIFY; how many. A claim whose answer was lost with
+    the connection may still have committed: without this, its job would wait out its lease
+    (the worker is alive, so it is not a dead worker's job either). Autocommit, one statement."""
+    cur = await conn.execute(_RELEASE_UNKNOWN, {"worker": worker_id, "known": list(known)})
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
 
 
 async def get(conn: DictConn, job_id: UUID, user_id: UUID | None = None) -> Job | None:

@@ -28,7 +28,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 from psycopg import sql
@@ -94,11 +94,14 @@ class BaseWorker:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._job_of: dict[asyncio.Task[None], UUID] = {}  # the job each task runs
         self._embedding: set[asyncio.Task[None]] = set()  # held jobs that left their slot
         self._handing_off: set[asyncio.Task[None]] = set()  # in a slot to submit a remote parse
         self._drained = False  # the last claim found nothing
         # something may have become claimable since that claim (see `_may_claim`)
         self._hinted = True
+        # a claim failed on the wire: it may have committed (see `_release_unknown`)
+        self._claim_unsure = False
         self.processed = 0
         self.session = WorkerSession(dsn, self.worker_id, on_alive=self._hint)
         self.handbacks = PendingHandBacks()
@@ -193,6 +196,7 @@ class BaseWorker:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._job_of.pop(task, None)
         self._embedding.discard(task)
         self._handing_off.discard(task)
         self._poke_batcher()
@@ -203,6 +207,8 @@ class BaseWorker:
             return claimed  # the database is still away: nothing could be claimed either
         if not self.session.alive.is_set():
             return claimed  # a job claimed now would look orphaned to the other workers
+        if self._claim_unsure and not await self._release_unknown():
+            return claimed
         while self._has_room() and self._may_claim():
             self._hinted = False  # a NOTIFY from now on may be one this claim does not see
             try:
@@ -215,6 +221,7 @@ class BaseWorker:
                     )
             except psycopg.OperationalError:
                 self._hinted = True
+                self._claim_unsure = True
                 log.warning("claim failed: database unavailable", extra={"action": "claim_error"})
                 return claimed
             self._drained = job is None
@@ -224,9 +231,28 @@ class BaseWorker:
             metrics.JOBS_CLAIMED.inc()
             task = asyncio.create_task(self._process(job), name=f"job-{job.job_id}")
             self._tasks.add(task)
+            self._job_of[task] = job.job_id
             task.add_done_callback(self._task_done)
         self._poke_batcher()
         return claimed
+
+    async def _release_unknown(self) -> bool:
+        """After a claim that failed on the wire, give back what this worker holds in the
+        database but is not running: that claim may have committed before its answer was
+        lost (a restart of PostgreSQL at that moment left a job held for its whole lease).
+        False while the database is still away."""
+        try:
+            async with self.ctx.pool.connection() as conn:
+                freed = await jobs.release_unknown(conn, self.worker_id, set(self._job_of.values()))
+        except psycopg.OperationalError:
+            return False
+        self._claim_unsure = False
+        if freed:
+            log.info(
+                "jobs held by a lost claim given back",
+                extra={"action": "lost_claim_released", "jobs": freed},
+            )
+        return True
 
     async def _drain(self) -> None:
         """Let in-flight jobs finish within the grace period (else release them), then give
