@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from pgvector import HalfVector
 
-from docingest.store.db import open_pool
+from docingest.store.db import RECONNECT_WINDOW_S, open_pool
 
 
 async def test_a_new_connection_has_vector_types_and_deadlines(dsn: str) -> None:
@@ -49,3 +49,14 @@ async def test_configuring_a_connection_takes_two_statements(
     pool = await open_pool(dsn, min_size=1, max_size=1, statement_timeout_s=7)
     await pool.close()
     assert len(statements) == 2, statements
+
+
+async def test_an_open_pool_gives_up_a_failing_reconnect_within_its_window(dsn: str) -> None:
+    """Opening waits as long as psycopg_pool's default allows; once open, an attempt that
+    keeps failing is given up after `RECONNECT_WINDOW_S`, so the next caller starts afresh
+    instead of waiting out a doubling delay."""
+    pool = await open_pool(dsn, min_size=1, max_size=1)
+    try:
+        assert pool.reconnect_timeout == RECONNECT_WINDOW_S < 5
+    finally:
+        await pool.close()

@@ -82,6 +82,16 @@ async def _check(conn: AsyncConnection[Any]) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
+# Once the pool is open: how long one attempt to reopen a connection keeps retrying (1 s,
+# then 2 s apart) before the pool gives it up; the next caller that needs a connection
+# starts a fresh one at once. psycopg_pool's default (5 minutes) lets the delay double to
+# 16 s and more, and only one attempt grows a pool at a time: after a PostgreSQL restart
+# whose first attempts failed, callers waited out that schedule (a worker's claim once timed
+# out after 30 s). Opening keeps the default: a server still starting gets the whole
+# opening timeout.
+RECONNECT_WINDOW_S = 3.0
+
+
 async def open_pool(
     dsn: str,
     *,
@@ -108,6 +118,7 @@ async def open_pool(
         check=_check,
     )
     await pool.open(wait=True, timeout=30)
+    pool.reconnect_timeout = RECONNECT_WINDOW_S  # read by every later attempt (see above)
     return pool
 
 
