@@ -124,7 +124,10 @@ def print_statements(log: str, top: int) -> None:
         shape = re.sub(r"\$\d+|'[^']*'", "?", " ".join(text.split()))[:100]
         total[shape] += float(match.group(1)) / 1000
         calls[shape] += 1
-    print(f"statement time {sum(total.values()):.2f} s (logged durations, execute phase):")
+    print(
+        f"statement time {sum(total.values()):.2f} s over {sum(calls.values())} statements"
+        " (logged durations, execute phase):"
+    )
     for shape, seconds in sorted(total.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {seconds:6.2f} s {calls[shape]:6d} x  {shape}")
 

@@ -12,7 +12,10 @@ documents with the validation's 4 upload clients, waits for all of them, and pri
   parsed, parsed -> embedding, embedding -> vectors stored (the fake embedder's latency in it),
   vectors -> complete, and everything beyond the parser.
 `--idle-uploads N` first times N uploads by the same 4 clients with no worker running.
-Rerun: `.venv/bin/python bench/scaling_profile.py [--workers 1 8] [--runs 2] [--idle-uploads 80]`.
+`--statements N` has PostgreSQL log every statement and prints, per run, how many ran and the
+N shapes that took longest (logging them slows the server: time such runs for nothing else).
+Rerun: `.venv/bin/python bench/scaling_profile.py [--workers 1 8] [--runs 2] [--idle-uploads 80]
+[--statements 12]`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from many_documents import log_statements, print_statements
+
 from docingest.ops.validation import traffic
 from docingest.ops.validation.scaling import IO_EMBED_JITTER_MS, IO_EMBED_MS
 from docingest.ops.validation.stack import FakeLatencies, Stack
@@ -65,9 +70,10 @@ def cpu_by_pid() -> dict[int, tuple[str, float]]:
     return out
 
 
-def one_run(stack: Stack, n: int) -> None:
+def one_run(stack: Stack, n: int, server_log: Path | None = None, top: int = 0) -> None:
     stack.restart_workers(n)
     documents = traffic.new_documents(n * DOCS_PER_WORKER, pages=2)
+    log_from = server_log.stat().st_size if server_log is not None else 0
     before = cpu_by_pid()
     started, t0 = time.time(), time.monotonic()
     job_ids = traffic.upload_all(stack, documents)
@@ -89,6 +95,10 @@ def one_run(stack: Stack, n: int) -> None:
     shown = sorted(((v, k) for k, v in cpu.items() if v >= 0.01), reverse=True)
     print("  CPU s: " + ", ".join(f"{k} {v:.2f}" for v, k in shown))
     print_stages(stack, job_ids)
+    if server_log is not None:
+        with server_log.open("rb") as log:
+            log.seek(log_from)
+            print_statements(log.read().decode(errors="replace"), top)
 
 
 STAGES = (  # (label, from, to): first event of each action (or action:outcome) per job
@@ -146,6 +156,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--idle-uploads", type=int, default=0, metavar="N")
+    ap.add_argument("--statements", type=int, default=0, metavar="N")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="docingest-scaling-profile-"))
     with Stack(root) as stack:
@@ -166,9 +177,10 @@ def main() -> None:
         )
         if args.idle_uploads:
             idle_uploads(stack, args.idle_uploads)
+        server_log = log_statements(stack.dsn) if args.statements else None
         for n in args.workers:
             for _ in range(args.runs):
-                one_run(stack, n)
+                one_run(stack, n, server_log, args.statements)
 
 
 if __name__ == "__main__":
