@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from docingest.clients.llamaparse import LlamaParseClient
 
 BODY = json.dumps({"status": "PENDING"}).encode()
@@ -51,20 +53,13 @@ class CountingServer:
             writer.close()
 
 
-async def test_calls_share_one_connection() -> None:
-    async with CountingServer(close_after_each=False) as server:
-        client = LlamaParseClient(f"http://127.0.0.1:{server.port}", "k")
-        try:
-            for _ in range(3):
-                status = await client.status("job-1")
-                assert status is not None and status.state == "pending"
-        finally:
-            await client.aclose()
-        assert (server.requests, server.connections) == (3, 1)
-
-
-async def test_a_connection_the_server_closed_is_replaced() -> None:
-    async with CountingServer(close_after_each=True) as server:
+@pytest.mark.parametrize(
+    ("close_after_each", "connections"),
+    [(False, 1), (True, 3)],
+    ids=["kept-alive connection shared", "closed connection replaced"],
+)
+async def test_three_calls(close_after_each: bool, connections: int) -> None:
+    async with CountingServer(close_after_each=close_after_each) as server:
         client = LlamaParseClient(f"http://127.0.0.1:{server.port}", "k", sleep=_no_wait)
         try:
             for _ in range(3):
@@ -72,8 +67,7 @@ async def test_a_connection_the_server_closed_is_replaced() -> None:
                 assert status is not None and status.state == "pending"
         finally:
             await client.aclose()
-        assert server.requests == 3
-        assert server.connections == 3
+        assert (server.requests, server.connections) == (3, connections)
 
 
 async def _no_wait(_: float) -> None:
