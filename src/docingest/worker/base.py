@@ -171,8 +171,8 @@ class BaseWorker:
     def _may_claim(self) -> bool:
         """Whether a claim could find anything. After one that found nothing, only a NOTIFY
         (every write that makes a job claimable now sends one), the poll, or a new session
-        can change that; a slot freed meanwhile claims nothing, so it does not ask. With 8
-        workers this halves the claims per document (each one a round trip and a scan)."""
+        can change that; a slot freed meanwhile would claim nothing, so it does not ask (each
+        claim is a round trip and a scan of the queue)."""
         return self._hinted or not self._drained
 
     def _has_room(self) -> bool:
