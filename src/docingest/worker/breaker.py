@@ -7,8 +7,8 @@ feed the outcome back. The common case (closed) costs one unlocked read; only an
 circuit, a failure, or the first success after failures takes the row lock.
 
 A circuit this worker found closed and clean (no failures counted) is trusted for
-`trust_clean_s` without reading it again: under load that read was the most frequent
-statement of all (two per request, ~7 per document). The price is bounded: a circuit that
+`trust_clean_s` without reading it again: under load that read was among the most frequent
+statements (two per request, ~7 per document). The price is bounded: a circuit that
 another worker opens is seen here up to that long later (its own failures are seen at once,
 as they are written from here), and a success in that window does not reset a failure
 counted meanwhile by another worker.
