@@ -77,12 +77,28 @@ def worker_event(worker_id: str, **detail: object) -> StatusEvent:
     return StatusEvent(actor=f"worker:{worker_id}", detail=detail)
 
 
+def _event_of(rows: str) -> str:
+    """A CTE body writing the event of `_event_params` once per row of the CTE `rows` (a
+    job's job_id, document_id and correlation_id)."""
+    return (
+        events.INSERT
+        + " SELECT %(_event_actor)s, %(_event_action)s, %(_event_outcome)s, job_id, document_id,"
+        f" correlation_id, %(_event_detail)s FROM {rows}"
+    )
+
+
+def _event_params(event: StatusEvent, action: str) -> dict[str, Any]:
+    """The parameters of `_event_of`; `action` when the event names none."""
+    return {
+        "_event_actor": event.actor,
+        "_event_action": event.action or action,
+        "_event_outcome": event.outcome,
+        "_event_detail": Jsonb(dict(event.detail)),
+    }
+
+
 _WITH_EVENT = sql.SQL(
-    "WITH moved AS ({update}), logged AS ("
-    + events.INSERT
-    + " SELECT %(_event_actor)s, %(_event_action)s, %(_event_outcome)s, job_id, document_id,"
-    " correlation_id, %(_event_detail)s FROM moved"
-    ") SELECT * FROM moved"
+    "WITH moved AS ({update}), logged AS (" + _event_of("moved") + ") SELECT * FROM moved"
 )
 
 
@@ -101,14 +117,7 @@ async def _change_status(
     is written)."""
     check_transition(src, dst)
     cur = await conn.execute(
-        _WITH_EVENT.format(update=query),
-        {
-            **params,
-            "_event_actor": event.actor,
-            "_event_action": event.action or f"job.{dst.value}",
-            "_event_outcome": event.outcome,
-            "_event_detail": Jsonb(dict(event.detail)),
-        },
+        _WITH_EVENT.format(update=query), {**params, **_event_params(event, f"job.{dst.value}")}
     )
     row = await cur.fetchone()
     return Job.from_row(row) if row is not None else None
@@ -495,10 +504,8 @@ _WAKE_PARSE = (
     "), notified AS ("
     + notify_each("woken")
     + "), logged AS ("
-    + events.INSERT
-    + " SELECT %(actor)s, %(action)s, %(outcome)s, job_id, document_id, correlation_id,"
-    " %(detail)s FROM woken"
-    ") SELECT (SELECT count(*) FROM notified) AS notified FROM woken"
+    + _event_of("woken")
+    + ") SELECT (SELECT count(*) FROM notified) AS notified FROM woken"
 )
 
 
@@ -507,14 +514,5 @@ async def wake_parse(conn: DictConn, job_id: UUID, event: StatusEvent) -> bool:
     NOTIFY and `event` (its action required) with it. False, and nothing written, when the
     job is not waiting or is held."""
     assert event.action is not None
-    cur = await conn.execute(
-        _WAKE_PARSE,
-        {
-            "job_id": job_id,
-            "actor": event.actor,
-            "action": event.action,
-            "outcome": event.outcome,
-            "detail": Jsonb(dict(event.detail)),
-        },
-    )
+    cur = await conn.execute(_WAKE_PARSE, {"job_id": job_id, **_event_params(event, event.action)})
     return await cur.fetchone() is not None
