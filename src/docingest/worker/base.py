@@ -93,8 +93,7 @@ class BaseWorker:
         self.worker_id = ctx.worker_id
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._job_of: dict[asyncio.Task[None], UUID] = {}  # the job each task runs
+        self._tasks: dict[asyncio.Task[None], UUID] = {}  # running tasks and their jobs
         self._embedding: set[asyncio.Task[None]] = set()  # held jobs that left their slot
         self._handing_off: set[asyncio.Task[None]] = set()  # in a slot to submit a remote parse
         self._drained = False  # the last claim found nothing
@@ -160,7 +159,7 @@ class BaseWorker:
         """Whether a job of this worker may still reach embedding soon: one is in a slot (not
         one that is only handing its file to a remote parser), or the last claim may have
         left work in the queue."""
-        feeding = self._tasks - self._embedding - self._handing_off
+        feeding = self._tasks.keys() - self._embedding - self._handing_off
         return bool(feeding) or not self._drained
 
     def _hint(self) -> None:
@@ -195,8 +194,7 @@ class BaseWorker:
             self._wake.set()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._job_of.pop(task, None)
+        self._tasks.pop(task, None)
         self._embedding.discard(task)
         self._handing_off.discard(task)
         self._poke_batcher()
@@ -230,8 +228,7 @@ class BaseWorker:
             claimed += 1
             metrics.JOBS_CLAIMED.inc()
             task = asyncio.create_task(self._process(job), name=f"job-{job.job_id}")
-            self._tasks.add(task)
-            self._job_of[task] = job.job_id
+            self._tasks[task] = job.job_id
             task.add_done_callback(self._task_done)
         self._poke_batcher()
         return claimed
@@ -243,7 +240,7 @@ class BaseWorker:
         False while the database is still away."""
         try:
             async with self.ctx.pool.connection() as conn:
-                freed = await jobs.release_unknown(conn, self.worker_id, set(self._job_of.values()))
+                freed = await jobs.release_unknown(conn, self.worker_id, set(self._tasks.values()))
         except psycopg.OperationalError:
             return False
         self._claim_unsure = False
