@@ -153,54 +153,36 @@ async def record_upload(
     too: no blob outlives its row."""
     correlation_id = correlation_id or uuid4()
     document_id = document_id_for(user_id, stored.sha256)
+    params = {
+        "document_id": document_id,
+        "user_id": user_id,
+        "filename": clean_filename(filename),
+        "size": stored.size,
+        "sha256": stored.sha256,
+        "raw_path": stored.key,
+        "job_id": uuid4(),
+        "correlation_id": correlation_id,
+        "actor": actor,
+        "detail": Jsonb({"bytes": stored.size}),
+    }
     try:
         async with connection as conn:
-            cur = await conn.execute(
-                _RECORD_UPLOAD,
-                {
-                    "document_id": document_id,
-                    "user_id": user_id,
-                    "filename": clean_filename(filename),
-                    "size": stored.size,
-                    "sha256": stored.sha256,
-                    "raw_path": stored.key,
-                    "job_id": uuid4(),
-                    "correlation_id": correlation_id,
-                    "actor": actor,
-                    "detail": Jsonb({"bytes": stored.size}),
-                },
-            )
-            row = await cur.fetchone()
-            if row is not None:
-                created, existing = bool(row["created"]), Job.from_row(row)
-            else:
+            row = await (await conn.execute(_RECORD_UPLOAD, params)).fetchone()
+            if row is None:
                 # the same bytes were being recorded by a concurrent upload: our insert waited
-                # for it, but its rows committed after this statement's snapshot was taken
-                created, existing = False, await _duplicate_of(conn, document_id, user_id)
-                await events.record(
-                    conn,
-                    actor=actor,
-                    action="document.upload",
-                    outcome="duplicate",
-                    job_id=existing.job_id,
-                    document_id=document_id,
-                    correlation_id=correlation_id,
-                    detail={"bytes": stored.size},
-                )
+                # for it, but its rows committed after this statement's snapshot was taken;
+                # run again, the statement now finds them and records a duplicate
+                row = await (await conn.execute(_RECORD_UPLOAD, params)).fetchone()
+            if row is None:
+                # ids are per user, so a document without its job is a bug worth surfacing
+                raise DocingestError(ErrorCode.INTERNAL, "document without job")
+            created, existing = bool(row["created"]), Job.from_row(row)
     except BaseException:
         await asyncio.shield(blobs.delete(stored.key))
         raise
     if not created:
         await blobs.delete(stored.key)
     return UploadResult(document_id, existing.job_id, existing.status, duplicate=not created)
-
-
-async def _duplicate_of(conn: DictConn, document_id: UUID, user_id: UUID) -> Job:
-    existing = await jobs.get_by_document(conn, document_id, user_id)
-    if existing is None:
-        # ids are per user, so a document without its job is a bug worth surfacing
-        raise DocingestError(ErrorCode.INTERNAL, "document without job")
-    return existing
 
 
 async def accept_upload(
