@@ -14,20 +14,25 @@ documents with the validation's 4 upload clients, waits for all of them, and pri
 `--idle-uploads N` first times N uploads by the same 4 clients with no worker running.
 `--statements N` has PostgreSQL log every statement and prints, per run, how many ran and the
 N shapes that took longest (logging them slows the server: time such runs for nothing else).
+`--waits` samples `pg_stat_activity` every 2 ms while the uploads run and prints what the
+uploads' own statements were doing (on the CPU or waiting, and for what), in shares of samples.
 Rerun: `.venv/bin/python bench/scaling_profile.py [--workers 1 8] [--runs 2] [--idle-uploads 80]
-[--statements 12]`.
+[--statements 12] [--waits]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import psutil
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from many_documents import log_statements, print_statements
@@ -70,13 +75,54 @@ def cpu_by_pid() -> dict[int, tuple[str, float]]:
     return out
 
 
-def one_run(stack: Stack, n: int, server_log: Path | None = None, top: int = 0) -> None:
+class UploadWaits:
+    """What the uploads' statements (`WITH doc AS ...`) are doing, sampled from
+    `pg_stat_activity` every 2 ms on a connection of its own while the block runs."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.seen: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self._stop.is_set():
+                for (what,) in conn.execute(
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU')"
+                    " FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH doc AS%'"
+                ):
+                    self.seen[what] += 1
+                time.sleep(0.002)
+
+    def __enter__(self) -> UploadWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def print(self) -> None:
+        total = sum(self.seen.values()) or 1
+        shares = ", ".join(f"{k} {v / total:.0%}" for k, v in self.seen.most_common(6))
+        print(f"  upload statements, {total} samples: {shares}")
+
+
+def one_run(
+    stack: Stack, n: int, server_log: Path | None = None, top: int = 0, waits: bool = False
+) -> None:
     stack.restart_workers(n)
     documents = traffic.new_documents(n * DOCS_PER_WORKER, pages=2)
     log_from = server_log.stat().st_size if server_log is not None else 0
     before = cpu_by_pid()
+    sampler = UploadWaits(stack.dsn) if waits else None
     started, t0 = time.time(), time.monotonic()
-    job_ids = traffic.upload_all(stack, documents)
+    if sampler is not None:
+        with sampler:
+            job_ids = traffic.upload_all(stack, documents)
+    else:
+        job_ids = traffic.upload_all(stack, documents)
     uploaded = time.monotonic() - t0
     rows = stack.wait_terminal(job_ids, 900)
     after = cpu_by_pid()
@@ -94,6 +140,8 @@ def one_run(stack: Stack, n: int, server_log: Path | None = None, top: int = 0) 
     )
     shown = sorted(((v, k) for k, v in cpu.items() if v >= 0.01), reverse=True)
     print("  CPU s: " + ", ".join(f"{k} {v:.2f}" for v, k in shown))
+    if sampler is not None:
+        sampler.print()
     print_stages(stack, job_ids)
     if server_log is not None:
         with server_log.open("rb") as log:
@@ -157,6 +205,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--idle-uploads", type=int, default=0, metavar="N")
     ap.add_argument("--statements", type=int, default=0, metavar="N")
+    ap.add_argument("--waits", action="store_true")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="docingest-scaling-profile-"))
     with Stack(root) as stack:
@@ -180,7 +229,7 @@ def main() -> None:
         server_log = log_statements(stack.dsn) if args.statements else None
         for n in args.workers:
             for _ in range(args.runs):
-                one_run(stack, n, server_log, args.statements)
+                one_run(stack, n, server_log, args.statements, args.waits)
 
 
 if __name__ == "__main__":

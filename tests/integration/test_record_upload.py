@@ -1,6 +1,6 @@
-"""Recording an upload (document + job + wake-up + event in one statement), on a real Postgres:
-a new document, the same bytes again, and the same bytes recorded concurrently (the second
-statement's snapshot predates the first one's commit)."""
+"""Recording an upload (document + job + event in one statement, then its wake-up), on a real
+Postgres: a new document, the same bytes again, and the same bytes recorded concurrently (the
+second statement's snapshot predates the first one's commit); the wake-up's own transaction."""
 
 from __future__ import annotations
 
@@ -67,10 +67,16 @@ async def test_new_then_same_bytes_again(
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener:
         await listener.execute(f'LISTEN "{jobs.CHANNEL}"')
         first = await _record(pool, rt, first_stored := await _stored(rt, user))
-        # the new job's wake-up was sent with the statement that recorded it
-        notify = await anext(listener.notifies(timeout=10))
-        assert notify.channel == jobs.CHANNEL
-    again = await _record(pool, rt, second_stored := await _stored(rt, user))
+        again = await _record(pool, rt, second_stored := await _stored(rt, user))
+        async with pool.connection() as conn:  # delivered after everything sent before it
+            await conn.execute("SELECT pg_notify(%s, 'end')", (jobs.CHANNEL,))
+        payloads = []
+        async for notify in listener.notifies(timeout=10):
+            if notify.payload == "end":
+                break
+            payloads.append(notify.payload)
+    # one wake-up for the new job, none for the duplicate
+    assert payloads == [""]
     assert first.duplicate is False and again.duplicate is True
     assert (again.document_id, again.job_id) == (first.document_id, first.job_id)
     assert first.document_id == document_id_for(user, first_stored.sha256)
@@ -121,3 +127,13 @@ async def test_same_bytes_recorded_concurrently(
     assert (result.duplicate, result.document_id, result.job_id) == (True, document_id, other_job)
     assert _uploads(dsn, document_id) == [("duplicate", other_job)]
     assert not await rt.blobs.exists(ours.key)
+
+
+async def test_wake_up_is_a_transaction_of_its_own(pool: AsyncConnectionPool[DictConn]) -> None:
+    """PostgreSQL commits NOTIFY-ing transactions one at a time, holding a lock through the
+    commit's WAL flush: the wake-up never rides in the upload's statement or any transaction."""
+    assert "notify" not in documents._RECORD_UPLOAD.lower()
+    async with pool.connection() as conn:
+        with pytest.raises(RuntimeError, match="inside a transaction"):
+            async with conn.transaction():
+                await jobs.notify(conn)

@@ -108,10 +108,10 @@ async def store_upload(
     return StoredUpload(key, info.sha256, info.size)
 
 
-# A new document, its job, the wake-up and the upload's event in one autocommit statement:
-# one round trip instead of seven, so under load an upload waits for one commit, not for six
-# more turns on a busy server. `found` is the new job, or (same user, same bytes) the job of
-# the document already there. A NOTIFY inside a statement is delivered when it commits.
+# A new document, its job and the upload's event in one autocommit statement: one round
+# trip instead of six, so under load an upload waits for one commit, not for five more turns
+# on a busy server. `found` is the new job, or (same user, same bytes) the job of the
+# document already there. The wake-up follows the commit (`jobs.notify` says why).
 _RECORD_UPLOAD = (
     "WITH doc AS ("
     " INSERT INTO docingest.documents (document_id, user_id, filename, mime, bytes_len,"
@@ -123,15 +123,14 @@ _RECORD_UPLOAD = (
     " INSERT INTO docingest.upload_jobs (job_id, user_id, document_id, raw_path, correlation_id)"
     " SELECT %(job_id)s, %(user_id)s, document_id, %(raw_path)s, %(correlation_id)s FROM doc"
     " RETURNING *"
-    "), woken AS (" + jobs.notify_each("job") + "), found AS ("
+    "), found AS ("
     " SELECT * FROM job UNION ALL SELECT * FROM docingest.upload_jobs"
     " WHERE document_id = %(document_id)s AND user_id = %(user_id)s"
     " AND NOT EXISTS (SELECT 1 FROM doc)"
     "), logged AS (" + events.INSERT + " SELECT %(actor)s, 'document.upload',"
     " CASE WHEN EXISTS (SELECT 1 FROM doc) THEN 'created' ELSE 'duplicate' END,"
     " job_id, document_id, %(correlation_id)s, %(detail)s FROM found"
-    ") SELECT found.*, EXISTS (SELECT 1 FROM doc) AS created,"
-    " (SELECT count(*) FROM woken) AS woken FROM found"
+    ") SELECT found.*, EXISTS (SELECT 1 FROM doc) AS created FROM found"
 )
 
 
@@ -145,8 +144,9 @@ async def record_upload(
     actor: str,
     correlation_id: UUID | None = None,
 ) -> UploadResult:
-    """Record document + job for a stored upload, atomically (NOTIFY inside), on a connection
-    taken only now (`connection`, e.g. `pool.connection()`).
+    """Record document + job for a stored upload, atomically, then wake the workers (a
+    NOTIFY once committed), on an autocommit connection taken only now (`connection`, e.g.
+    `pool.connection()`).
 
     Same user + same bytes -> the existing document (`duplicate=True`), the new blob removed.
     If recording fails for any reason (no connection in time included) the blob is removed
@@ -177,6 +177,8 @@ async def record_upload(
                 # ids are per user, so a document without its job is a bug worth surfacing
                 raise DocingestError(ErrorCode.INTERNAL, "document without job")
             created, existing = bool(row["created"]), Job.from_row(row)
+            if created:
+                await jobs.notify(conn)
     except BaseException:
         await asyncio.shield(blobs.delete(stored.key))
         raise

@@ -8,7 +8,8 @@ Lessons from River, Oban, graphile-worker, Procrastinate and PgQueuer, applied:
   waiting for its lease;
 - every status change is fenced on `claimed_by` and `attempt`, so a worker that lost its
   lease cannot overwrite the job's new owner (zero rows updated -> `LeaseLost`);
-- NOTIFY is sent inside the enqueueing transaction.
+- NOTIFY is sent right after the enqueueing transaction commits, in a transaction of its
+  own that writes nothing (`notify`): see there for why not inside it.
 
 Every status change goes through `_change_status`, the one function that writes
 `upload_jobs.status`: it checks the transition rule (domain/states.py) and writes the status
@@ -26,6 +27,7 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from docingest.domain.states import JobStatus, check_transition, failure_status
@@ -340,14 +342,16 @@ async def fail(conn: DictConn, job: Job, worker_id: str, code: str, message: str
     return failed
 
 
-def notify_each(rows: str) -> str:
-    """A CTE body sending this queue's NOTIFY once per row of the CTE `rows`, for a statement
-    that makes jobs claimable. A SELECT in a CTE runs only if the statement reads it, so the
-    caller's final SELECT must (e.g. `(SELECT count(*) FROM <this CTE>)`)."""
-    return f"SELECT pg_notify('{CHANNEL}', '') FROM {rows}"
-
-
 async def notify(conn: DictConn) -> None:
+    """Tell the listening workers that a job became claimable. Call it after the write that
+    made it so has committed, outside any transaction: PostgreSQL lets one transaction that
+    sent a NOTIFY commit at a time, holding a database-wide lock through its commit's WAL
+    flush, so a NOTIFY inside every upload's statement queued the uploads one behind the
+    other (at 8 workers, uploads spent over a third of their statement time waiting for that
+    lock). Alone, the NOTIFY's transaction writes no WAL to flush and holds the lock for
+    microseconds. Lost between the two (a crash), the job waits for the workers' poll."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RuntimeError("notify inside a transaction would hold the commit lock")
     await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
 
 
@@ -357,8 +361,7 @@ _RELEASE_UNKNOWN = (
     " next_attempt_at = now(), updated_at = now()"
     f" WHERE claimed_by = %(worker)s AND status NOT IN {TERMINAL_SQL}"
     " AND NOT (job_id = ANY(%(known)s::uuid[])) RETURNING job_id"
-    "), woken AS (" + notify_each("freed") + ")"
-    " SELECT (SELECT count(*) FROM woken) AS n"
+    ") SELECT count(*) AS n FROM freed"
 )
 
 
@@ -369,7 +372,10 @@ async def release_unknown(conn: DictConn, worker_id: str, known: Collection[UUID
     (the worker is alive, so it is not a dead worker's job either). Autocommit, one statement."""
     cur = await conn.execute(_RELEASE_UNKNOWN, {"worker": worker_id, "known": list(known)})
     row = await cur.fetchone()
-    return int(row["n"]) if row else 0
+    freed = int(row["n"]) if row else 0
+    if freed:
+        await notify(conn)
+    return freed
 
 
 async def get(conn: DictConn, job_id: UUID, user_id: UUID | None = None) -> Job | None:
@@ -470,9 +476,10 @@ async def record_parsed(
 ) -> Job | None:
     """parse_queued -> parsed, recording the stored artifact: by the worker holding the job
     (`worker_id`: fenced on its lease, LeaseLost if lost), or from a parse callback
-    (`worker_id` None: only while no worker holds the job, see above; then claimable at once,
-    NOTIFY; None when the job is not waiting or is held). The artifact is put in the blob
-    store before; run it in the transaction that records whatever else came with it."""
+    (`worker_id` None: only while no worker holds the job, see above; then claimable at once:
+    the caller sends `notify` once its transaction has committed; None when the job is not
+    waiting or is held). The artifact is put in the blob store before; run it in the
+    transaction that records whatever else came with it."""
     sets = {
         "parsed_path": artifact.key,
         "parsed_sha256": artifact.sha256,
@@ -489,23 +496,16 @@ async def record_parsed(
         " updated_at = now(){extra}"
         " WHERE document_id = %(document_id)s AND " + _WAITING_FOR_PARSE + " RETURNING *"
     ).format(extra=sql.SQL("").join(sql.SQL(", ") + a for a in assignments))
-    moved = await _change_status(
+    return await _change_status(
         conn, JobStatus.PARSE_QUEUED, JobStatus.PARSED, query, params, event
     )
-    if moved is not None:
-        await notify(conn)
-    return moved
 
 
-# the hint's three writes in one statement: one commit, not three (and one round trip)
+# the hint's writes in one statement: one commit, not two (and one round trip)
 _WAKE_PARSE = (
     "WITH woken AS (UPDATE docingest.upload_jobs SET next_attempt_at = now(), updated_at = now()"
     " WHERE " + _WAITING_FOR_PARSE + " RETURNING job_id, document_id, correlation_id"
-    "), notified AS ("
-    + notify_each("woken")
-    + "), logged AS ("
-    + _event_of("woken")
-    + ") SELECT (SELECT count(*) FROM notified) AS notified FROM woken"
+    "), logged AS (" + _event_of("woken") + ") SELECT job_id FROM woken"
 )
 
 
@@ -515,4 +515,7 @@ async def wake_parse(conn: DictConn, job_id: UUID, event: StatusEvent) -> bool:
     job is not waiting or is held."""
     assert event.action is not None
     cur = await conn.execute(_WAKE_PARSE, {"job_id": job_id, **_event_params(event, event.action)})
-    return await cur.fetchone() is not None
+    if await cur.fetchone() is None:
+        return False
+    await notify(conn)
+    return True

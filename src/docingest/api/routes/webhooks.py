@@ -216,7 +216,9 @@ async def _complete(
         )
         if moved is None:  # rolls back the webhook_log row: a retry may still act
             raise _Refused(409, "job_busy", job.job_id, busy=True, verified=True)
-        return await _acknowledge(conn, job.job_id, moved, "accepted")
+        response = await _acknowledge(conn, job.job_id, moved, "accepted")
+    await jobs.notify(conn)  # committed: a worker may claim it now
+    return response
 
 
 async def _hint(raw_job_id: str, token: str | None, state: AppState) -> JSONResponse:
