@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from docingest.testing.fake_openai import (
     deterministic_vector,
     go_duration,
 )
+from docingest.testing.fake_openai import app as fake_app
+from docingest.testing.fake_openai.config import FaultConfig
 from docingest.testing.procs import free_port, run_process, wait_http_ok
 
 API_KEY = "sk-fake-integration"
@@ -389,3 +393,29 @@ async def test_app_runs_in_process() -> None:
     async with OpenAIEmbedder("http://127.0.0.1/v1", None, MODEL, 64, transport=transport) as emb:
         (vec,) = (await emb.embed(["in process"])).vectors
     np.testing.assert_array_equal(vec, deterministic_vector(MODEL, "in process", 64))
+
+
+async def test_the_latency_includes_the_fakes_own_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real provider's latency includes its own work, so the fake parses the request while
+    its delay runs: the delay below ends only once parsing has begun (it gives up after 5 s,
+    which a fake that parsed after the delay would always reach)."""
+    parsing = threading.Event()
+    parse = fake_app.parse_embedding_request
+
+    def observed_parse(raw: bytes) -> object:
+        parsing.set()
+        return parse(raw)
+
+    began_within_delay: list[bool] = []
+
+    async def delay(seconds: float) -> None:
+        began_within_delay.append(await asyncio.to_thread(parsing.wait, 5))
+
+    monkeypatch.setattr(fake_app, "parse_embedding_request", observed_parse)
+    monkeypatch.setattr(fake_app, "_delay", delay)
+    app = create_app(FakeOpenAIConfig(api_key=None, faults=FaultConfig(latency_ms=50)))
+    transport = httpx.ASGITransport(app=app)
+    async with OpenAIEmbedder("http://127.0.0.1/v1", None, MODEL, 64, transport=transport) as emb:
+        (vec,) = (await emb.embed(["parsed while waiting"])).vectors
+    assert began_within_delay == [True]
+    np.testing.assert_array_equal(vec, deterministic_vector(MODEL, "parsed while waiting", 64))

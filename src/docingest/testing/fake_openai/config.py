@@ -18,7 +18,7 @@ class FaultConfig:
     Precedence when several are armed: hang, then 500, then 429, then quota.
     """
 
-    latency_ms: float = 0.0  # added to every /v1/embeddings request
+    latency_ms: float = 0.0  # every /v1/embeddings request's time, its own work done within
     latency_jitter_ms: float = 0.0  # plus a uniform draw from [0, latency_jitter_ms]
     fail_429_next: int = 0  # 429 rate_limit_exceeded with retry-after / retry-after-ms
     fail_500_next: int = 0  # 500 server_error
