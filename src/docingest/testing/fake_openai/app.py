@@ -47,8 +47,9 @@ def _retrieved(work: asyncio.Future[Any]) -> None:
 async def _handle_embeddings(state: FakeOpenAIState, request: Request) -> tuple[Response, int, int]:
     """The configured latency is the request's whole time, as a real provider's includes its
     own work: the body is parsed, its tokens counted and the answer rendered while the delay
-    runs, not after it (after it, a 256-input request at 50 ms took ~100 ms). Faults, the
-    poison check and the budget still act after the delay, on the parsed request."""
+    runs, not after it (after it, every request took its latency plus the fake's own CPU
+    time, tens of milliseconds for 256 inputs). Faults, the poison check and the budget still
+    act after the delay, on the parsed request."""
     check_auth(state.config.api_key, request.headers.get("authorization"))
     faults = state.faults
     delay_s = jittered_s(faults.latency_ms, faults.latency_jitter_ms)
