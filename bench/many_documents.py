@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 import psutil
@@ -48,40 +49,55 @@ BATCH = 256
 WORKERS = 1  # `docingest ingest` runs one worker in its own process
 
 
-class PostgresCpu:
-    """CPU seconds used by PostgreSQL processes while the block runs: its backends come and go
-    with the command's connections, so they are sampled every 50 ms (a backend's last 50 ms
-    can be missed)."""
+class BackgroundSampler:
+    """Calls `sample()` on a thread of its own every `interval_s` while the block runs."""
+
+    interval_s = 0.05
 
     def __init__(self) -> None:
-        self._seen: dict[int, tuple[float, float]] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> None:
+    def _run(self) -> None:
         while not self._stop.is_set():
-            for proc in psutil.process_iter(["name"]):
-                if "postgres" not in (proc.info["name"] or ""):
-                    continue
-                try:
-                    used = sum(proc.cpu_times()[:2])
-                except psutil.Error:
-                    continue
-                first = self._seen.get(proc.pid, (used, used))[0]
-                self._seen[proc.pid] = (first, used)
-            self._stop.wait(0.05)
+            self.sample()
+            self._stop.wait(self.interval_s)
 
-    @property
-    def seconds(self) -> float:
-        return sum(last - first for first, last in self._seen.values())
+    def sample(self) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> PostgresCpu:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class PostgresCpu(BackgroundSampler):
+    """CPU seconds used by PostgreSQL processes while the block runs: its backends come and go
+    with the command's connections, so they are sampled every 50 ms (a backend's last 50 ms
+    can be missed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[int, tuple[float, float]] = {}
+
+    def sample(self) -> None:
+        for proc in psutil.process_iter(["name"]):
+            if "postgres" not in (proc.info["name"] or ""):
+                continue
+            try:
+                used = sum(proc.cpu_times()[:2])
+            except psutil.Error:
+                continue
+            first = self._seen.get(proc.pid, (used, used))[0]
+            self._seen[proc.pid] = (first, used)
+
+    @property
+    def seconds(self) -> float:
+        return sum(last - first for first, last in self._seen.values())
 
 
 def extraction_floor(paths: list[Path]) -> float:

@@ -27,7 +27,6 @@ import collections
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from many_documents import log_statements, print_statements
+from many_documents import BackgroundSampler, log_statements, print_statements
 
 from docingest.ops.validation import traffic
 from docingest.ops.validation.scaling import IO_EMBED_JITTER_MS, IO_EMBED_MS
@@ -75,33 +74,31 @@ def cpu_by_pid() -> dict[int, tuple[str, float]]:
     return out
 
 
-class UploadWaits:
+class UploadWaits(BackgroundSampler):
     """What the uploads' statements (`WITH doc AS ...`) are doing, sampled from
     `pg_stat_activity` every 2 ms on a connection of its own while the block runs."""
 
+    interval_s = 0.002
+
     def __init__(self, dsn: str) -> None:
+        super().__init__()
         self.dsn = dsn
         self.seen: collections.Counter[str] = collections.Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._conn: psycopg.Connection[tuple[str]] | None = None
 
-    def _sample(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            while not self._stop.is_set():
-                for (what,) in conn.execute(
-                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU')"
-                    " FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH doc AS%'"
-                ):
-                    self.seen[what] += 1
-                time.sleep(0.002)
-
-    def __enter__(self) -> UploadWaits:
-        self._thread.start()
-        return self
+    def sample(self) -> None:
+        if self._conn is None:
+            self._conn = psycopg.connect(self.dsn, autocommit=True)
+        for (what,) in self._conn.execute(
+            "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU')"
+            " FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH doc AS%'"
+        ):
+            self.seen[what] += 1
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*exc)
+        if self._conn is not None:
+            self._conn.close()
 
     def print(self) -> None:
         total = sum(self.seen.values()) or 1
