@@ -137,3 +137,35 @@ async def test_wake_up_is_a_transaction_of_its_own(pool: AsyncConnectionPool[Dic
         with pytest.raises(RuntimeError, match="inside a transaction"):
             async with conn.transaction():
                 await jobs.notify(conn)
+
+
+async def test_an_upload_cancelled_during_its_wake_up_keeps_its_blob(
+    dsn: str, rt: Runtime, pool: AsyncConnectionPool[DictConn], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wake-up follows the commit: a failure or cancellation there leaves a recorded
+    document, so its blob stays (removing it would orphan the committed row)."""
+
+    async def cancelled(conn: DictConn) -> None:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(jobs, "notify", cancelled)
+    stored = await _stored(rt, uuid.uuid4())
+    with pytest.raises(asyncio.CancelledError):
+        await _record(pool, rt, stored)
+    assert await rt.blobs.exists(stored.key)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT status FROM docingest.upload_jobs WHERE raw_path = %s", (stored.key,)
+        ).fetchone()
+    assert row == ("uploaded",)
+
+
+async def test_a_wake_up_lost_with_its_connection_is_logged_not_raised(
+    dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The write it announces has committed; the workers' poll finds the job."""
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    await conn.close()
+    with caplog.at_level("WARNING", logger="docingest.store.jobs"):
+        await jobs.notify(conn)  # type: ignore[arg-type]
+    assert [r.__dict__.get("action") for r in caplog.records] == ["notify_error"]

@@ -165,6 +165,7 @@ async def record_upload(
         "actor": actor,
         "detail": Jsonb({"bytes": stored.size}),
     }
+    recorded = False
     try:
         async with connection as conn:
             row = await (await conn.execute(_RECORD_UPLOAD, params)).fetchone()
@@ -177,10 +178,12 @@ async def record_upload(
                 # ids are per user, so a document without its job is a bug worth surfacing
                 raise DocingestError(ErrorCode.INTERNAL, "document without job")
             created, existing = bool(row["created"]), Job.from_row(row)
+            recorded = True  # committed: from here on the blob is the document's
             if created:
                 await jobs.notify(conn)
     except BaseException:
-        await asyncio.shield(blobs.delete(stored.key))
+        if not recorded:
+            await asyncio.shield(blobs.delete(stored.key))
         raise
     if not created:
         await blobs.delete(stored.key)

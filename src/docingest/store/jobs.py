@@ -21,11 +21,13 @@ callback), `retry_failed` and `advance` (a user or an operator).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
@@ -37,6 +39,8 @@ from docingest.store.db import DictConn
 from docingest.store.liveness import DEAD_WORKERS
 from docingest.store.records import Job
 from docingest.store.statuses import FAILED_SQL, TERMINAL_SQL
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "docingest_jobs"
 
@@ -349,10 +353,17 @@ async def notify(conn: DictConn) -> None:
     flush, so a NOTIFY inside every upload's statement queued the uploads one behind the
     other (at 8 workers, uploads spent over a third of their statement time waiting for that
     lock). Alone, the NOTIFY's transaction writes no WAL to flush and holds the lock for
-    microseconds. Lost between the two (a crash), the job waits for the workers' poll."""
-    if conn.info.transaction_status != TransactionStatus.IDLE:
+    microseconds. Lost between the two (a crash, or the connection failing now: logged, not
+    raised, as the write it announces has committed), the job waits for the workers' poll."""
+    if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
         raise RuntimeError("notify inside a transaction would hold the commit lock")
-    await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
+    try:
+        await conn.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(CHANNEL)))
+    except psycopg.Error as exc:
+        log.warning(
+            "wake-up not sent; the workers' poll finds the job",
+            extra={"action": "notify_error", "error": type(exc).__name__},
+        )
 
 
 _RELEASE_UNKNOWN = (
