@@ -5,6 +5,7 @@ second statement's snapshot predates the first one's commit); the wake-up's own 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -169,3 +170,57 @@ async def test_a_wake_up_lost_with_its_connection_is_logged_not_raised(
     with caplog.at_level("WARNING", logger="docingest.store.jobs"):
         await jobs.notify(conn)  # type: ignore[arg-type]
     assert [r.__dict__.get("action") for r in caplog.records] == ["notify_error"]
+
+
+async def test_an_upload_whose_answer_was_lost_keeps_its_blob(
+    dsn: str, rt: Runtime, pool: AsyncConnectionPool[DictConn]
+) -> None:
+    """The statement commits, then its connection fails before the answer arrives (as in a
+    PostgreSQL restart): the row may exist, so the blob is kept (`docingest purge` removes it
+    if no row names it); a statement the server refused still takes its blob with it."""
+
+    class LostAnswer:
+        def __init__(self, conn: DictConn) -> None:
+            self.conn = conn
+
+        async def execute(self, query: str, params: object) -> None:
+            await self.conn.execute(query, params)  # type: ignore[arg-type]
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    @contextlib.asynccontextmanager
+    async def lost_answer() -> AsyncIterator[DictConn]:
+        async with pool.connection() as conn:
+            yield LostAnswer(conn)  # type: ignore[misc]
+
+    user = uuid.uuid4()
+    stored = await _stored(rt, user)
+    with pytest.raises(psycopg.OperationalError):
+        await documents.record_upload(
+            lost_answer(), rt.blobs, stored, user_id=user, filename="a.pdf", actor="test"
+        )
+    assert await rt.blobs.exists(stored.key)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT status FROM docingest.upload_jobs WHERE raw_path = %s", (stored.key,)
+        ).fetchone()
+    assert row == ("uploaded",)
+
+    class Refused(LostAnswer):
+        async def execute(self, query: str, params: object) -> None:
+            await self.conn.execute("SET statement_timeout = 1")
+            try:
+                await self.conn.execute("SELECT pg_sleep(1)")  # QueryCanceled: SQLSTATE 57014
+            finally:
+                await self.conn.execute("RESET statement_timeout")
+
+    @contextlib.asynccontextmanager
+    async def refused() -> AsyncIterator[DictConn]:
+        async with pool.connection() as conn:
+            yield Refused(conn)  # type: ignore[misc]
+
+    other = await _stored(rt, user)
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        await documents.record_upload(
+            refused(), rt.blobs, other, user_id=user, filename="b.pdf", actor="test"
+        )
+    assert not await rt.blobs.exists(other.key)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from docingest.domain.errors import DocingestError, ErrorCode
@@ -149,8 +150,10 @@ async def record_upload(
     `pool.connection()`).
 
     Same user + same bytes -> the existing document (`duplicate=True`), the new blob removed.
-    If recording fails for any reason (no connection in time included) the blob is removed
-    too: no blob outlives its row."""
+    If recording fails (no connection in time included) the blob is removed too: no blob
+    outlives its row. Unless the statement's answer was lost with its connection: it may
+    have committed, and the blob would be the document's, so it is kept (`docingest purge`
+    removes it later if no row names it)."""
     correlation_id = correlation_id or uuid4()
     document_id = document_id_for(user_id, stored.sha256)
     params = {
@@ -165,9 +168,10 @@ async def record_upload(
         "actor": actor,
         "detail": Jsonb({"bytes": stored.size}),
     }
-    recorded = False
+    sent = recorded = False
     try:
         async with connection as conn:
+            sent = True
             row = await (await conn.execute(_RECORD_UPLOAD, params)).fetchone()
             if row is None:
                 # the same bytes were being recorded by a concurrent upload: our insert waited
@@ -181,13 +185,19 @@ async def record_upload(
             recorded = True  # committed: from here on the blob is the document's
             if created:
                 await jobs.notify(conn)
-    except BaseException:
-        if not recorded:
+    except BaseException as exc:
+        if not recorded and not (sent and _answer_lost(exc)):
             await asyncio.shield(blobs.delete(stored.key))
         raise
     if not created:
         await blobs.delete(stored.key)
     return UploadResult(document_id, existing.job_id, existing.status, duplicate=not created)
+
+
+def _answer_lost(exc: BaseException) -> bool:
+    """The connection failed under a statement (no SQLSTATE: the server reported no error),
+    so whether it committed is unknown; a statement the server refused was rolled back."""
+    return isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
 
 
 async def accept_upload(
