@@ -140,6 +140,16 @@ async def test_wake_up_is_a_transaction_of_its_own(pool: AsyncConnectionPool[Dic
                 await jobs.notify(conn)
 
 
+async def _assert_recorded_with_blob(dsn: str, rt: Runtime, stored: documents.StoredUpload) -> None:
+    """The upload's job committed and its blob is still there."""
+    assert await rt.blobs.exists(stored.key)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT status FROM docingest.upload_jobs WHERE raw_path = %s", (stored.key,)
+        ).fetchone()
+    assert row == ("uploaded",)
+
+
 async def test_an_upload_cancelled_during_its_wake_up_keeps_its_blob(
     dsn: str, rt: Runtime, pool: AsyncConnectionPool[DictConn], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,12 +163,7 @@ async def test_an_upload_cancelled_during_its_wake_up_keeps_its_blob(
     stored = await _stored(rt, uuid.uuid4())
     with pytest.raises(asyncio.CancelledError):
         await _record(pool, rt, stored)
-    assert await rt.blobs.exists(stored.key)
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT status FROM docingest.upload_jobs WHERE raw_path = %s", (stored.key,)
-        ).fetchone()
-    assert row == ("uploaded",)
+    await _assert_recorded_with_blob(dsn, rt, stored)
 
 
 async def test_a_wake_up_lost_with_its_connection_is_logged_not_raised(
@@ -198,12 +203,7 @@ async def test_an_upload_whose_answer_was_lost_keeps_its_blob(
         await documents.record_upload(
             lost_answer(), rt.blobs, stored, user_id=user, filename="a.pdf", actor="test"
         )
-    assert await rt.blobs.exists(stored.key)
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT status FROM docingest.upload_jobs WHERE raw_path = %s", (stored.key,)
-        ).fetchone()
-    assert row == ("uploaded",)
+    await _assert_recorded_with_blob(dsn, rt, stored)
 
     class Refused(LostAnswer):
         async def execute(self, query: str, params: object) -> None:
