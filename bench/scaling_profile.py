@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -115,10 +116,7 @@ def one_run(
     before = cpu_by_pid()
     sampler = UploadWaits(stack.dsn) if waits else None
     started, t0 = time.time(), time.monotonic()
-    if sampler is not None:
-        with sampler:
-            job_ids = traffic.upload_all(stack, documents)
-    else:
+    with sampler or contextlib.nullcontext():
         job_ids = traffic.upload_all(stack, documents)
     uploaded = time.monotonic() - t0
     rows = stack.wait_terminal(job_ids, 900)

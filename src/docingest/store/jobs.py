@@ -521,9 +521,9 @@ _WAKE_PARSE = (
 
 
 async def wake_parse(conn: DictConn, job_id: UUID, event: StatusEvent) -> bool:
-    """A parse hint: make a waiting parse job claimable now, so a worker polls the parser;
-    NOTIFY and `event` (its action required) with it. False, and nothing written, when the
-    job is not waiting or is held."""
+    """A parse hint: make a waiting parse job claimable now, so a worker polls the parser,
+    with `event` (its action required) in the same statement and a NOTIFY once committed.
+    False, and nothing written, when the job is not waiting or is held."""
     assert event.action is not None
     cur = await conn.execute(_WAKE_PARSE, {"job_id": job_id, **_event_params(event, event.action)})
     if await cur.fetchone() is None:

@@ -36,6 +36,7 @@ def _prepare(raw: bytes) -> tuple[EmbeddingRequest, bytes]:
 
 
 async def _delay(seconds: float) -> None:
+    """The configured latency (and a hang): one place, which a test replaces to observe it."""
     await asyncio.sleep(seconds)
 
 
