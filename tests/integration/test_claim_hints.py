@@ -1,6 +1,7 @@
 """A worker asks the queue for work only when something may have arrived: after a claim that
-found nothing, a slot freeing (a job entering embedding or ending) does not claim again;
-the NOTIFY of the next upload does, at once, not at the poll."""
+found less than it asked for, a slot freeing (a job entering embedding or ending) does not
+claim again; the NOTIFY of the next upload does, at once, not at the poll, with one
+statement for all its free slots."""
 
 from __future__ import annotations
 
@@ -52,15 +53,15 @@ async def test_a_drained_worker_claims_only_when_told(
     dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rt: Runtime = make_runtime(dsn, tmp_path / "home", DOCINGEST_EMBEDDER="hash")
-    found: list[bool] = []  # one entry per claim: did it get a job?
-    real_claim = jobs.claim
+    found: list[tuple[int, int]] = []  # one entry per claim: (jobs asked for, jobs got)
+    real_claim = jobs.claim_many
 
-    async def counting_claim(conn: DictConn, *args: object, **kwargs: object) -> Job | None:
-        job = await real_claim(conn, *args, **kwargs)  # type: ignore[arg-type]
-        found.append(job is not None)
-        return job
+    async def counting_claim(conn: DictConn, *args: object, limit: int) -> list[Job]:
+        got = await real_claim(conn, *args, limit=limit)  # type: ignore[arg-type]
+        found.append((limit, len(got)))
+        return got
 
-    monkeypatch.setattr(jobs, "claim", counting_claim)
+    monkeypatch.setattr(jobs, "claim_many", counting_claim)
     job_ids: list[uuid.UUID] = []
 
     async def both_complete() -> bool:
@@ -80,9 +81,10 @@ async def test_a_drained_worker_claims_only_when_told(
             async with pool.connection() as conn:
                 job_ids.append((await upload(conn, rt, user, pdf)).job_id)
             await _until(lambda: _status(dsn, job_ids[-1]) == "complete", f"document {n}")
-            # the upload's NOTIFY: one claim for the job, one that found the queue empty;
-            # the job leaving its slot for embedding and then ending asked nothing
-            assert found[before:] == [True, False]
+            # the upload's NOTIFY: one claim for both free slots, which got the one job and
+            # so knew the queue empty; the job leaving its slot for embedding and then ending
+            # asked nothing
+            assert found[before:] == [(2, 1)]
         assert await asyncio.wait_for(worker, DEADLINE_S) == 2
     finally:
         worker.cancel()

@@ -45,17 +45,17 @@ async def test_a_job_whose_claim_answer_was_lost_completes_long_before_its_lease
             uploaded = await upload(conn, rt, uuid.uuid4(), EXAMPLES / "sbc_uhc_bronze_2026.pdf")
     finally:
         await pool.close()
-    real_claim = jobs.claim
+    real_claim = jobs.claim_many
     lost: list[Job] = []
 
-    async def claim_then_lose_the_answer(*args: Any, **kwargs: Any) -> Job | None:
-        job = await real_claim(*args, **kwargs)
-        if job is not None and not lost:
-            lost.append(job)  # committed in the database; the worker never hears of it
+    async def claim_then_lose_the_answer(*args: Any, **kwargs: Any) -> list[Job]:
+        found = await real_claim(*args, **kwargs)
+        if found and not lost:
+            lost.extend(found)  # committed in the database; the worker never hears of it
             raise psycopg.OperationalError("server closed the connection unexpectedly")
-        return job
+        return found
 
-    monkeypatch.setattr(jobs, "claim", claim_then_lose_the_answer)
+    monkeypatch.setattr(jobs, "claim_many", claim_then_lose_the_answer)
 
     async def complete() -> bool:
         return _job_row(dsn, uploaded.job_id)[0] == "complete"

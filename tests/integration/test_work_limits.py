@@ -78,7 +78,8 @@ async def test_amplified_text_and_chunk_floods_fail_their_own_job(dsn: str, tmp_
     }
 
 
-async def test_claims_are_fair_across_users(dsn: str) -> None:
+def _queue_backlogs(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """User A: 6 jobs queued 10 min ago; user B: 1 job queued 1 s ago. Their ids."""
     a, b = uuid.uuid4(), uuid.uuid4()
     with psycopg.connect(dsn, autocommit=True) as conn:
         for user, n, age in ((a, 6, "10 min"), (b, 1, "1 s")):  # A's backlog is older
@@ -95,6 +96,11 @@ async def test_claims_are_fair_across_users(dsn: str) -> None:
                     " now() - %s::interval)",
                     (uuid.uuid4(), user, doc, uuid.uuid4(), age),
                 )
+    return a, b
+
+
+async def test_claims_are_fair_across_users(dsn: str) -> None:
+    a, _ = _queue_backlogs(dsn)
     pool = await open_pool(dsn, max_size=1)
     try:
         order = []
@@ -107,6 +113,23 @@ async def test_claims_are_fair_across_users(dsn: str) -> None:
         await pool.close()
     # A's oldest first (nobody runs anything), then B's only job before A's second
     assert order == ["A", "B", "A", "A"]
+
+
+async def test_one_claim_for_several_slots_takes_them_in_fair_order(dsn: str) -> None:
+    a, _ = _queue_backlogs(dsn)
+    pool = await open_pool(dsn, max_size=1)
+    try:
+        async with pool.connection() as conn:
+            two = await jobs.claim_many(conn, "w0", 60, limit=2)
+            rest = await jobs.claim_many(conn, "w1", 60, limit=16)
+            none = await jobs.claim_many(conn, "w2", 60, limit=2)
+    finally:
+        await pool.close()
+    # B's only job is among the first two although A's backlog is older; then the rest of
+    # A's, a short answer (5 of 16), then an empty one
+    assert sorted("A" if j.user_id == a else "B" for j in two) == ["A", "B"]
+    assert [j.user_id for j in rest] == [a] * 5 and none == []
+    assert {j.claimed_by for j in two} == {"w0"} and {j.attempt for j in two + rest} == {1}
 
 
 async def test_user_retries_are_budgeted_over_the_jobs_life(

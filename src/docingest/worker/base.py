@@ -174,12 +174,18 @@ class BaseWorker:
         claim is a round trip and a scan of the queue)."""
         return self._hinted or not self._drained
 
-    def _has_room(self) -> bool:
+    def _room(self) -> int:
+        """How many jobs this worker could start now: free slots, within the cap on jobs
+        embedding (a job leaves its slot for embedding)."""
+        if self._stopping.is_set():
+            return 0
         in_slots = len(self._tasks) - len(self._embedding)
-        return (
-            in_slots < self.options.concurrency
-            and len(self._embedding) < self.options.max_embedding_jobs
-            and not self._stopping.is_set()
+        return max(
+            0,
+            min(
+                self.options.concurrency - in_slots,
+                self.options.max_embedding_jobs - len(self._embedding),
+            ),
         )
 
     def _poke_batcher(self) -> None:
@@ -207,29 +213,31 @@ class BaseWorker:
             return claimed  # a job claimed now would look orphaned to the other workers
         if self._claim_unsure and not await self._release_unknown():
             return claimed
-        while self._has_room() and self._may_claim():
+        while (room := self._room()) and self._may_claim():
             self._hinted = False  # a NOTIFY from now on may be one this claim does not see
             try:
                 async with self.ctx.pool.connection() as conn:
-                    job = await jobs.claim(
+                    found = await jobs.claim_many(
                         conn,
                         self.worker_id,
                         self.options.lease_seconds,
                         self.options.excluded_statuses,
+                        limit=room,
                     )
             except psycopg.OperationalError:
                 self._hinted = True
                 self._claim_unsure = True
                 log.warning("claim failed: database unavailable", extra={"action": "claim_error"})
                 return claimed
-            self._drained = job is None
-            if job is None:
+            for job in found:
+                claimed += 1
+                metrics.JOBS_CLAIMED.inc()
+                task = asyncio.create_task(self._process(job), name=f"job-{job.job_id}")
+                self._tasks[task] = job.job_id
+                task.add_done_callback(self._task_done)
+            self._drained = len(found) < min(room, jobs.MAX_CLAIM)
+            if self._drained:
                 break
-            claimed += 1
-            metrics.JOBS_CLAIMED.inc()
-            task = asyncio.create_task(self._process(job), name=f"job-{job.job_id}")
-            self._tasks[task] = job.job_id
-            task.add_done_callback(self._task_done)
         self._poke_batcher()
         return claimed
 
