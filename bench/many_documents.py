@@ -28,6 +28,7 @@ import math
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -204,7 +205,9 @@ def main() -> None:
         if args.concurrency is not None:
             cmd += ["--concurrency", str(args.concurrency)]
         if args.py_spy is not None:
-            cmd = ["py-spy", "record", "--subprocesses", "--format", "raw", "--rate", "100",
+            # the py-spy installed beside this interpreter (the venv's bin is not always on PATH)
+            spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            cmd = [spy, "record", "--subprocesses", "--format", "raw", "--rate", "100",
                    "-o", str(args.py_spy), "--", *cmd]  # fmt: skip
         fake_cpu = psutil.Process(fake_proc.pid)
         fake_before = sum(fake_cpu.cpu_times()[:2])
