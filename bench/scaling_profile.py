@@ -16,8 +16,11 @@ documents with the validation's 4 upload clients, waits for all of them, and pri
 N shapes that took longest (logging them slows the server: time such runs for nothing else).
 `--waits` samples `pg_stat_activity` every 2 ms while the uploads run and prints what the
 uploads' own statements were doing (on the CPU or waiting, and for what), in shares of samples.
+`--cpu-timeline` prints how busy the machine's cores were in every tenth of a second of the
+run (psutil). `--tail N` prints the milestones of the N documents that completed last
+(seconds from the first upload; `parser s` is the fake parser's own time for the job).
 Rerun: `.venv/bin/python bench/scaling_profile.py [--workers 1 8] [--runs 2] [--idle-uploads 80]
-[--statements 12] [--waits]`.
+[--statements 12] [--waits] [--cpu-timeline] [--tail 5]`.
 """
 
 from __future__ import annotations
@@ -107,19 +110,41 @@ class UploadWaits(BackgroundSampler):
         print(f"  upload statements, {total} samples: {shares}")
 
 
-def one_run(
-    stack: Stack, n: int, server_log: Path | None = None, top: int = 0, waits: bool = False
-) -> None:
+class MachineBusy(BackgroundSampler):
+    """How busy all the machine's cores were, every 100 ms while the block runs."""
+
+    interval_s = 0.1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.percents: list[float] = []
+        psutil.cpu_percent(None)  # the first call only starts the interval
+
+    def sample(self) -> None:
+        self.percents.append(psutil.cpu_percent(None))
+
+    def print(self, seconds: float) -> None:
+        shown = self.percents[1 : int(seconds * 10) + 1]  # the tenths up to the last completion
+        busy = sum(p >= 95 for p in shown)
+        print(
+            f"  cores busy (all cores >= 95 %) in {busy} of {len(shown)} tenths of a second;"
+            " per tenth: " + " ".join(str(round(p)) for p in shown)
+        )
+
+
+def one_run(stack: Stack, n: int, opts: argparse.Namespace, server_log: Path | None) -> None:
     stack.restart_workers(n)
     documents = traffic.new_documents(n * DOCS_PER_WORKER, pages=2)
     log_from = server_log.stat().st_size if server_log is not None else 0
     before = cpu_by_pid()
-    sampler = UploadWaits(stack.dsn) if waits else None
+    sampler = UploadWaits(stack.dsn) if opts.waits else None
+    machine = MachineBusy() if opts.cpu_timeline else contextlib.nullcontext()
     started, t0 = time.time(), time.monotonic()
-    with sampler or contextlib.nullcontext():
-        job_ids = traffic.upload_all(stack, documents)
-    uploaded = time.monotonic() - t0
-    rows = stack.wait_terminal(job_ids, 900)
+    with machine:
+        with sampler or contextlib.nullcontext():
+            job_ids = traffic.upload_all(stack, documents)
+        uploaded = time.monotonic() - t0
+        rows = stack.wait_terminal(job_ids, 900)
     after = cpu_by_pid()
     assert all(r["status"] == "complete" for r in rows), "a document did not complete"
     whole = max(float(r["updated"]) for r in rows) - started
@@ -135,13 +160,15 @@ def one_run(
     )
     shown = sorted(((v, k) for k, v in cpu.items() if v >= 0.01), reverse=True)
     print("  CPU s: " + ", ".join(f"{k} {v:.2f}" for v, k in shown))
+    if isinstance(machine, MachineBusy):
+        machine.print(whole)
     if sampler is not None:
         sampler.print()
-    print_stages(stack, job_ids)
+    print_stages(stack, job_ids, started, opts.tail)
     if server_log is not None:
         with server_log.open("rb") as log:
             log.seek(log_from)
-            print_statements(log.read().decode(errors="replace"), top)
+            print_statements(log.read().decode(errors="replace"), opts.statements)
 
 
 STAGES = (  # (label, from, to): first event of each action (or action:outcome) per job
@@ -155,7 +182,19 @@ STAGES = (  # (label, from, to): first event of each action (or action:outcome) 
 )
 
 
-def print_stages(stack: Stack, job_ids: list[str]) -> None:
+TAIL = (  # (column, event): the milestones of one document, for --tail
+    ("created", "created"),
+    ("submitted", "parse.submitted"),
+    ("parser s", None),
+    ("hint", "webhook.accepted:woken"),
+    ("parsed", "job.parsed"),
+    ("embedding", "job.embedding_in_progress"),
+    ("stored", "job.embeddings_stored"),
+    ("complete", "job.complete"),
+)
+
+
+def print_stages(stack: Stack, job_ids: list[str], started: float, tail: int) -> None:
     parser_s = stack.llamaparse_stats()["job_seconds"]
     rows = stack.query(
         "SELECT j.parse_external_id AS ext, extract(epoch FROM j.created_at)::float8 AS created,"
@@ -166,9 +205,16 @@ def print_stages(stack: Stack, job_ids: list[str]) -> None:
         (job_ids,),
     )
     spans: dict[str, list[float]] = {label: [] for label, _, _ in STAGES}
+    last: list[tuple[float, ...]] = []
     for row in rows:
         at = {k.removesuffix(":ok"): v for k, v in row["events"].items()}
         at["created"] = row["created"]
+        last.append(
+            tuple(
+                parser_s[row["ext"]] if event is None else at.get(event, float("nan")) - started
+                for _, event in TAIL
+            )
+        )
         at["parser_done"] = at["parse.submitted"] + parser_s[row["ext"]]
         at["complete_less_parser"] = at["job.complete"] - parser_s[row["ext"]]
         for label, start, end in STAGES:
@@ -182,6 +228,11 @@ def print_stages(stack: Stack, job_ids: list[str]) -> None:
                 f" p90 {values[int(0.9 * (len(values) - 1))] * 1000:5.0f} ms,"
                 f" max {values[-1] * 1000:5.0f} ms"
             )
+    if tail:
+        print(f"  the {tail} documents completed last, seconds from the first upload:")
+        print("    " + " ".join(f"{column:>9s}" for column, _ in TAIL))
+        for milestones in sorted(last, key=lambda m: m[-1], reverse=True)[:tail]:
+            print("    " + " ".join(f"{value:9.2f}" for value in milestones))
 
 
 def idle_uploads(stack: Stack, n: int) -> None:
@@ -201,6 +252,8 @@ def main() -> None:
     ap.add_argument("--idle-uploads", type=int, default=0, metavar="N")
     ap.add_argument("--statements", type=int, default=0, metavar="N")
     ap.add_argument("--waits", action="store_true")
+    ap.add_argument("--cpu-timeline", action="store_true")
+    ap.add_argument("--tail", type=int, default=0, metavar="N")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="docingest-scaling-profile-"))
     with Stack(root) as stack:
@@ -224,7 +277,7 @@ def main() -> None:
         server_log = log_statements(stack.dsn) if args.statements else None
         for n in args.workers:
             for _ in range(args.runs):
-                one_run(stack, n, server_log, args.statements, args.waits)
+                one_run(stack, n, args, server_log)
 
 
 if __name__ == "__main__":
