@@ -96,7 +96,7 @@ class BaseWorker:
         self._tasks: dict[asyncio.Task[None], UUID] = {}  # running tasks and their jobs
         self._embedding: set[asyncio.Task[None]] = set()  # held jobs that left their slot
         self._handing_off: set[asyncio.Task[None]] = set()  # in a slot to submit a remote parse
-        self._drained = False  # the last claim found nothing
+        self._drained = False  # the last claim found fewer jobs than it asked for
         # something may have become claimable since that claim (see `_may_claim`)
         self._hinted = True
         # a claim failed on the wire: it may have committed (see `_release_unknown`)
@@ -168,10 +168,11 @@ class BaseWorker:
         self._wake.set()
 
     def _may_claim(self) -> bool:
-        """Whether a claim could find anything. After one that found nothing, only a NOTIFY
-        (every write that makes a job claimable now sends one), the poll, or a new session
-        can change that; a slot freed meanwhile would claim nothing, so it does not ask (each
-        claim is a round trip and a scan of the queue)."""
+        """Whether a claim could find anything. After one that found fewer jobs than it asked
+        for (the queue is empty), only a NOTIFY (every write that makes a job claimable now
+        sends one), the poll, or a new session can change that; a slot freed meanwhile would
+        claim nothing, so it does not ask (each claim is a round trip and a scan of the
+        queue)."""
         return self._hinted or not self._drained
 
     def _room(self) -> int:
