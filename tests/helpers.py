@@ -21,9 +21,11 @@ from docingest import bootstrap
 from docingest.bootstrap import Runtime
 from docingest.clients.embedders import Embedded, HashEmbedder
 from docingest.config import Settings
+from docingest.domain.states import JobStatus
 from docingest.security.bearer_tokens import mint_token
-from docingest.store import documents, liveness
+from docingest.store import documents, jobs, liveness
 from docingest.store.db import DictConn
+from docingest.store.records import Job
 from docingest.testing.procs import free_port, wait_for
 
 SERVER_START_S = 15.0
@@ -174,3 +176,11 @@ def child_processes(parent: int) -> list[tuple[int, bytes]]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
             found.append((int(entry.name), cmdline))
     return found
+
+
+async def claim_one(
+    conn: DictConn, worker_id: str, lease_s: float, excluded: tuple[JobStatus, ...] = ()
+) -> Job | None:
+    """The next claimable job for `worker_id`: the worker's claim statement, asking for one."""
+    found = await jobs.claim_many(conn, worker_id, lease_s, excluded, limit=1)
+    return found[0] if found else None

@@ -36,7 +36,7 @@ from docingest.worker.embed_batcher import MAX_IN_FLIGHT
 from docingest.worker.stages import STAGES
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import JWT_SECRET, stack_env
-from tests.helpers import make_runtime
+from tests.helpers import claim_one, make_runtime
 
 PDF = EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
 BATCH = 4
@@ -148,7 +148,7 @@ async def _leave_at(stack: Stack, ctx: StageContext, stop_at: JobStatus) -> None
     """A worker (in this process) claims the only claimable job, runs its stages up to
     `stop_at` and dies holding it: its lease is left to run out."""
     async with ctx.pool.connection() as conn:
-        job = await jobs.claim(conn, "dead", lease_s=300)
+        job = await claim_one(conn, "dead", lease_s=300)
     assert job is not None
     while job.status != stop_at:
         job = await STAGES[job.status](ctx, job)

@@ -13,7 +13,7 @@ import pytest
 
 from docingest.bootstrap import parser
 from docingest.domain.states import JobStatus
-from docingest.store import documents, jobs
+from docingest.store import documents
 from docingest.store.blob_format import BlobInfo
 from docingest.store.blobs import LocalBlobStore
 from docingest.store.db import open_pool
@@ -21,7 +21,7 @@ from docingest.worker.base import BaseWorker, WorkerOptions
 from docingest.worker.context import StageContext
 from docingest.worker.stages import STAGES
 from tests.conftest import EXAMPLES
-from tests.helpers import counts, make_runtime, upload
+from tests.helpers import claim_one, counts, make_runtime, upload
 
 PDF = EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
 
@@ -54,7 +54,7 @@ async def test_delete_while_a_worker_holds_the_job_leaves_nothing(
             pool=pool, blobs=blobs, parser=parser(rt.settings), embedder=rt.embedder, worker_id="w"
         )
         async with pool.connection() as conn:
-            job = await jobs.claim(conn, "w", lease_s=300)
+            job = await claim_one(conn, "w", lease_s=300)
         assert job is not None
         while job.status != status:
             job = await STAGES[job.status](ctx, job)

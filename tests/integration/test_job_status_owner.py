@@ -21,6 +21,7 @@ from docingest.store import jobs
 from docingest.store.db import DictConn, open_pool
 from docingest.store.records import Job
 from tests.factories import make_job
+from tests.helpers import claim_one
 
 Change = Callable[[DictConn, Job], Awaitable[Job | None]]
 
@@ -36,7 +37,7 @@ async def _claimed(pool: AsyncConnectionPool[DictConn], status: JobStatus) -> Jo
     """A job claimed by `w1`, moved along the pipeline up to `status` (or failed at parse)."""
     async with pool.connection() as conn:
         await make_job(conn)
-        job = await jobs.claim(conn, "w1", lease_s=300)
+        job = await claim_one(conn, "w1", lease_s=300)
         assert job is not None
         if status != JobStatus.UPLOADED:
             job = await jobs.transition(conn, job, "w1", JobStatus.PARSE_QUEUED)

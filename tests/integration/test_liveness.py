@@ -25,7 +25,7 @@ from docingest.worker.base import BaseWorker, WorkerOptions
 from docingest.worker.context import StageContext
 from tests.conftest import EXAMPLES
 from tests.factories import make_job
-from tests.helpers import login_role_dsns, make_runtime, upload, wait_past_restart_grace
+from tests.helpers import claim_one, login_role_dsns, make_runtime, upload, wait_past_restart_grace
 
 LONG_LEASE_S = 600.0  # no test here may pass by waiting for a lease
 
@@ -45,7 +45,7 @@ async def _claim_within(conn: DictConn, worker: str, seconds: float) -> Job:
     """Claim as soon as something is claimable (the server ends a closed session's backend,
     and so frees its lock, a moment after the client hangs up)."""
     async with asyncio.timeout(seconds):
-        while (job := await jobs.claim(conn, worker, LONG_LEASE_S)) is None:
+        while (job := await claim_one(conn, worker, LONG_LEASE_S)) is None:
             await asyncio.sleep(0.01)  # poll interval; the condition is the claim itself
     return job
 
@@ -56,9 +56,9 @@ async def _takeover_after_session_ends(owner: DictConn, worker_dsn: str) -> None
     claimer = await _connect(worker_dsn)
     try:
         await liveness.register(session, "worker-a")
-        held = await jobs.claim(claimer, "worker-a", LONG_LEASE_S)
+        held = await claim_one(claimer, "worker-a", LONG_LEASE_S)
         assert held is not None and held.job_id == job.job_id
-        assert await jobs.claim(claimer, "worker-b", LONG_LEASE_S) is None  # A is alive
+        assert await claim_one(claimer, "worker-b", LONG_LEASE_S) is None  # A is alive
         assert await liveness.dead_workers(claimer) == []
 
         await session.close()  # A's process dies: its session ends, the lock goes with it
@@ -92,15 +92,15 @@ async def test_an_unregistered_holder_keeps_its_job_until_the_lease_runs_out(
     """A worker of an older build holds no session lock: only its lease counts."""
     wait_past_restart_grace(dsn)
     job = await make_job(owner)
-    held = await jobs.claim(owner, "old-build-worker", LONG_LEASE_S)
+    held = await claim_one(owner, "old-build-worker", LONG_LEASE_S)
     assert held is not None and held.job_id == job.job_id
-    assert await jobs.claim(owner, "worker-b", LONG_LEASE_S) is None
+    assert await claim_one(owner, "worker-b", LONG_LEASE_S) is None
     await owner.execute(
         "UPDATE docingest.upload_jobs SET lease_expires_at = now() - interval '1 s'"
         " WHERE job_id = %s",
         (job.job_id,),
     )
-    taken = await jobs.claim(owner, "worker-b", LONG_LEASE_S)
+    taken = await claim_one(owner, "worker-b", LONG_LEASE_S)
     assert taken is not None and taken.job_id == job.job_id
 
 
@@ -115,8 +115,8 @@ async def test_a_worker_whose_session_is_gone_claims_nothing(dsn: str, owner: Di
     async with asyncio.timeout(5):  # the server ends the backend a moment after the hang-up
         while await liveness.dead_workers(owner) != ["worker-a"]:
             await asyncio.sleep(0.01)
-    assert await jobs.claim(owner, "worker-a", LONG_LEASE_S) is None
-    assert await jobs.claim(owner, "worker-b", LONG_LEASE_S) is not None
+    assert await claim_one(owner, "worker-a", LONG_LEASE_S) is None
+    assert await claim_one(owner, "worker-b", LONG_LEASE_S) is not None
 
 
 async def test_registration_forgets_dead_workers_without_jobs_only(
@@ -127,7 +127,7 @@ async def test_registration_forgets_dead_workers_without_jobs_only(
     idle, busy = await _connect(dsn), await _connect(dsn)
     await liveness.register(idle, "dead-idle")
     await liveness.register(busy, "dead-busy")
-    assert await jobs.claim(owner, "dead-busy", LONG_LEASE_S) is not None
+    assert await claim_one(owner, "dead-busy", LONG_LEASE_S) is not None
     await idle.close()
     await busy.close()
     fresh = await _connect(dsn)

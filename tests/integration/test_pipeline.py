@@ -25,7 +25,7 @@ from docingest.worker.embedding import WINDOWS_IN_FLIGHT
 from docingest.worker.runner import run_worker
 from docingest.worker.stages import CHUNK_ROWS_PER_INSERT, STAGES
 from tests.conftest import EXAMPLES
-from tests.helpers import CountingEmbedder, counts, make_runtime, upload
+from tests.helpers import CountingEmbedder, claim_one, counts, make_runtime, upload
 from tests.metrics_scrape import local
 
 GLOSSARY = EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
@@ -84,7 +84,7 @@ async def test_examples_complete_with_one_vector_per_chunk_and_are_searchable(
 
 async def _claim(pool: object, worker: str) -> jobs.Job:
     async with pool.connection() as conn:  # type: ignore[attr-defined]
-        job = await jobs.claim(conn, worker, lease_s=300)
+        job = await claim_one(conn, worker, lease_s=300)
     assert job is not None
     return job
 

@@ -16,6 +16,7 @@ from docingest.store.db import DictConn, open_pool
 from docingest.store.jobs import LeaseLost
 from docingest.store.statuses import TERMINAL_SQL
 from tests.factories import make_job
+from tests.helpers import claim_one
 
 
 @pytest.fixture
@@ -33,15 +34,19 @@ async def test_enum_matches_postgres(dsn: str) -> None:
     assert [r[0] for r in rows] == [s.value for s in JobStatus]
 
 
-async def test_four_claimers_never_claim_one_job_twice(pool: AsyncConnectionPool[DictConn]) -> None:
+@pytest.mark.parametrize("per_claim", [1, 3])
+async def test_four_claimers_never_claim_one_job_twice(
+    pool: AsyncConnectionPool[DictConn], per_claim: int
+) -> None:
     async with pool.connection() as conn:
         created = {(await make_job(conn)).job_id for _ in range(200)}
 
     async def claimer(name: str) -> list[uuid.UUID]:
         got: list[uuid.UUID] = []
         async with pool.connection() as conn:
-            while (job := await jobs.claim(conn, name, lease_s=300)) is not None:
-                got.append(job.job_id)
+            while found := await jobs.claim_many(conn, name, 300, limit=per_claim):
+                assert len(found) <= per_claim
+                got.extend(job.job_id for job in found)
                 await asyncio.sleep(0)  # let the other claimers interleave
         return got
 
@@ -57,16 +62,16 @@ async def test_expired_lease_goes_to_another_worker_and_fences_the_first(
 ) -> None:
     async with pool.connection() as conn:
         await make_job(conn)
-        first = await jobs.claim(conn, "w1", lease_s=300)
+        first = await claim_one(conn, "w1", lease_s=300)
         assert first is not None
-        assert await jobs.claim(conn, "w2", lease_s=300) is None  # lease still valid
+        assert await claim_one(conn, "w2", lease_s=300) is None  # lease still valid
         # time passes: the lease runs out (set directly instead of waiting)
         await conn.execute(
             "UPDATE docingest.upload_jobs SET lease_expires_at = now() - interval '1 second'"
             " WHERE job_id = %s",
             (first.job_id,),
         )
-        second = await jobs.claim(conn, "w2", lease_s=300)
+        second = await claim_one(conn, "w2", lease_s=300)
         assert second is not None and second.job_id == first.job_id
         assert second.attempt == first.attempt + 1
         assert second.retry_count == first.retry_count + 1  # an abandoned claim counts
@@ -82,7 +87,7 @@ async def test_status_does_not_advance_when_its_write_fails(
 ) -> None:
     async with pool.connection() as conn:
         await make_job(conn)
-        job = await jobs.claim(conn, "w1", lease_s=300)
+        job = await claim_one(conn, "w1", lease_s=300)
         assert job is not None
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             async with conn.transaction():
@@ -102,14 +107,14 @@ async def test_release_with_backoff_hides_job_until_due(
 ) -> None:
     async with pool.connection() as conn:
         await make_job(conn)
-        job = await jobs.claim(conn, "w1", lease_s=300)
+        job = await claim_one(conn, "w1", lease_s=300)
         assert job is not None
         assert await jobs.release(
             conn, job, "w1", delay_s=3600, error={"code": "x", "message": "y"}
         )
-        assert await jobs.claim(conn, "w2", lease_s=300) is None
+        assert await claim_one(conn, "w2", lease_s=300) is None
         await conn.execute("UPDATE docingest.upload_jobs SET next_attempt_at = now()")
-        again = await jobs.claim(conn, "w2", lease_s=300)
+        again = await claim_one(conn, "w2", lease_s=300)
         assert again is not None and again.retry_count == 1
         assert again.last_error == {"code": "x", "message": "y"}
 
@@ -119,13 +124,13 @@ async def test_fail_then_retry_resumes_from_the_failed_stage(
 ) -> None:
     async with pool.connection() as conn:
         await make_job(conn)
-        job = await jobs.claim(conn, "w1", lease_s=300)
+        job = await claim_one(conn, "w1", lease_s=300)
         assert job is not None
         job = await jobs.transition(conn, job, "w1", JobStatus.PARSE_QUEUED)
         failed = await jobs.fail(conn, job, "w1", "encrypted", "a password is required")
         assert failed.status == JobStatus.FAILED_PARSE
         assert failed.claimed_by is None
-        assert await jobs.claim(conn, "w2", lease_s=300) is None  # terminal: not claimable
+        assert await claim_one(conn, "w2", lease_s=300) is None  # terminal: not claimable
         retried = await jobs.retry_failed(conn, job.job_id, jobs.StatusEvent(actor="test"))
         assert retried is not None and retried.status == JobStatus.PARSE_QUEUED
         assert retried.last_error is None and retried.retry_count == 0

@@ -12,10 +12,9 @@ import psycopg
 
 from docingest.bootstrap import Runtime
 from docingest.domain.states import JobStatus
-from docingest.store import jobs
 from docingest.store.db import open_pool
 from tests.conftest import EXAMPLES
-from tests.helpers import upload
+from tests.helpers import claim_one, upload
 from tests.metrics_scrape import sample
 
 PDF = EXAMPLES / "sbc_uhc_bronze_2026.pdf"
@@ -64,7 +63,7 @@ async def test_queue_gauges_follow_uploads_claims_and_waiting(
         assert age is not None and 120 <= age < 180
 
         async with pool.connection() as conn:
-            claimed = await jobs.claim(conn, "worker-a", 60)
+            claimed = await claim_one(conn, "worker-a", 60)
         assert claimed is not None and claimed.job_id == first.job_id  # most overdue first
         leased = await scrape_when(client, "docingest_workers_with_live_lease", 1)
         assert sample(leased, "docingest_jobs", status="uploaded") == 2  # status unchanged

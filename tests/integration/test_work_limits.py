@@ -20,7 +20,7 @@ from docingest.store.db import open_pool
 from docingest.testing.pdfgen import make_amplified_pdf, make_pdf
 from docingest.worker.runner import run_worker
 from tests.conftest import EXAMPLES
-from tests.helpers import auth, make_runtime, upload
+from tests.helpers import auth, claim_one, make_runtime, upload
 
 GLOSSARY = EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
 
@@ -106,7 +106,7 @@ async def test_claims_are_fair_across_users(dsn: str) -> None:
         order = []
         async with pool.connection() as conn:
             for i in range(4):
-                job = await jobs.claim(conn, f"w{i}", 60)
+                job = await claim_one(conn, f"w{i}", 60)
                 assert job is not None
                 order.append("A" if job.user_id == a else "B")
     finally:

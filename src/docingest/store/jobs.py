@@ -212,14 +212,6 @@ async def claim_many(
     return [Job.from_row(row) for row in await cur.fetchall()]
 
 
-async def claim(
-    conn: DictConn, worker_id: str, lease_s: float, excluded: tuple[JobStatus, ...] = ()
-) -> Job | None:
-    """Claim the next claimable job (`claim_many` with a limit of one)."""
-    claimed = await claim_many(conn, worker_id, lease_s, excluded, limit=1)
-    return claimed[0] if claimed else None
-
-
 async def heartbeat(conn: DictConn, job: Job, worker_id: str, lease_s: float) -> bool:
     cur = await conn.execute(
         "UPDATE docingest.upload_jobs SET lease_expires_at = now() + make_interval(secs => %s)"
