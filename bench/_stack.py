@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,8 @@ CORPUS = Path(os.environ.get("DOCINGEST_CORPUS", REPO.parent / "shared" / "corpu
 
 @contextmanager
 def scratch_database() -> Iterator[tuple[str, Path]]:
-    """(dsn, home) on a fresh embedded server, removed afterwards."""
+    """(dsn, home) on a fresh embedded server; both removed afterwards (home holds the run's
+    encrypted blobs and its keys)."""
     from docingest.store import migrate
     from docingest.store.embedded_pg import server_at
 
@@ -28,3 +30,4 @@ def scratch_database() -> Iterator[tuple[str, Path]]:
         yield dsn, root / "home"
     finally:
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)

@@ -22,6 +22,7 @@ Rerun: `.venv/bin/python bench/many_documents.py [--docs 40] [--pages 50] [--lat
 from __future__ import annotations
 
 import argparse
+import atexit
 import collections
 import json
 import math
@@ -172,6 +173,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=None)
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="docingest-many-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the generated PDFs
     paths = []
     for seed in range(args.docs):
         path = folder / f"doc-{seed:03d}.pdf"

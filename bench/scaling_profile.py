@@ -255,8 +255,10 @@ def main() -> None:
     ap.add_argument("--cpu-timeline", action="store_true")
     ap.add_argument("--tail", type=int, default=0, metavar="N")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="docingest-scaling-profile-"))
-    with Stack(root) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="docingest-scaling-profile-") as root,
+        Stack(Path(root)) as stack,
+    ):
         stack.start(workers=2)
         stack.reset_latencies()
         stack.openai_control(latency_ms=IO_EMBED_MS, latency_jitter_ms=IO_EMBED_JITTER_MS)
