@@ -3,8 +3,10 @@ idempotency of every stage, dedupe, partial progress kept across a transient fai
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import psycopg
 import pytest
 
 from docingest.bootstrap import Runtime
+from docingest.clients.embedders import Embedded
 from docingest.config import WorkLimits
 from docingest.domain.errors import ErrorCode, PermanentError, TransientError
 from docingest.domain.states import JobStatus
@@ -21,6 +24,7 @@ from docingest.store.search import SearchMode, search
 from docingest.testing.seed import place_parsed
 from docingest.worker.base import BaseWorker, WorkerOptions
 from docingest.worker.context import StageContext
+from docingest.worker.embed_batcher import EmbeddingBatcher
 from docingest.worker.embedding import WINDOWS_IN_FLIGHT
 from docingest.worker.runner import run_worker
 from docingest.worker.stages import CHUNK_ROWS_PER_INSERT, STAGES
@@ -29,6 +33,8 @@ from tests.helpers import CountingEmbedder, claim_one, counts, make_runtime, upl
 from tests.metrics_scrape import local
 
 GLOSSARY = EXAMPLES / "glossary_cms_uniform_health_coverage.pdf"
+DEADLINE_S = 30.0
+PROVIDER_LATENCY_S = 0.3  # a request's own time at the provider (RelayEmbedder)
 PDFS = sorted(EXAMPLES.glob("*.pdf"))
 
 
@@ -175,7 +181,7 @@ async def test_transient_embedding_failure_keeps_finished_batches(dsn: str, tmp_
             res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
         await run_worker(rt, concurrency=1, once=True, handle_signals=False)
         # the failed request is timed and counted per service; the job is scheduled to retry.
-        # The windows beside the failure may have been sent and answered meanwhile.
+        # The requests out beside the failure came back before it gave up.
         assert local("docingest_worker_retries_total", code="embedding_unavailable") == retries + 1
         calls = {
             outcome: local(
@@ -197,21 +203,79 @@ async def test_transient_embedding_failure_keeps_finished_batches(dsn: str, tmp_
                 and job.last_error
                 and job.last_error["code"] == "embedding_unavailable"
             )
-            # the first batch was persisted (and the others out, if they were answered
-            # before the job gave up)
-            answered = {4 * n for n in range(1, WINDOWS_IN_FLIGHT + 1)}
-            assert job.progress["embeds_done"] in answered
-            first_inputs = flaky.inputs
+            # every answered request was stored before the job gave up: the first, and the
+            # ones out beside the failure (4 inputs each here)
+            assert job.progress["embeds_done"] == flaky.inputs == 4 * calls["ok"]
             await conn.execute("UPDATE docingest.upload_jobs SET next_attempt_at = now()")
         await run_worker(rt, concurrency=1, once=True, handle_signals=False)
         async with pool.connection() as conn:
             job = await jobs.get(conn, res.job_id)
         assert job is not None and job.status == JobStatus.COMPLETE
-        # nothing stored was embedded twice; at most the requests that were out beside the
-        # failure, answered after the job gave up, are paid again (4 inputs each here)
-        assert first_inputs in answered
-        again = 4 * (WINDOWS_IN_FLIGHT - 1)
-        assert job.progress["chunks_total"] <= flaky.inputs <= job.progress["chunks_total"] + again
+        # nothing was paid for twice: the retry sent only what was still missing
+        assert flaky.inputs == job.progress["chunks_total"]
+    finally:
+        await pool.close()
+
+
+class RelayEmbedder(CountingEmbedder):
+    """Request 2 fails, but only once request 3 is out; request 3 is answered a provider's
+    latency after the job, having seen the failure, begins to wait for what it has out
+    (`settling`): a job that did not wait would be gone by then."""
+
+    def __init__(self, dimensions: int, settling: asyncio.Event) -> None:
+        super().__init__(dimensions)
+        self.entered = 0
+        self.third_out = asyncio.Event()
+        self.settling = settling
+
+    async def embed(self, texts: Sequence[str]) -> Embedded:
+        self.entered += 1
+        if self.entered == 2:
+            await asyncio.wait_for(self.third_out.wait(), DEADLINE_S)
+            raise TransientError(ErrorCode.EMBEDDING_UNAVAILABLE, "503")
+        if self.entered == 3:
+            self.third_out.set()
+            await asyncio.wait_for(self.settling.wait(), DEADLINE_S)
+            await asyncio.sleep(PROVIDER_LATENCY_S)
+        return await super().embed(texts)
+
+
+async def test_a_failed_request_keeps_what_was_out_beside_it(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer to a request out when another failed is paid for: the job waits for it and
+    stores it before giving up, so the retry pays only for the failed request's texts."""
+    settling = asyncio.Event()
+    real_settle = EmbeddingBatcher.settle
+
+    async def settle(self: EmbeddingBatcher, *args: Any, **kwargs: Any) -> None:
+        settling.set()
+        await real_settle(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingBatcher, "settle", settle)
+    rt = make_runtime(dsn, tmp_path)
+    relay = RelayEmbedder(rt.embedder.dimensions, settling)
+    relay.max_batch_inputs = 4
+    rt = dataclasses.replace(rt, embedder=relay)
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+        await asyncio.wait_for(
+            run_worker(rt, concurrency=1, once=True, handle_signals=False), DEADLINE_S
+        )
+        async with pool.connection() as conn:
+            job = await jobs.get(conn, res.job_id)
+            assert job is not None and job.status == JobStatus.EMBEDDING_IN_PROGRESS
+            # request 2 failed; 1, 3 and any other out beside it were answered and stored
+            assert relay.entered == relay.calls + 1 and relay.calls >= 2
+            assert relay.inputs == 4 * relay.calls == job.progress["embeds_done"]
+            await conn.execute("UPDATE docingest.upload_jobs SET next_attempt_at = now()")
+        await run_worker(rt, concurrency=1, once=True, handle_signals=False)
+        async with pool.connection() as conn:
+            job = await jobs.get(conn, res.job_id)
+        assert job is not None and job.status == JobStatus.COMPLETE
+        assert relay.inputs == job.progress["chunks_total"]  # nothing paid for twice
     finally:
         await pool.close()
 

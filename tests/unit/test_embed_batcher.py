@@ -150,3 +150,17 @@ async def test_a_job_that_leaves_withdraws_its_queued_texts() -> None:
     await batcher.wait(b, batcher.submit(b, _texts("kept")))
     assert gate.requests == [["kept"]]  # the withdrawn text was never sent
     await batcher.aclose()
+
+
+async def test_settling_withdraws_what_is_queued_and_waits_for_what_is_out() -> None:
+    gate = RecordingGate()
+    batcher = _batcher(gate, upstream_busy=lambda: True, max_in_flight=1)
+    a = batcher.join()
+    out = batcher.submit(a, _texts("o1", "o2", "o3", "o4"))
+    queued = batcher.submit(a, _texts("q1"))
+    batcher.poke()  # the full request goes; q1 waits for the one request slot
+    await batcher.settle(a, [*out, *queued], timeout_s=5)
+    assert all(f.done() and f.result().vector is not None for f in out)
+    assert queued[0].cancelled() and not a.more
+    assert gate.requests == [["o1", "o2", "o3", "o4"]]  # the withdrawn text was never sent
+    await batcher.aclose()

@@ -121,7 +121,29 @@ class EmbeddingBatcher:
         answers still to come are dropped."""
         self._owners.discard(owner)
         self._release(owner, list(self._answered))
-        for table in (self._queue, self._in_flight):
+        self._withdraw(owner, self._queue, self._in_flight)
+        self.poke()
+
+    async def settle(
+        self, owner: Owner, futures: Sequence[asyncio.Future[Answer]], timeout_s: float
+    ) -> None:
+        """After one of its requests failed: withdraw `owner`'s texts not sent yet and wait
+        (at most `timeout_s`) for those in flight. They are paid for whatever the job does
+        next, so it keeps their answers rather than paying for them again on its retry."""
+        self._withdraw(owner, self._queue)
+        owner.more = False
+        owner.waiting = True  # it holds no other job's request back meanwhile
+        self.poke()
+        try:
+            pending = [f for f in futures if not f.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=timeout_s)
+        finally:
+            owner.waiting = False
+
+    def _withdraw(self, owner: Owner, *tables: dict[str, _Item]) -> None:
+        """Cancel `owner`'s futures in `tables`; a queued text nobody waits for is dropped."""
+        for table in tables:
             for item in table.values():
                 for o, future in item.waiters:
                     if o is owner:
@@ -129,7 +151,6 @@ class EmbeddingBatcher:
                 item.waiters = [(o, f) for o, f in item.waiters if o is not owner]
         for sha in [sha for sha, item in self._queue.items() if not item.waiters]:
             del self._queue[sha]
-        self.poke()
 
     @contextlib.contextmanager
     def lookup(self) -> Iterator[None]:

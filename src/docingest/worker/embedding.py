@@ -19,6 +19,12 @@ A text the provider refuses (HTTP 400; the batcher splits requests until it find
 only this job: everything else is embedded and stored, then the job fails with
 `embedding_input_rejected` naming the chunk ordinals (never their text). A retry after the
 cause is fixed pays only for what is missing.
+
+A request that fails (5xx, timeout, circuit open) fails the attempt, but first the job lets
+its other requests in flight come back, since they are paid for, and stores every answered
+text; what was not sent yet is withdrawn. So the retry, too, pays only for what is missing
+(`docingest validate` once saw 99 inputs billed twice when an injected 500 left a request
+of the same job out).
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ MAX_ORDS_IN_MESSAGE = 10
 #: than after the answered window is stored and the next one read (memory: at most this
 #: many windows per job)
 WINDOWS_IN_FLIGHT = 3
+#: after a failed request, how long the job waits for its other requests in flight (their
+#: answers are paid for; each request has its own deadline, this bounds their sum)
+SETTLE_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -198,9 +207,9 @@ class DocumentEmbedding:
             try:
                 answers = await self.batcher.wait(owner, window.futures)
             except Exception:
-                await self._store_answered(out)
+                await self._keep_answered(owner, [window, *out])
                 raise
-            await self._store(window, answers)
+            await self._store(window, list(zip(window.texts, answers, strict=True)))
 
     async def _parse_words(self, rows: Sequence[ChunkRow]) -> None:
         async with self.ctx.pool.connection() as conn:
@@ -213,14 +222,20 @@ class DocumentEmbedding:
         self.parsing_words.clear()
         return next((r for r in results if isinstance(r, BaseException)), None)
 
-    async def _store_answered(self, out: deque[_Window]) -> None:
-        """A request failed: keep what later windows already got, so a retry does not pay
-        for it again (what is still in flight is dropped)."""
-        for window in out:
-            if all(
-                f.done() and not f.cancelled() and f.exception() is None for f in window.futures
-            ):
-                await self._store(window, [f.result() for f in window.futures])
+    async def _keep_answered(self, owner: Owner, windows: Sequence[_Window]) -> None:
+        """A request failed: let the job's other requests in flight come back (they are paid
+        for), then store every text answered so far, window by window, so the retry pays
+        only for what is missing. Texts not sent yet are withdrawn."""
+        futures = [f for window in windows for f in window.futures]
+        await self.batcher.settle(owner, futures, SETTLE_TIMEOUT_S)
+        for window in windows:
+            answered = [
+                (text, future.result())
+                for text, future in zip(window.texts, window.futures, strict=True)
+                if future.done() and not future.cancelled() and future.exception() is None
+            ]
+            if answered:
+                await self._store(window, answered)
 
     async def _hand_over(self, owner: Owner, rows: list[ChunkRow]) -> _Window:
         """Reuse what is already embedded; queue the window's other distinct texts."""
@@ -254,10 +269,11 @@ class DocumentEmbedding:
         self.spend.reused += n
         metrics.EMBED_REUSED.labels(model=self.model).inc(n)
 
-    async def _store(self, window: _Window, answers: Sequence[Answer]) -> None:
-        """The window's vectors, progress and one event per request, in one transaction."""
+    async def _store(self, window: _Window, answered: Sequence[tuple[Text, Answer]]) -> None:
+        """The window's answered texts (all of them, unless a request failed): their vectors,
+        progress and one event per request, in one transaction."""
         by_request: dict[UUID, list[tuple[Text, Answer]]] = {}
-        for text, answer in zip(window.texts, answers, strict=True):
+        for text, answer in answered:
             if answer.vector is None:
                 self.refused_shas.add(text.sha)
                 self.refused_ords.extend(r.chunk_ord for r in window.by_sha[text.sha])
@@ -296,7 +312,7 @@ class DocumentEmbedding:
                     cost_usd=round(cost_usd(paid, self.spend.price_per_mtok), 8),
                 )
             await self._progress(conn)
-        self.batcher.stored(window.owner, window.texts)
+        self.batcher.stored(window.owner, [text for text, _ in answered])
 
     async def _progress(self, conn: DictConn) -> None:
         done = await chunk_store.count_vectors(conn, self.job.document_id, self.model, self.version)
