@@ -193,15 +193,15 @@ async def test_an_upload_whose_answer_was_lost_keeps_its_blob(
             raise psycopg.OperationalError("server closed the connection unexpectedly")
 
     @contextlib.asynccontextmanager
-    async def lost_answer() -> AsyncIterator[DictConn]:
+    async def through(wrapper: type[LostAnswer]) -> AsyncIterator[DictConn]:
         async with pool.connection() as conn:
-            yield LostAnswer(conn)  # type: ignore[misc]
+            yield wrapper(conn)  # type: ignore[misc]
 
     user = uuid.uuid4()
     stored = await _stored(rt, user)
     with pytest.raises(psycopg.OperationalError):
         await documents.record_upload(
-            lost_answer(), rt.blobs, stored, user_id=user, filename="a.pdf", actor="test"
+            through(LostAnswer), rt.blobs, stored, user_id=user, filename="a.pdf", actor="test"
         )
     await _assert_recorded_with_blob(dsn, rt, stored)
 
@@ -213,14 +213,9 @@ async def test_an_upload_whose_answer_was_lost_keeps_its_blob(
             finally:
                 await self.conn.execute("RESET statement_timeout")
 
-    @contextlib.asynccontextmanager
-    async def refused() -> AsyncIterator[DictConn]:
-        async with pool.connection() as conn:
-            yield Refused(conn)  # type: ignore[misc]
-
     other = await _stored(rt, user)
     with pytest.raises(psycopg.errors.QueryCanceled):
         await documents.record_upload(
-            refused(), rt.blobs, other, user_id=user, filename="b.pdf", actor="test"
+            through(Refused), rt.blobs, other, user_id=user, filename="b.pdf", actor="test"
         )
     assert not await rt.blobs.exists(other.key)

@@ -216,6 +216,7 @@ class BaseWorker:
             return claimed
         while (room := self._room()) and self._may_claim():
             self._hinted = False  # a NOTIFY from now on may be one this claim does not see
+            asked = min(room, jobs.MAX_CLAIM)
             try:
                 async with self.ctx.pool.connection() as conn:
                     found = await jobs.claim_many(
@@ -223,7 +224,7 @@ class BaseWorker:
                         self.worker_id,
                         self.options.lease_seconds,
                         self.options.excluded_statuses,
-                        limit=room,
+                        limit=asked,
                     )
             except psycopg.OperationalError:
                 self._hinted = True
@@ -236,7 +237,7 @@ class BaseWorker:
                 task = asyncio.create_task(self._process(job), name=f"job-{job.job_id}")
                 self._tasks[task] = job.job_id
                 task.add_done_callback(self._task_done)
-            self._drained = len(found) < min(room, jobs.MAX_CLAIM)
+            self._drained = len(found) < asked
             if self._drained:
                 break
         self._poke_batcher()

@@ -138,12 +138,12 @@ class _Window:
     futures: list[asyncio.Future[Answer]]
 
 
+def _answered(future: asyncio.Future[Answer]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
 def _any_failed(out: deque[_Window]) -> bool:
-    return any(
-        f.done() and (f.cancelled() or f.exception() is not None)
-        for window in out
-        for f in window.futures
-    )
+    return any(f.done() and not _answered(f) for window in out for f in window.futures)
 
 
 class DocumentEmbedding:
@@ -232,7 +232,7 @@ class DocumentEmbedding:
             answered = [
                 (text, future.result())
                 for text, future in zip(window.texts, window.futures, strict=True)
-                if future.done() and not future.cancelled() and future.exception() is None
+                if _answered(future)
             ]
             if answered:
                 await self._store(window, answered)
