@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from docingest.ops.validation.corpus_manifest import must_fail, read_manifest
 from docingest.ops.validation.plan import QUICK
 from docingest.ops.validation.targets import evaluate
@@ -125,6 +127,11 @@ def test_validate_quick_measures_and_judges_every_target(tmp_path: Path) -> None
     assert io["workers"] == list(QUICK.scaling_workers) and len(io["docs_per_min"]) == 4
     assert cpu["workers"] == list(QUICK.cpu_scaling_workers) and len(cpu["efficiency"]) == 2
     assert all(_number(x) and x > 0 for x in io["docs_per_min"] + cpu["docs_per_min"])
+    # what holds the I/O-bound point: the last document's parts add up to each run's seconds
+    for point_s, last in zip(io["seconds"], io["last_document"], strict=True):
+        assert sum(last.values()) == pytest.approx(point_s, abs=0.02) and last["parser_s"] > 0
+    remains = io["what_remains"]
+    assert sum(remains["gap_by_part_s"].values()) == pytest.approx(remains["gap_s"], abs=0.02)
 
     # faults: from the fakes' counters and the killed processes, every one of them happened
     faults = report["faults"]
@@ -148,3 +155,6 @@ def test_validate_quick_measures_and_judges_every_target(tmp_path: Path) -> None
     markdown = (out / "report.md").read_text()
     assert ("**Result: PASS**" in markdown) is report["passed"]
     assert all(t["target"] in markdown for t in targets)
+    assert "What holds the I/O-bound point (computed from this run's own measurements)" in (
+        markdown
+    )

@@ -69,6 +69,13 @@ def _markdown(report: dict[str, Any], verdicts: list[Verdict], plots: list[str])
         ),
         "",
     ]
+    io_bound = (report.get("scaling") or {}).get("io_bound") or {}
+    if io_bound.get("what_remains"):
+        lines += [
+            "What holds the I/O-bound point (computed from this run's own measurements): "
+            + _what_remains(io_bound["what_remains"], io_bound["workers"]),
+            "",
+        ]
     for section in _SECTIONS:
         if section in report:
             lines += _section(section, report[section])
@@ -88,6 +95,21 @@ def _markdown(report: dict[str, Any], verdicts: list[Verdict], plots: list[str])
         ]
     lines += [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
+
+
+def _what_remains(remains: dict[str, Any], workers: list[int]) -> str:
+    """One paragraph from `scaling.what_remains`."""
+    gap = remains["gap_by_part_s"]
+    (t1, tn), (u1, un) = remains["seconds"], remains["uploads_s"]
+    return (
+        f"at {workers[-1]} workers the run took {tn} s against {t1} s at {workers[0]}"
+        f" (efficiency = {t1} / {tn}). Of the {remains['gap_s']} s between them, on the"
+        f" document that completed last: created {gap['created_s']:+} s later (all uploads"
+        f" took {un} s against {u1} s), its parser {gap['parser_s']:+} s and its embedding"
+        f" calls {gap['embedder_s']:+} s (the slowest of more jittered draws), docingest's own"
+        f" time on it {gap['ours_s']:+} s. Had only the providers' draws differed, efficiency"
+        f" would be {remains['efficiency_if_only_providers_differed']}."
+    )
 
 
 def _section(name: str, body: dict[str, Any]) -> list[str]:

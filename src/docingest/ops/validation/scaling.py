@@ -54,6 +54,7 @@ def run(stack: Stack, plan: Plan) -> dict[str, Any]:
     io_bound = _series(stack, workers, plan.scaling_docs_per_worker, plan.scaling_runs, pages=2)
     linear = [n * io_bound["docs_per_min"][0] for n in workers]
     io_bound["efficiency"] = _efficiency(io_bound["docs_per_min"], linear)
+    io_bound["what_remains"] = what_remains(io_bound)
     io_bound["efficiency_vs_cpu_cap"] = _efficiency(
         io_bound["docs_per_min"],
         [min(a, b) for a, b in zip(linear, io_bound["cpu_cap"], strict=True)],
@@ -119,7 +120,15 @@ def _series(
     }
 
 
-_POINT_KEYS = ("docs_per_min", "seconds", "stack_cpu_ms_per_doc", "other_load_cores", "cpu_cap")
+_POINT_KEYS = (
+    "docs_per_min",
+    "seconds",
+    "uploads_s",
+    "last_document",
+    "stack_cpu_ms_per_doc",
+    "other_load_cores",
+    "cpu_cap",
+)
 
 
 def _run(
@@ -139,10 +148,56 @@ def _run(
     return {
         "docs_per_min": round(60 * len(rows) / elapsed, 2),
         "seconds": round(elapsed, 2),
+        "uploads_s": round(max(float(r["created"]) for r in rows) - started, 3),
+        "last_document": _last_document(stack, rows, started),
         "stack_cpu_ms_per_doc": round(1000 * use.stack_s / len(rows), 1),
         "other_load_cores": round(use.others_cores, 2),
         "cpu_cap": round(
             60 * max(use.cores - use.others_cores, MIN_CORES) * len(rows) / use.stack_s, 1
         ),
         "cores": use.cores,
+    }
+
+
+def _last_document(stack: Stack, rows: list[dict[str, Any]], started: float) -> dict[str, float]:
+    """Where the run's time went, on the document that completed last (its completion is the
+    run's end): when it was created after the first upload, its parser's own seconds (the
+    fake's measure; 0 with the local parser, whose work is docingest's), the time it waited
+    on its embedding calls, and the rest, docingest's own. The four add up to the run's
+    seconds."""
+    last = max(rows, key=lambda r: float(r["updated"]))
+    [job] = stack.query(
+        "SELECT progress, parse_external_id FROM docingest.upload_jobs WHERE job_id = %s::uuid",
+        (last["job_id"],),
+    )
+    parser_s = float(
+        stack.llamaparse_stats()["job_seconds"].get(str(job["parse_external_id"]), 0.0)
+    )
+    embedder_s = float((job["progress"] or {}).get("embed_provider_s", 0.0))
+    seconds = float(last["updated"]) - float(last["created"])
+    return {
+        "created_s": round(float(last["created"]) - started, 3),
+        "parser_s": round(parser_s, 3),
+        "embedder_s": round(embedder_s, 3),
+        "ours_s": round(seconds - parser_s - embedder_s, 3),
+    }
+
+
+def what_remains(series: dict[str, Any]) -> dict[str, Any]:
+    """Between the first point and the judged one, how the run's seconds grew, part by part
+    of the document that completed last (`_last_document`): efficiency is the first point's
+    seconds over the judged point's, since each worker gets the same documents. Also what
+    the efficiency would have been had that document's providers' draws been the only
+    difference (with more documents, the slowest of more jittered latencies): a rough
+    ceiling on what docingest alone can change, from one document."""
+    first, judged = series["last_document"][0], series["last_document"][-1]
+    gap = {part: round(judged[part] - first[part], 3) for part in first}
+    t_first, t_judged = series["seconds"][0], series["seconds"][-1]
+    providers = gap["parser_s"] + gap["embedder_s"]
+    return {
+        "seconds": [t_first, t_judged],
+        "gap_s": round(t_judged - t_first, 3),
+        "gap_by_part_s": gap,
+        "uploads_s": [series["uploads_s"][0], series["uploads_s"][-1]],
+        "efficiency_if_only_providers_differed": round(t_first / (t_first + providers), 3),
     }
