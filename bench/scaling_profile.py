@@ -6,12 +6,14 @@ documents with the validation's 4 upload clients, waits for all of them, and pri
 - how long the uploads took and when the last document was created;
 - each document's own latency (created -> complete), p50 and max, and the whole run;
 - CPU seconds of the run per kind of process (psutil, every process on the machine that used
-  any: workers, PostgreSQL, API, fake LlamaParse and its parse pool, fake OpenAI, this script);
+  any: workers, PostgreSQL, API, fake LlamaParse and its parse pool, fake OpenAI, this script),
+  for the whole run and for the time the uploads ran;
 - each document's own time per stage (p50 / p90 / max, from its events, the fake parser's own
   `job_seconds` taken out): upload -> submitted to the parser, parser done -> hint, hint ->
   parsed, parsed -> embedding, embedding -> vectors stored (the fake embedder's latency in it),
   vectors -> complete, and everything beyond the parser.
-`--idle-uploads N` first times N uploads by the same 4 clients with no worker running.
+`--idle-uploads N` first times N uploads by the same 4 clients with no worker running (and
+prints the CPU they cost per kind of process).
 `--statements N` has PostgreSQL log every statement and prints, per run, how many ran and the
 N shapes that took longest (logging them slows the server: time such runs for nothing else).
 `--waits` samples `pg_stat_activity` every 2 ms while the uploads run and prints what the
@@ -76,6 +78,22 @@ def cpu_by_pid() -> dict[int, tuple[str, float]]:
         except psutil.Error:
             continue
     return out
+
+
+def cpu_between(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds by kind of process between two `cpu_by_pid` samples."""
+    cpu: dict[str, float] = {}
+    for pid, (name, used) in after.items():
+        cpu[name] = cpu.get(name, 0.0) + used - before.get(pid, (name, 0.0))[1]
+    return cpu
+
+
+def print_cpu(label: str, cpu: dict[str, float]) -> None:
+    shown = sorted(((v, k) for k, v in cpu.items() if v >= 0.01), reverse=True)
+    total = sum(v for v, _ in shown)
+    print(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for v, k in shown) + f"; all {total:.2f}")
 
 
 class UploadWaits(BackgroundSampler):
@@ -144,22 +162,23 @@ def one_run(stack: Stack, n: int, opts: argparse.Namespace, server_log: Path | N
         with sampler or contextlib.nullcontext():
             job_ids = traffic.upload_all(stack, documents)
         uploaded = time.monotonic() - t0
+        during_uploads = cpu_by_pid()
         rows = stack.wait_terminal(job_ids, 900)
     after = cpu_by_pid()
     assert all(r["status"] == "complete" for r in rows), "a document did not complete"
     whole = max(float(r["updated"]) for r in rows) - started
     last_created = max(float(r["created"]) for r in rows) - started
     latency = sorted(float(r["updated"]) - float(r["created"]) for r in rows)
-    cpu: dict[str, float] = {}
-    for pid, (name, used) in after.items():
-        cpu[name] = cpu.get(name, 0.0) + used - before.get(pid, (name, 0.0))[1]
     print(
         f"{n} workers, {len(rows)} documents: uploads {uploaded:.2f} s (last created at"
         f" {last_created:.2f} s); latency per document p50 {latency[len(latency) // 2]:.2f} s,"
         f" max {latency[-1]:.2f} s; all complete at {whole:.2f} s"
     )
-    shown = sorted(((v, k) for k, v in cpu.items() if v >= 0.01), reverse=True)
-    print("  CPU s: " + ", ".join(f"{k} {v:.2f}" for v, k in shown))
+    print_cpu("CPU s", cpu_between(before, after))
+    print_cpu(
+        f"CPU s while the uploads ran ({uploaded:.2f} s x {psutil.cpu_count()} cores)",
+        cpu_between(before, during_uploads),
+    )
     if isinstance(machine, MachineBusy):
         machine.print(whole)
     if sampler is not None:
@@ -238,9 +257,10 @@ def print_stages(stack: Stack, job_ids: list[str], started: float, tail: int) ->
 def idle_uploads(stack: Stack, n: int) -> None:
     stack.set_workers(0)
     documents = traffic.new_documents(n, pages=2)
-    t0 = time.monotonic()
+    before, t0 = cpu_by_pid(), time.monotonic()
     job_ids = traffic.upload_all(stack, documents)
     print(f"{n} uploads by 4 clients, no worker running: {time.monotonic() - t0:.2f} s")
+    print_cpu("CPU s", cpu_between(before, cpu_by_pid()))
     stack.set_workers(2)  # done before the runs, so no run processes them
     stack.wait_terminal(job_ids, 900)
 
