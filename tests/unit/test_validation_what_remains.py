@@ -45,6 +45,6 @@ def test_the_report_says_what_remains_from_the_run(tmp_path: Path) -> None:
     text = (tmp_path / "report.md").read_text()
     line = next(x for x in text.splitlines() if x.startswith("What holds the I/O-bound point"))
     assert "at 8 workers the run took 4.5 s against 3.6 s at 1" in line
-    assert "created +0.56 s later (all uploads took 0.66 s against 0.08 s)" in line
+    assert "its creation +0.56 s (all uploads took 0.66 s against 0.08 s)" in line
     assert "its parser +0.1 s" in line and "docingest's own time on it +0.14 s" in line
     assert "efficiency would be 0.947" in line

@@ -103,10 +103,10 @@ def _what_remains(remains: dict[str, Any], workers: list[int]) -> str:
     (t1, tn), (u1, un) = remains["seconds"], remains["uploads_s"]
     return (
         f"at {workers[-1]} workers the run took {tn} s against {t1} s at {workers[0]}"
-        f" (efficiency = {t1} / {tn}). Of the {remains['gap_s']} s between them, on the"
-        f" document that completed last: created {gap['created_s']:+} s later (all uploads"
+        f" (efficiency is about {t1} / {tn}). Of the {remains['gap_s']} s between them, on"
+        f" the document that completed last: its creation {gap['created_s']:+} s (all uploads"
         f" took {un} s against {u1} s), its parser {gap['parser_s']:+} s and its embedding"
-        f" calls {gap['embedder_s']:+} s (the slowest of more jittered draws), docingest's own"
+        f" calls {gap['embedder_s']:+} s (the providers' jittered draws), docingest's own"
         f" time on it {gap['ours_s']:+} s. Had only the providers' draws differed, efficiency"
         f" would be {remains['efficiency_if_only_providers_differed']}."
     )
