@@ -11,7 +11,9 @@ documents with the validation's 4 upload clients, waits for all of them, and pri
 - each document's own time per stage (p50 / p90 / max, from its events, the fake parser's own
   `job_seconds` taken out): upload -> submitted to the parser, parser done -> hint, hint ->
   parsed, parsed -> embedding, embedding -> vectors stored (the fake embedder's latency in it),
-  vectors -> complete, and everything beyond the parser.
+  vectors -> complete, and everything beyond the parser; the embedding stage also split into
+  the time its requests were out (the union of their spans, as the job records it) and the
+  rest, docingest's own.
 `--idle-uploads N` first times N uploads by the same 4 clients with no worker running (and
 prints the CPU they cost per kind of process).
 `--statements N` has PostgreSQL log every statement and prints, per run, how many ran and the
@@ -198,6 +200,10 @@ STAGES = (  # (label, from, to): first event of each action (or action:outcome) 
     ("embedding -> stored", "job.embedding_in_progress", "job.embeddings_stored"),
     ("stored -> complete", "job.embeddings_stored", "job.complete"),
     ("beyond the parser", "created", "complete_less_parser"),
+    # the embedding stage split: the union of its requests' spans (`embed_provider_s`), and
+    # the rest (held in the batcher or behind its requests in flight, storing, on the CPU)
+    ("  embedder's spans", "embedding_started", "embedding_provider_done"),
+    ("  docingest's own", "embedding_provider_done", "job.embeddings_stored"),
 )
 
 
@@ -219,7 +225,8 @@ def print_stages(stack: Stack, job_ids: list[str], started: float, tail: int) ->
         "SELECT j.parse_external_id AS ext, extract(epoch FROM j.created_at)::float8 AS created,"
         " (SELECT json_object_agg(k, t) FROM (SELECT e.action || ':' || e.outcome AS k,"
         "   extract(epoch FROM min(e.at))::float8 AS t FROM docingest.events e"
-        "   WHERE e.job_id = j.job_id GROUP BY 1) x) AS events"
+        "   WHERE e.job_id = j.job_id GROUP BY 1) x) AS events,"
+        " (j.progress->>'embed_provider_s')::float8 AS embed_provider_s"
         " FROM docingest.upload_jobs j WHERE j.job_id = ANY(%s::uuid[])",
         (job_ids,),
     )
@@ -236,6 +243,9 @@ def print_stages(stack: Stack, job_ids: list[str], started: float, tail: int) ->
         )
         at["parser_done"] = at["parse.submitted"] + parser_s[row["ext"]]
         at["complete_less_parser"] = at["job.complete"] - parser_s[row["ext"]]
+        if "job.embedding_in_progress" in at and row["embed_provider_s"] is not None:
+            at["embedding_started"] = at["job.embedding_in_progress"]
+            at["embedding_provider_done"] = at["embedding_started"] + row["embed_provider_s"]
         for label, start, end in STAGES:
             if start in at and end in at:
                 spans[label].append(at[end] - at[start])
