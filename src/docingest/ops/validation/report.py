@@ -101,6 +101,7 @@ def _what_remains(remains: dict[str, Any], workers: list[int]) -> str:
     """One paragraph from `scaling.what_remains`."""
     gap = remains["gap_by_part_s"]
     (t1, tn), (u1, un) = remains["seconds"], remains["uploads_s"]
+    cpu_first, cpu_judged = remains["stack_cpu_ms_per_doc"]
     return (
         f"at {workers[-1]} workers the run took {tn} s against {t1} s at {workers[0]}"
         f" (efficiency is about {t1} / {tn}). Of the {remains['gap_s']} s between them, on"
@@ -109,6 +110,11 @@ def _what_remains(remains: dict[str, Any], workers: list[int]) -> str:
         f" calls {gap['embedder_s']:+} s (the providers' jittered draws), docingest's own"
         f" time on it {gap['ours_s']:+} s. Had only the providers' draws differed, efficiency"
         f" would be {remains['efficiency_if_only_providers_differed']}."
+        f" The stack's CPU per document was {cpu_first} ms at {workers[0]} and {cpu_judged} ms"
+        f" at {workers[-1]} workers; at that rate the cores (less what other processes used)"
+        f" allowed {remains['cpu_cap_docs_per_min']} docs/min, and linear scaling asks"
+        f" for {remains['linear_docs_per_min']}: {remains['linear_share_of_cpu_cap']:.0%} of"
+        " it."
     )
 
 

@@ -189,15 +189,29 @@ def what_remains(series: dict[str, Any]) -> dict[str, Any]:
     seconds over the judged point's, since each worker gets the same documents. Also what
     the efficiency would have been had that document's providers' draws been the only
     difference (with more documents, the slowest of more jittered latencies): a rough
-    ceiling on what docingest alone can change, from one document."""
+    ceiling on what docingest alone can change, from one document.
+
+    And how close linear scaling came to what the machine's cores allowed at the judged
+    point (`cpu_cap`: the cores less what other processes used, over the stack's CPU per
+    document): at or near 1, every step of every document queues for a core, and only less
+    CPU per document moves the point."""
     first, judged = series["last_document"][0], series["last_document"][-1]
     gap = {part: round(judged[part] - first[part], 3) for part in first}
     t_first, t_judged = series["seconds"][0], series["seconds"][-1]
     providers = gap["parser_s"] + gap["embedder_s"]
+    linear = series["docs_per_min"][0] * series["workers"][-1] / series["workers"][0]
+    cap = series["cpu_cap"][-1]
     return {
         "seconds": [t_first, t_judged],
         "gap_s": round(t_judged - t_first, 3),
         "gap_by_part_s": gap,
         "uploads_s": [series["uploads_s"][0], series["uploads_s"][-1]],
         "efficiency_if_only_providers_differed": round(t_first / (t_first + providers), 3),
+        "stack_cpu_ms_per_doc": [
+            series["stack_cpu_ms_per_doc"][0],
+            series["stack_cpu_ms_per_doc"][-1],
+        ],
+        "linear_docs_per_min": round(linear, 2),
+        "cpu_cap_docs_per_min": cap,
+        "linear_share_of_cpu_cap": round(linear / cap, 3),
     }
