@@ -4,6 +4,8 @@ migrated template database, and a fresh database per test cloned from it."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,30 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("DOCINGEST_CORPUS", REPO.parent / "shared" / "corpus"))
 EXAMPLES = REPO / "examples"
 TEMPLATE_DB = "docingest_template"
+_PRIVATE_BASETEMP = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Give this session a temp root of its own (unless --basetemp names one).
+
+    Under root, the wheel runs PostgreSQL as its own user, which must be able to traverse
+    every directory above its data directory, and the wheel opens them up for it. pytest's
+    shared root, /tmp/pytest-of-<user>, is made private (0700) again by every pytest session
+    that starts and asks for a tmp_path: a second session started meanwhile (one test file
+    run while the suite runs) cut the running session's server off from its own files
+    (PANIC: could not open pg_control: Permission denied), and every later test failed."""
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="docingest-tests-")
+        config.stash[_PRIVATE_BASETEMP] = Path(config.option.basetemp)
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures (its PostgreSQL) are torn down
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A private temp root is removed when the session passed (kept to look at otherwise)."""
+    private = session.config.stash.get(_PRIVATE_BASETEMP, None)
+    if private is not None and exitstatus == pytest.ExitCode.OK:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
