@@ -30,7 +30,7 @@ _RESTART_SIGNS = ("starting up", "shutting down", "Connection refused", "No such
 def local_secret(home: Path, name: str) -> str:
     """A random secret kept in a 0600 file under DOCINGEST_HOME, created on first use, so that
     every local process (CLI, API, workers) agrees on it."""
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = home / name
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

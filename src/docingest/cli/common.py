@@ -78,7 +78,7 @@ def local_user(settings: Settings, explicit: str | None) -> uuid.UUID:
         except ValueError:
             err_console.print("[red]--user must be a UUID[/red]")
             raise typer.Exit(2) from None
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path: Path = settings.home / "user.id"
     if path.exists():
         return uuid.UUID(path.read_text(encoding="ascii").strip())

