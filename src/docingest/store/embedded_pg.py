@@ -172,5 +172,4 @@ def restart_immediate(server: Any) -> None:
         capture_output=True,
         timeout=60,
     )
-    with _traverse_only(Path(server.pgdata).parent):
-        server.ensure_postgres_running()
+    server.ensure_postgres_running()
