@@ -202,7 +202,7 @@ STAGES = (  # (label, from, to): first event of each action (or action:outcome) 
     ("beyond the parser", "created", "complete_less_parser"),
     # the embedding stage split: the union of its requests' spans (`embed_provider_s`), and
     # the rest (held in the batcher or behind its requests in flight, storing, on the CPU)
-    ("  embedder's spans", "embedding_started", "embedding_provider_done"),
+    ("  embedder's spans", "job.embedding_in_progress", "embedding_provider_done"),
     ("  docingest's own", "embedding_provider_done", "job.embeddings_stored"),
 )
 
@@ -244,8 +244,9 @@ def print_stages(stack: Stack, job_ids: list[str], started: float, tail: int) ->
         at["parser_done"] = at["parse.submitted"] + parser_s[row["ext"]]
         at["complete_less_parser"] = at["job.complete"] - parser_s[row["ext"]]
         if "job.embedding_in_progress" in at and row["embed_provider_s"] is not None:
-            at["embedding_started"] = at["job.embedding_in_progress"]
-            at["embedding_provider_done"] = at["embedding_started"] + row["embed_provider_s"]
+            at["embedding_provider_done"] = (
+                at["job.embedding_in_progress"] + row["embed_provider_s"]
+            )
         for label, start, end in STAGES:
             if start in at and end in at:
                 spans[label].append(at[end] - at[start])
