@@ -19,8 +19,10 @@ from docingest.clients.pdf_markdown import (
     _BULLET_RE,
     _DROP_RE,
     _HYPHEN_RE,
+    _NON_ALNUM_RE,
     _PRIVATE_USE_RE,
     ParsedPdf,
+    _alnum,
     _clean_line,
     pdf_to_markdown,
 )
@@ -400,3 +402,17 @@ def _clean_line_slow(raw: str) -> tuple[str, bool]:
 )
 def test_clean_line_fast_path_matches_every_replacement(raw: str) -> None:
     assert _clean_line(raw) == _clean_line_slow(raw)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(max_size=40) | st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40))
+def test_alnum_count_matches_the_regex(line: str) -> None:
+    """The ASCII fast path counts what the regex (Unicode word characters but `_`) leaves."""
+    assert _alnum(line) == len(_NON_ALNUM_RE.sub("", line))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(max_size=60))
+def test_split_drops_what_regex_whitespace_matches(text: str) -> None:
+    """`_page_lines` counts non-space characters with str.split, as the regex `\\s` would."""
+    assert len("".join(text.split())) == len(re.sub(r"\s+", "", text))

@@ -156,6 +156,6 @@ def _gap_breaks(prev: Line | None, line: Line, body: float) -> bool:
 
 def _escape(text: str) -> str:
     """Keep body text from being read as markdown structure (or as a page marker)."""
-    if text[0] in "#<>" or (len(text) >= 3 and set(text) <= set("-=_*")):
+    if text[0] in "#<>" or (len(text) >= 3 and not text.strip("-=_*")):
         return "\\" + text
     return text

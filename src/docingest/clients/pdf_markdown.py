@@ -74,7 +74,8 @@ _LINE_RE = re.compile(r"[^\r\n]+")
 _ALNUM_RE = re.compile(r"[^\W_]")
 _LAST_ALNUM_RE = re.compile(r"[^\W_](?=[\W_]*$)")
 _NON_ALNUM_RE = re.compile(r"[\W_]+")
-_SPACE_RE = re.compile(r"\s+")
+# the ASCII characters `_NON_ALNUM_RE` matches, for `bytes.translate` (`_alnum`)
+_ASCII_NON_ALNUM = bytes(c for c in range(128) if not chr(c).isalnum())
 # control chars, soft hyphen, zero-width and bidi controls, BOM, specials, surrogates
 _DROP_RE = re.compile(
     "[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064"
@@ -246,7 +247,7 @@ def _page_lines(textpage: Any, last_sample_floor: float) -> Page:
     text = str(textpage.get_text_range())
     if not text:
         return Page(lines=[], alnum=0, nonspace=0)
-    nonspace = len(_SPACE_RE.sub("", text))
+    nonspace = len("".join(text.split()))  # str.split's whitespace is regex \s
     base = _text_index_base(textpage)
     sampler = _Sampler(textpage.raw, text, base)
     lines: list[Line] = []
@@ -256,7 +257,7 @@ def _page_lines(textpage: Any, last_sample_floor: float) -> Page:
         cleaned, bullet = _clean_line(raw)
         if not cleaned and not bullet:
             continue
-        alnum = len(_NON_ALNUM_RE.sub("", cleaned))
+        alnum = _alnum(cleaned)
         page_alnum += alnum
         if alnum:
             maybe_heading = len(cleaned) <= MAX_HEADING_CHARS and not bullet
@@ -267,6 +268,15 @@ def _page_lines(textpage: Any, last_sample_floor: float) -> Page:
             size, y = 0.0, None
         lines.append(Line(text=cleaned, size=size, y=y, alnum=alnum, bullet=bullet))
     return Page(lines=lines, alnum=page_alnum, nonspace=nonspace)
+
+
+def _alnum(line: str) -> int:
+    """Letters and digits in `line` (what `_NON_ALNUM_RE` leaves). Most lines are ASCII, where
+    `bytes.translate` counts them several times faster than the regex (it ran for every line
+    of every page)."""
+    if line.isascii():
+        return len(line.encode("ascii").translate(None, _ASCII_NON_ALNUM))
+    return len(_NON_ALNUM_RE.sub("", line))
 
 
 def _text_index_base(textpage: Any) -> int:
