@@ -18,6 +18,7 @@ from docingest.clients.embedders import Embedded
 from docingest.config import WorkLimits
 from docingest.domain.errors import ErrorCode, PermanentError, TransientError
 from docingest.domain.states import JobStatus
+from docingest.pipeline.hashing import vector_sha
 from docingest.store import jobs
 from docingest.store.db import open_pool
 from docingest.store.search import SearchMode, search
@@ -62,6 +63,12 @@ async def test_examples_complete_with_one_vector_per_chunk_and_are_searchable(
                     row is not None
                     and row["n"] == job.progress["chunks_total"] == job.progress["embeds_done"] > 0
                 )
+            # each stored vector is the one its hash was taken of (vectors go in as arrays)
+            cur = await conn.execute("SELECT embedding, vector_sha FROM docingest.document_chunks")
+            stored = await cur.fetchall()
+            assert stored and all(
+                vector_sha(r["embedding"].to_numpy()) == r["vector_sha"] for r in stored
+            )
             cur = await conn.execute(
                 "SELECT chunk_id::text AS id, text FROM docingest.document_chunks ORDER BY chunk_id LIMIT 1"
             )
