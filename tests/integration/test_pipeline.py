@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from docingest.bootstrap import Runtime
-from docingest.clients.embedders import Embedded
+from docingest.clients.embedders import Embedded, HashEmbedder
 from docingest.config import WorkLimits
 from docingest.domain.errors import ErrorCode, PermanentError, TransientError
 from docingest.domain.states import JobStatus
@@ -26,6 +26,7 @@ from docingest.testing.seed import place_parsed
 from docingest.worker.base import BaseWorker, WorkerOptions
 from docingest.worker.context import StageContext
 from docingest.worker.embed_batcher import EmbeddingBatcher
+from docingest.worker.embed_gate import EmbeddingGate
 from docingest.worker.embedding import WINDOWS_IN_FLIGHT
 from docingest.worker.runner import run_worker
 from docingest.worker.stages import CHUNK_ROWS_PER_INSERT, STAGES
@@ -283,6 +284,75 @@ async def test_a_failed_request_keeps_what_was_out_beside_it(
             job = await jobs.get(conn, res.job_id)
         assert job is not None and job.status == JobStatus.COMPLETE
         assert relay.inputs == job.progress["chunks_total"]  # nothing paid for twice
+    finally:
+        await pool.close()
+
+
+class HeldFirstEmbedder(HashEmbedder):
+    """Holds its first request until cancelled and answers the others, counting the texts it
+    answered; `two_answered` once two requests were."""
+
+    def __init__(self, dimensions: int) -> None:
+        super().__init__(dimensions)
+        self.requests = 0
+        self.answered = 0
+        self.answered_requests = 0
+        self.two_answered = asyncio.Event()
+
+    async def embed(self, texts: Sequence[str]) -> Embedded:
+        self.requests += 1
+        if self.requests == 1:
+            await asyncio.Event().wait()
+        out = await super().embed(texts)
+        self.answered += len(texts)
+        self.answered_requests += 1
+        if self.answered_requests == 2:
+            self.two_answered.set()
+        return out
+
+
+async def test_a_stopping_worker_stores_what_was_answered_and_gives_the_job_back(
+    dsn: str, tmp_path: Path
+) -> None:
+    """SIGTERM while a request is held at the provider: the job's later requests were answered
+    (and paid for) but wait behind the held one's window. Before the grace period ends the
+    job stops waiting, stores them and is given back with its retry budget untouched, so the
+    next worker pays only for the held request's texts."""
+    from docingest.bootstrap import parser
+
+    rt = make_runtime(dsn, tmp_path)
+    held = HeldFirstEmbedder(rt.embedder.dimensions)
+    held.max_batch_inputs = 4
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+        gate = EmbeddingGate(pool, held, actor="worker:stopping")
+        batcher = EmbeddingBatcher(gate, max_inputs=held.max_batch_inputs)
+        ctx = StageContext(
+            pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=held,
+            worker_id="stopping", embed_gate=gate, embed_batcher=batcher,
+        )  # fmt: skip
+        options = WorkerOptions(concurrency=1, shutdown_grace_s=2.0)
+        worker = BaseWorker(ctx, dsn=dsn, options=options)
+        running = asyncio.create_task(worker.run())
+        await asyncio.wait_for(held.two_answered.wait(), DEADLINE_S)
+        worker.request_stop()  # what SIGTERM does
+        await asyncio.wait_for(running, DEADLINE_S)
+        await batcher.aclose()
+        async with pool.connection() as conn:
+            job = await jobs.get(conn, res.job_id)
+        assert job is not None and job.status == JobStatus.EMBEDDING_IN_PROGRESS
+        assert job.claimed_by is None and job.retry_count == 0
+        # every answered request (all but the held one) was stored
+        assert job.progress["embeds_done"] == held.answered >= 8
+        await run_worker(
+            dataclasses.replace(rt, embedder=held), concurrency=1, once=True, handle_signals=False
+        )
+        async with pool.connection() as conn:
+            job = await jobs.get(conn, res.job_id)
+        assert job is not None and job.status == JobStatus.COMPLETE
+        assert held.answered == job.progress["chunks_total"]  # nothing answered twice
     finally:
         await pool.close()
 

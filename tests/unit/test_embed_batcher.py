@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from docingest.domain.errors import ErrorCode, TransientError
+from docingest.domain.errors import Deferred, ErrorCode, TransientError
 from docingest.worker.embed_batcher import EmbeddingBatcher, Text
 from docingest.worker.embed_gate import EmbeddingGate, Sent
 
@@ -163,4 +163,37 @@ async def test_settling_withdraws_what_is_queued_and_waits_for_what_is_out() -> 
     assert all(f.done() and f.result().vector is not None for f in out)
     assert queued[0].cancelled() and not a.more
     assert gate.requests == [["o1", "o2", "o3", "o4"]]  # the withdrawn text was never sent
+    await batcher.aclose()
+
+
+class HeldGate(RecordingGate):
+    """Answers the first request at once and holds every later one (until cancelled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = asyncio.Event()
+
+    async def send(self, texts: Sequence[str], counts: Sequence[int]) -> Sent:
+        if self.requests:
+            self.requests.append(list(texts))
+            self.held.set()
+            await asyncio.Event().wait()
+        return await super().send(texts, counts)
+
+
+async def test_stop_waiting_gives_up_what_is_unanswered_and_keeps_what_was_answered() -> None:
+    gate = HeldGate()
+    batcher = _batcher(gate, upstream_busy=lambda: True, max_in_flight=1)
+    a = batcher.join()
+    answered = batcher.submit(a, _texts("a1", "a2", "a3", "a4"))
+    await batcher.wait(a, answered)  # the first request was answered
+    out = batcher.submit(a, _texts("o1", "o2", "o3", "o4"))  # full: goes, and is held
+    queued = batcher.submit(a, _texts("q1"))  # waits for the one request slot
+    batcher.poke()
+    await gate.held.wait()
+    batcher.stop_waiting()
+    for future in [*out, *queued, *batcher.submit(a, _texts("later"))]:
+        assert isinstance(future.exception(), Deferred)
+    assert all(f.result().vector is not None for f in answered)
+    assert gate.requests[1:] == [["o1", "o2", "o3", "o4"]]  # q1 and "later" were not sent
     await batcher.aclose()

@@ -54,6 +54,12 @@ from docingest.worker.stages import STAGES, hands_off
 log = logging.getLogger(__name__)
 
 SESSION_START_TIMEOUT_S = 30.0
+#: the end of a shutdown grace kept for jobs to store their answered vectors (`_drain`)
+STORE_MARGIN_S = 5.0
+
+
+def _store_margin(grace_s: float) -> float:
+    return min(STORE_MARGIN_S, grace_s / 4)
 
 
 def new_worker_id() -> str:
@@ -263,10 +269,18 @@ class BaseWorker:
 
     async def _drain(self) -> None:
         """Let in-flight jobs finish within the grace period (else release them), then give
-        pending hand-backs the same time to land."""
-        deadline = time.monotonic() + self.options.shutdown_grace_s
+        pending hand-backs the same time to land. The last part of the grace
+        (`_store_margin`) is for jobs still waiting on the embedding provider: they stop
+        waiting, store what was answered and give their job back (`stop_waiting`), so
+        answers already paid for are not dropped with a cancelled job."""
+        grace = self.options.shutdown_grace_s
+        deadline = time.monotonic() + grace
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.shutdown_grace_s)
+            margin = _store_margin(grace)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace - margin)
+            if pending and self.ctx.embed_batcher is not None:
+                self.ctx.embed_batcher.stop_waiting()
+                _, pending = await asyncio.wait(pending, timeout=margin)
             for t in pending:
                 t.cancel()
             if pending:

@@ -21,6 +21,10 @@ found, and only the jobs waiting for a refused text see it refused; anything els
 raises (circuit open, budget, transient, permanent) is raised in every job waiting on that
 request, which handles it as its own failure (wait, retry, fail). A job that leaves (lease
 lost, cancelled) withdraws its queued texts.
+
+Shutdown: shortly before the worker's grace period ends (`stop_waiting`), every text still
+unanswered is given up with `Deferred`, so each job stores what was answered and gives its
+job back, rather than being cancelled with paid answers it had not stored yet.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field
 from uuid import UUID, uuid4
 
 from docingest.clients.embedders import Vector
-from docingest.domain.errors import ErrorCode, PermanentError
+from docingest.domain.errors import Deferred, ErrorCode, PermanentError
 from docingest.pipeline.batching import plan_batches
 from docingest.worker.embed_gate import EmbeddingGate
 
@@ -108,6 +112,7 @@ class EmbeddingBatcher:
         self._lookup_ids = itertools.count()
         self._sending: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._stopped = False  # `stop_waiting` was called: nothing more is awaited
         self.requests_sent = 0
 
     # --------------------------------------------------------------- jobs' side
@@ -178,6 +183,9 @@ class EmbeddingBatcher:
                 answered[1].add(owner)
                 future.set_result(dataclasses.replace(answered[0], paid=False))
                 continue
+            if self._stopped:
+                future.set_exception(_stopping())
+                continue
             item = self._in_flight.get(text.sha) or self._queue.get(text.sha)
             if item is None:
                 item = self._queue[text.sha] = _Item(text, now)
@@ -221,6 +229,19 @@ class EmbeddingBatcher:
         except RuntimeError:
             return
         self._send_ready()
+
+    def stop_waiting(self) -> None:
+        """The worker's shutdown grace is nearly over: give every text not answered yet up
+        with `Deferred` (each job then stores what it was answered and is given back, its
+        retry budget untouched), and answer later submits the same way. Requests in flight
+        run on; what they bring back is no longer awaited."""
+        self._stopped = True
+        for table in (self._queue, self._in_flight):
+            for item in table.values():
+                for _, future in item.waiters:
+                    if not future.done():
+                        future.set_exception(_stopping())
+        self._queue.clear()
 
     async def aclose(self) -> None:
         for task in list(self._sending):
@@ -339,3 +360,7 @@ class EmbeddingBatcher:
                     future.cancel()
                 else:
                     future.set_exception(exc)
+
+
+def _stopping() -> Deferred:
+    return Deferred(0.0, "worker stopping")
