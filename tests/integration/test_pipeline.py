@@ -481,6 +481,39 @@ async def _many_chunks_at_chunking(
     return ctx, await STAGES[JobStatus.PARSE_VALIDATED](ctx, await _claim(pool, "w"))
 
 
+async def test_chunk_rows_go_in_as_one_statement_and_come_back_as_given(
+    dsn: str, tmp_path: Path
+) -> None:
+    """`insert_chunk_buffer` sends arrays: texts and metadata with what an array literal
+    would have to escape come back byte for byte, and a second insert adds nothing."""
+    from docingest.store import chunks as chunk_store
+
+    rt = make_runtime(dsn, tmp_path)
+    texts = ['quote " and \\ backslash', "{braces, commas}", "NULL", "", "é ß 🙂 \t tab"]
+    rows = [
+        chunk_store.ChunkRow(
+            uuid.uuid4(), n, f"sha-{n}", text, {"page_start": n, "heading": ['a "b"', None]}
+        )
+        for n, text in enumerate(texts)
+    ]
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+            added = await chunk_store.insert_chunk_buffer(conn, res.document_id, "c", "1", rows)
+            again = await chunk_store.insert_chunk_buffer(conn, res.document_id, "c", "1", rows)
+            cur = await conn.execute(
+                "SELECT chunk_id, chunk_ord, chunk_sha, text, meta"
+                " FROM docingest.document_chunk_buffer WHERE document_id = %s ORDER BY chunk_ord",
+                (res.document_id,),
+            )
+            stored = [chunk_store.ChunkRow(**r) for r in await cur.fetchall()]
+        assert (added, again) == (len(rows), 0)
+        assert stored == rows
+    finally:
+        await pool.close()
+
+
 async def test_a_chunk_cap_hit_midway_leaves_no_chunk_rows(dsn: str, tmp_path: Path) -> None:
     """Chunk rows go to Postgres while the chunker cuts the rest; the cap found after the first
     rows were written fails the job and rolls every one of them back."""

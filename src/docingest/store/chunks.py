@@ -47,29 +47,30 @@ async def insert_chunk_buffer(
     chunker_version: str,
     rows: Sequence[ChunkRow],
 ) -> int:
-    """Insert chunks; existing (document, chunker, ord) rows are left alone. Returns rows added."""
+    """Insert chunks; existing (document, chunker, ord) rows are left alone. Returns rows added.
+    One statement for all of them (arrays unnested server-side, sent binary), as
+    `insert_vectors` does, not one per chunk."""
     if not rows:
         return 0
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO docingest.document_chunk_buffer (chunk_id, document_id, chunk_ord,"
-            " chunker_name, chunker_version, chunk_sha, text, meta)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [
-                (
-                    r.chunk_id,
-                    document_id,
-                    r.chunk_ord,
-                    chunker_name,
-                    chunker_version,
-                    r.chunk_sha,
-                    r.text,
-                    Jsonb(r.meta),
-                )
-                for r in rows
-            ],
-        )
-        return max(cur.rowcount, 0)
+    cur = await conn.execute(
+        "INSERT INTO docingest.document_chunk_buffer (chunk_id, document_id, chunk_ord,"
+        " chunker_name, chunker_version, chunk_sha, text, meta)"
+        " SELECT r.chunk_id, %(doc)s, r.chunk_ord, %(name)s, %(version)s, r.chunk_sha, r.text,"
+        " r.meta FROM unnest(%(ids)b::uuid[], %(ords)b::int4[], %(shas)b::text[],"
+        " %(texts)b::text[], %(metas)b::jsonb[]) AS r(chunk_id, chunk_ord, chunk_sha, text, meta)"
+        " ON CONFLICT DO NOTHING",
+        {
+            "doc": document_id,
+            "name": chunker_name,
+            "version": chunker_version,
+            "ids": [r.chunk_id for r in rows],
+            "ords": [r.chunk_ord for r in rows],
+            "shas": [r.chunk_sha for r in rows],
+            "texts": [r.text for r in rows],
+            "metas": [Jsonb(r.meta) for r in rows],
+        },
+    )
+    return max(cur.rowcount, 0)
 
 
 async def parse_words(conn: DictConn, chunk_ids: Sequence[UUID]) -> None:
