@@ -50,15 +50,6 @@ ONE_BY_ONE = (
     " embed_model, embed_version, vector, vector_sha, batch_id)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
-# what it runs now, but with psycopg's default (text) format for the vectors
-TEXT_ARRAY = (
-    "INSERT INTO docingest.document_vector_buffer (document_id, chunk_id, chunk_sha,"
-    " embed_model, embed_version, vector, vector_sha, batch_id)"
-    " SELECT %(doc)s, r.chunk_id, r.chunk_sha, %(m)s, %(v)s, r.vector, r.vector_sha, %(batch)s"
-    " FROM unnest(%(ids)s::uuid[], %(shas)s::text[], %(vectors)s::halfvec[],"
-    " %(vector_shas)s::text[]) AS r(chunk_id, chunk_sha, vector, vector_sha)"
-    " ON CONFLICT DO NOTHING"
-)
 WAYS = ("an INSERT per vector", "one INSERT, text array", "one INSERT, binary (now)")
 
 
@@ -103,19 +94,10 @@ async def _insert(conn: DictConn, way: str, document_id: UUID, rows: list[Vector
         ]
         async with conn.cursor() as cur:
             await cur.executemany(ONE_BY_ONE, params)
-    elif way == WAYS[1]:
+    elif way == WAYS[1]:  # what it runs now, but with psycopg's default (text) for vectors
+        text_array = chunk_store.INSERT_VECTORS.replace("%(vectors)b", "%(vectors)s")
         await conn.execute(
-            TEXT_ARRAY,
-            {
-                "doc": document_id,
-                "m": MODEL,
-                "v": VERSION,
-                "batch": batch,
-                "ids": [r.chunk_id for r in rows],
-                "shas": [r.chunk_sha for r in rows],
-                "vectors": [HalfVector(r.vector) for r in rows],
-                "vector_shas": [r.vector_sha for r in rows],
-            },
+            text_array, chunk_store.vector_params(document_id, MODEL, VERSION, batch, rows)
         )
     else:
         await chunk_store.insert_vectors(conn, document_id, MODEL, VERSION, batch, rows)

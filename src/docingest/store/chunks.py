@@ -179,6 +179,33 @@ async def missing_vectors(
     ]
 
 
+#: `insert_vectors`' statement: a request's vectors as arrays, unnested server-side
+INSERT_VECTORS = (
+    "INSERT INTO docingest.document_vector_buffer (document_id, chunk_id, chunk_sha,"
+    " embed_model, embed_version, vector, vector_sha, batch_id)"
+    " SELECT %(doc)s, r.chunk_id, r.chunk_sha, %(m)s, %(v)s, r.vector, r.vector_sha, %(batch)s"
+    " FROM unnest(%(ids)s::uuid[], %(shas)s::text[], %(vectors)b::halfvec[],"
+    " %(vector_shas)s::text[]) AS r(chunk_id, chunk_sha, vector, vector_sha)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def vector_params(
+    document_id: UUID, model: str, version: str, batch_id: UUID, rows: Sequence[VectorRow]
+) -> dict[str, Any]:
+    """The parameters of `INSERT_VECTORS`."""
+    return {
+        "doc": document_id,
+        "m": model,
+        "v": version,
+        "batch": batch_id,
+        "ids": [r.chunk_id for r in rows],
+        "shas": [r.chunk_sha for r in rows],
+        "vectors": [HalfVector(r.vector) for r in rows],
+        "vector_shas": [r.vector_sha for r in rows],
+    }
+
+
 async def insert_vectors(
     conn: DictConn,
     document_id: UUID,
@@ -195,22 +222,7 @@ async def insert_vectors(
     if not rows:
         return 0
     cur = await conn.execute(
-        "INSERT INTO docingest.document_vector_buffer (document_id, chunk_id, chunk_sha,"
-        " embed_model, embed_version, vector, vector_sha, batch_id)"
-        " SELECT %(doc)s, r.chunk_id, r.chunk_sha, %(m)s, %(v)s, r.vector, r.vector_sha, %(batch)s"
-        " FROM unnest(%(ids)s::uuid[], %(shas)s::text[], %(vectors)b::halfvec[],"
-        " %(vector_shas)s::text[]) AS r(chunk_id, chunk_sha, vector, vector_sha)"
-        " ON CONFLICT DO NOTHING",
-        {
-            "doc": document_id,
-            "m": model,
-            "v": version,
-            "batch": batch_id,
-            "ids": [r.chunk_id for r in rows],
-            "shas": [r.chunk_sha for r in rows],
-            "vectors": [HalfVector(r.vector) for r in rows],
-            "vector_shas": [r.vector_sha for r in rows],
-        },
+        INSERT_VECTORS, vector_params(document_id, model, version, batch_id, rows)
     )
     return max(cur.rowcount, 0)
 
