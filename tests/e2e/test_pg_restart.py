@@ -56,6 +56,13 @@ def _statuses(dsn: str) -> dict[str, tuple[JobStatus, str | None]]:
     return {job_id: (JobStatus(status), owner) for job_id, status, owner in rows}
 
 
+def _sessions(dsn: str) -> int:
+    """Worker processes registered (past start-up, able to claim)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM docingest.worker_sessions").fetchone()
+    return int(row[0]) if row else 0
+
+
 async def test_postgres_immediate_restart_every_job_completes(
     own_server: Any, tmp_path: Path
 ) -> None:
@@ -68,17 +75,20 @@ async def test_postgres_immediate_restart_every_job_completes(
     home = tmp_path / "home"
     env = stack_env(dsn, home)  # the default lease
     rt = make_runtime(dsn, home)
-    pool = await open_pool(dsn)
-    try:
-        async with pool.connection() as conn:
-            uploads = [await upload(conn, rt, uuid.uuid4(), p) for p in PDFS]
-    finally:
-        await pool.close()
-
     worker_cmd = [sys.executable, "-m", "docingest", "worker", "--concurrency", "1"]
     workers = [subprocess.Popen(worker_cmd, env=env, start_new_session=True) for _ in range(2)]
     try:
-        # both workers past start-up (each has claimed a job), one holding a job right now
+        # both workers up before the first upload: the one that started first could otherwise
+        # take every job (each leaves its slot when it reaches embedding) before the other
+        # claimed any
+        wait_for(lambda: _sessions(dsn) >= 2, 60, "the workers did not both start")
+        pool = await open_pool(dsn)
+        try:
+            async with pool.connection() as conn:
+                uploads = [await upload(conn, rt, uuid.uuid4(), p) for p in PDFS]
+        finally:
+            await pool.close()
+        # both workers have claimed a job, one holds a job right now
         owners: set[str] = set()
 
         def held_after_both_started() -> dict[str, JobStatus] | None:
