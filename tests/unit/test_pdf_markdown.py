@@ -404,14 +404,14 @@ def test_clean_line_fast_path_matches_every_replacement(raw: str) -> None:
     assert _clean_line(raw) == _clean_line_slow(raw)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.text(max_size=40) | st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40))
 def test_alnum_count_matches_the_regex(line: str) -> None:
     """The ASCII fast path counts what the regex (Unicode word characters but `_`) leaves."""
     assert _alnum(line) == len(_NON_ALNUM_RE.sub("", line))
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.text(max_size=60))
 def test_split_drops_what_regex_whitespace_matches(text: str) -> None:
     """`_page_lines` counts non-space characters with str.split, as the regex `\\s` would."""
