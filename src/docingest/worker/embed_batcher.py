@@ -238,9 +238,7 @@ class EmbeddingBatcher:
         self._stopped = True
         for table in (self._queue, self._in_flight):
             for item in table.values():
-                for _, future in item.waiters:
-                    if not future.done():
-                        future.set_exception(_stopping())
+                self._fail(item, _stopping())
         self._queue.clear()
 
     async def aclose(self) -> None:
