@@ -38,6 +38,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_PRIVATE_BASETEMP] = Path(config.option.basetemp)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` (a minute or more each) first: `make test` runs the suite on two
+    xdist workers that take tests from each other's queues, and a long test started last
+    would leave one worker running it alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.hookimpl(trylast=True)  # after the session's fixtures (its PostgreSQL) are torn down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A private temp root is removed when the session passed (kept to look at otherwise)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from prometheus_client import REGISTRY
 
 from docingest.bootstrap import Runtime
@@ -294,6 +295,7 @@ def test_embedder_outage_opens_the_circuit_and_nothing_fails(
 # --------------------------------------------------------------------------- 429 storm
 
 
+@pytest.mark.slow
 def test_429_storm_with_four_workers_never_exceeds_the_shared_rpm_tpm(
     dsn: str, tmp_path: Path, fake_openai: str
 ) -> None:

@@ -188,6 +188,7 @@ def parser_circuit_events(dsn: str) -> list[str]:
     return [a for (a,) in rows]
 
 
+@pytest.mark.slow
 def test_parser_outage_opens_the_circuit_and_nothing_fails(
     dsn: str, tmp_path: Path, fake_llamaparse: str
 ) -> None:

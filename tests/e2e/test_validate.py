@@ -60,6 +60,7 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+@pytest.mark.slow
 def test_validate_quick_measures_and_judges_every_target(tmp_path: Path) -> None:
     assert (CORPUS / "MANIFEST.tsv").is_file(), (
         f"the shared corpus is missing at {CORPUS} (MANIFEST.tsv): set DOCINGEST_CORPUS or"
