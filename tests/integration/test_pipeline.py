@@ -289,8 +289,9 @@ async def test_a_failed_request_keeps_what_was_out_beside_it(
 
 
 class HeldFirstEmbedder(HashEmbedder):
-    """Holds its first request until cancelled and answers the others, counting the texts it
-    answered; `two_answered` once two requests were."""
+    """Holds its first request until `release` is set (never, unless a test sets it) and
+    answers the others, counting the texts it answered; `two_answered` once two requests
+    were."""
 
     def __init__(self, dimensions: int) -> None:
         super().__init__(dimensions)
@@ -298,11 +299,12 @@ class HeldFirstEmbedder(HashEmbedder):
         self.answered = 0
         self.answered_requests = 0
         self.two_answered = asyncio.Event()
+        self.release = asyncio.Event()
 
     async def embed(self, texts: Sequence[str]) -> Embedded:
         self.requests += 1
         if self.requests == 1:
-            await asyncio.Event().wait()
+            await self.release.wait()
         out = await super().embed(texts)
         self.answered += len(texts)
         self.answered_requests += 1
@@ -346,6 +348,59 @@ async def test_a_stopping_worker_stores_what_was_answered_and_gives_the_job_back
         assert job.claimed_by is None and job.retry_count == 0
         # every answered request (all but the held one) was stored
         assert job.progress["embeds_done"] == held.answered >= 8
+        await run_worker(
+            dataclasses.replace(rt, embedder=held), concurrency=1, once=True, handle_signals=False
+        )
+        async with pool.connection() as conn:
+            job = await jobs.get(conn, res.job_id)
+        assert job is not None and job.status == JobStatus.COMPLETE
+        assert held.answered == job.progress["chunks_total"]  # nothing answered twice
+    finally:
+        await pool.close()
+
+
+async def test_a_request_answered_after_the_stop_began_is_stored_not_paid_again(
+    dsn: str, tmp_path: Path
+) -> None:
+    """SIGTERM while a request is out: once the worker stops waiting, nothing more is sent,
+    but the request already out still counts. Its answer arrives after the stop began; the
+    job stores it with the others and is given back, and the next worker pays only for the
+    texts that were never sent."""
+    from docingest.bootstrap import parser
+
+    rt = make_runtime(dsn, tmp_path)
+    held = HeldFirstEmbedder(rt.embedder.dimensions)
+    held.max_batch_inputs = 4
+    pool = await open_pool(dsn)
+    try:
+        async with pool.connection() as conn:
+            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
+        gate = EmbeddingGate(pool, held, actor="worker:stopping")
+        batcher = EmbeddingBatcher(gate, max_inputs=held.max_batch_inputs)
+        stop_waiting = batcher.stop_waiting
+
+        def answer_once_stopping(in_flight_s: float) -> None:
+            stop_waiting(in_flight_s)
+            held.release.set()  # the provider answers the request that was out
+
+        batcher.stop_waiting = answer_once_stopping  # type: ignore[method-assign]
+        ctx = StageContext(
+            pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=held,
+            worker_id="stopping", embed_gate=gate, embed_batcher=batcher,
+        )  # fmt: skip
+        worker = BaseWorker(ctx, dsn=dsn, options=WorkerOptions(shutdown_grace_s=2.0))
+        running = asyncio.create_task(worker.run())
+        await asyncio.wait_for(held.two_answered.wait(), DEADLINE_S)
+        worker.request_stop()  # what SIGTERM does
+        await asyncio.wait_for(running, DEADLINE_S)
+        await batcher.aclose()
+        async with pool.connection() as conn:
+            job = await jobs.get(conn, res.job_id)
+        assert job is not None and job.status == JobStatus.EMBEDDING_IN_PROGRESS
+        assert job.claimed_by is None and job.retry_count == 0
+        # all three requests sent were answered and stored, the held one's 4 texts included
+        assert held.answered_requests == 3
+        assert job.progress["embeds_done"] == held.answered == 12
         await run_worker(
             dataclasses.replace(rt, embedder=held), concurrency=1, once=True, handle_signals=False
         )

@@ -11,7 +11,7 @@ from typing import Any, cast
 import numpy as np
 
 from docingest.domain.errors import Deferred, ErrorCode, TransientError
-from docingest.worker.embed_batcher import EmbeddingBatcher, Text
+from docingest.worker.embed_batcher import Answer, EmbeddingBatcher, Text
 from docingest.worker.embed_gate import EmbeddingGate, Sent
 
 
@@ -167,22 +167,26 @@ async def test_settling_withdraws_what_is_queued_and_waits_for_what_is_out() -> 
 
 
 class HeldGate(RecordingGate):
-    """Answers the first request at once and holds every later one (until cancelled)."""
+    """Answers the first request at once and holds every later one until `release` is set
+    (or it is cancelled)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.held = asyncio.Event()
+        self.release = asyncio.Event()
 
     async def send(self, texts: Sequence[str], counts: Sequence[int]) -> Sent:
         if self.requests:
-            self.requests.append(list(texts))
             self.held.set()
-            await asyncio.Event().wait()
+            await self.release.wait()
         return await super().send(texts, counts)
 
 
-async def test_stop_waiting_gives_up_what_is_unanswered_and_keeps_what_was_answered() -> None:
-    gate = HeldGate()
+async def _stopping_with_one_request_out(
+    gate: HeldGate, in_flight_s: float
+) -> tuple[EmbeddingBatcher, dict[str, list[asyncio.Future[Answer]]]]:
+    """One request answered, a full one out (held by the gate), one text queued behind it;
+    then `stop_waiting`, and one more submit."""
     batcher = _batcher(gate, upstream_busy=lambda: True, max_in_flight=1)
     a = batcher.join()
     answered = batcher.submit(a, _texts("a1", "a2", "a3", "a4"))
@@ -191,9 +195,28 @@ async def test_stop_waiting_gives_up_what_is_unanswered_and_keeps_what_was_answe
     queued = batcher.submit(a, _texts("q1"))  # waits for the one request slot
     batcher.poke()
     await gate.held.wait()
-    batcher.stop_waiting()
-    for future in [*out, *queued, *batcher.submit(a, _texts("later"))]:
-        assert isinstance(future.exception(), Deferred)
-    assert all(f.result().vector is not None for f in answered)
-    assert gate.requests[1:] == [["o1", "o2", "o3", "o4"]]  # q1 and "later" were not sent
+    batcher.stop_waiting(in_flight_s)
+    later = batcher.submit(a, _texts("later"))
+    return batcher, {"answered": answered, "out": out, "queued": [*queued, *later]}
+
+
+async def test_stop_waiting_gives_up_what_is_not_sent_and_awaits_what_is_out() -> None:
+    gate = HeldGate()
+    batcher, futures = await _stopping_with_one_request_out(gate, in_flight_s=60)
+    assert all(isinstance(f.exception(), Deferred) for f in futures["queued"])
+    assert not any(f.done() for f in futures["out"])
+    gate.release.set()  # the provider answers the request that was out
+    await asyncio.wait(futures["out"])
+    assert all(f.result().vector is not None for f in [*futures["answered"], *futures["out"]])
+    # q1 and "later" were never sent
+    assert gate.requests == [["a1", "a2", "a3", "a4"], ["o1", "o2", "o3", "o4"]]
+    await batcher.aclose()
+
+
+async def test_stop_waiting_gives_up_a_request_out_that_does_not_come_back_in_time() -> None:
+    gate = HeldGate()  # never released
+    batcher, futures = await _stopping_with_one_request_out(gate, in_flight_s=0.05)
+    await asyncio.wait(futures["out"], timeout=10)  # given up by the batcher's own deadline
+    assert all(isinstance(f.exception(), Deferred) for f in [*futures["out"], *futures["queued"]])
+    assert all(f.result().vector is not None for f in futures["answered"])
     await batcher.aclose()

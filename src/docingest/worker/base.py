@@ -270,16 +270,17 @@ class BaseWorker:
     async def _drain(self) -> None:
         """Let in-flight jobs finish within the grace period (else release them), then give
         pending hand-backs the same time to land. The last part of the grace
-        (`_store_margin`) is for jobs still waiting on the embedding provider: they stop
-        waiting, store what was answered and give their job back (`stop_waiting`), so
-        answers already paid for are not dropped with a cancelled job."""
+        (`_store_margin`) is for jobs still waiting on the embedding provider: nothing more is
+        sent, requests already out get the first half of it to come back (`stop_waiting`),
+        and each job stores what was answered and gives its job back, so answers already
+        paid for are not dropped with a cancelled job."""
         grace = self.options.shutdown_grace_s
         deadline = time.monotonic() + grace
         if self._tasks:
             margin = _store_margin(grace)
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace - margin)
             if pending and self.ctx.embed_batcher is not None:
-                self.ctx.embed_batcher.stop_waiting()
+                self.ctx.embed_batcher.stop_waiting(in_flight_s=margin / 2)
                 _, pending = await asyncio.wait(pending, timeout=margin)
             for t in pending:
                 t.cancel()

@@ -22,9 +22,11 @@ raises (circuit open, budget, transient, permanent) is raised in every job waiti
 request, which handles it as its own failure (wait, retry, fail). A job that leaves (lease
 lost, cancelled) withdraws its queued texts.
 
-Shutdown: shortly before the worker's grace period ends (`stop_waiting`), every text still
-unanswered is given up with `Deferred`, so each job stores what was answered and gives its
-job back, rather than being cancelled with paid answers it had not stored yet.
+Shutdown: shortly before the worker's grace period ends (`stop_waiting`), every text not
+sent yet is given up with `Deferred`; requests already out are still awaited for a little
+longer (they are paid for either way), then their texts are given up too. So each job stores
+what was answered and gives its job back, rather than being cancelled with paid answers it
+had not stored yet, and the next worker pays only for what was never answered.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ class EmbeddingBatcher:
         self._lookup_ids = itertools.count()
         self._sending: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
-        self._stopped = False  # `stop_waiting` was called: nothing more is awaited
+        self._stopped = False  # `stop_waiting` was called: nothing more is sent
+        self._give_up: asyncio.TimerHandle | None = None  # ends the wait for requests out
         self.requests_sent = 0
 
     # --------------------------------------------------------------- jobs' side
@@ -230,24 +233,33 @@ class EmbeddingBatcher:
             return
         self._send_ready()
 
-    def stop_waiting(self) -> None:
-        """The worker's shutdown grace is nearly over: give every text not answered yet up
-        with `Deferred` (each job then stores what it was answered and is given back, its
-        retry budget untouched), and answer later submits the same way. Requests in flight
-        run on; what they bring back is no longer awaited."""
+    def stop_waiting(self, in_flight_s: float) -> None:
+        """The worker's shutdown grace is nearly over: give every text not sent yet up with
+        `Deferred` (each job then stores what it was answered and is given back, its retry
+        budget untouched), and answer later submits the same way. Requests already out are
+        awaited `in_flight_s` more: their answers are paid for whether or not a job stores
+        them. What they have not brought back by then is given up too."""
         self._stopped = True
-        for table in (self._queue, self._in_flight):
-            for item in table.values():
-                self._fail(item, _stopping())
+        for item in self._queue.values():
+            self._fail(item, _stopping())
         self._queue.clear()
+        if self._in_flight:
+            self._give_up = asyncio.get_running_loop().call_later(
+                in_flight_s, self._give_up_in_flight
+            )
+
+    def _give_up_in_flight(self) -> None:
+        for item in self._in_flight.values():
+            self._fail(item, _stopping())
 
     async def aclose(self) -> None:
         for task in list(self._sending):
             task.cancel()
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._give_up):
+            if timer is not None:
+                timer.cancel()
 
     # --------------------------------------------------------------- sending
     def _pending_load(self) -> tuple[int, int]:
