@@ -315,13 +315,15 @@ class HeldFirstEmbedder(HashEmbedder):
         return out
 
 
-async def test_a_stopping_worker_stores_what_was_answered_and_gives_the_job_back(
-    dsn: str, tmp_path: Path
-) -> None:
-    """SIGTERM while a request is held at the provider: the job's later requests were answered
-    (and paid for) but wait behind the held one's window. Before the grace period ends the
-    job stops waiting, stores them and is given back with its retry budget untouched, so the
-    next worker pays only for the held request's texts."""
+async def _stopped_mid_embedding(
+    dsn: str, tmp_path: Path, *, grace_s: float, answer_at_stop: bool
+) -> tuple[HeldFirstEmbedder, int, int]:
+    """A real BaseWorker embeds GLOSSARY, 4 inputs per request, its first request held at
+    the provider; once two later requests were answered it is told to stop (what SIGTERM
+    does). `answer_at_stop`: the held request is answered as soon as the worker stops
+    waiting. Checks that the job was given back with its retry budget untouched and that
+    another worker then completed it paying for no text twice. Returns the embedder, the
+    vectors the stopped worker had stored and the texts answered by then."""
     from docingest.bootstrap import parser
 
     rt = make_runtime(dsn, tmp_path)
@@ -333,12 +335,19 @@ async def test_a_stopping_worker_stores_what_was_answered_and_gives_the_job_back
             res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
         gate = EmbeddingGate(pool, held, actor="worker:stopping")
         batcher = EmbeddingBatcher(gate, max_inputs=held.max_batch_inputs)
+        if answer_at_stop:
+            stop_waiting = batcher.stop_waiting
+
+            def answer_once_stopping(in_flight_s: float) -> None:
+                stop_waiting(in_flight_s)
+                held.release.set()  # the provider answers the request that was out
+
+            batcher.stop_waiting = answer_once_stopping  # type: ignore[method-assign]
         ctx = StageContext(
             pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=held,
             worker_id="stopping", embed_gate=gate, embed_batcher=batcher,
         )  # fmt: skip
-        options = WorkerOptions(concurrency=1, shutdown_grace_s=2.0)
-        worker = BaseWorker(ctx, dsn=dsn, options=options)
+        worker = BaseWorker(ctx, dsn=dsn, options=WorkerOptions(shutdown_grace_s=grace_s))
         running = asyncio.create_task(worker.run())
         await asyncio.wait_for(held.two_answered.wait(), DEADLINE_S)
         worker.request_stop()  # what SIGTERM does
@@ -348,8 +357,7 @@ async def test_a_stopping_worker_stores_what_was_answered_and_gives_the_job_back
             job = await jobs.get(conn, res.job_id)
         assert job is not None and job.status == JobStatus.EMBEDDING_IN_PROGRESS
         assert job.claimed_by is None and job.retry_count == 0
-        # every answered request (all but the held one) was stored
-        assert job.progress["embeds_done"] == held.answered >= 8
+        stored, answered = int(job.progress["embeds_done"]), held.answered
         await run_worker(
             dataclasses.replace(rt, embedder=held), concurrency=1, once=True, handle_signals=False
         )
@@ -357,8 +365,24 @@ async def test_a_stopping_worker_stores_what_was_answered_and_gives_the_job_back
             job = await jobs.get(conn, res.job_id)
         assert job is not None and job.status == JobStatus.COMPLETE
         assert held.answered == job.progress["chunks_total"]  # nothing answered twice
+        return held, stored, answered
     finally:
         await pool.close()
+
+
+async def test_a_stopping_worker_stores_what_was_answered_and_gives_the_job_back(
+    dsn: str, tmp_path: Path
+) -> None:
+    """SIGTERM while a request is held at the provider: the job's later requests were answered
+    (and paid for) but wait behind the held one's window. Before the grace period ends the
+    job stops waiting, stores them and is given back with its retry budget untouched, so the
+    next worker pays only for the held request's texts."""
+    held, stored, answered = await _stopped_mid_embedding(
+        dsn, tmp_path, grace_s=2.0, answer_at_stop=False
+    )
+    # every answered request (all but the held one) was stored before the job was given back
+    assert stored == answered >= 8
+    assert held.held_answered == 0
 
 
 async def test_a_request_answered_after_the_stop_began_is_stored_not_paid_again(
@@ -368,51 +392,13 @@ async def test_a_request_answered_after_the_stop_began_is_stored_not_paid_again(
     but the request already out still counts. Its answer arrives after the stop began; the
     job stores it with the others and is given back, and the next worker pays only for the
     texts that were never sent."""
-    from docingest.bootstrap import parser
-
-    rt = make_runtime(dsn, tmp_path)
-    held = HeldFirstEmbedder(rt.embedder.dimensions)
-    held.max_batch_inputs = 4
-    pool = await open_pool(dsn)
-    try:
-        async with pool.connection() as conn:
-            res = await upload(conn, rt, uuid.uuid4(), GLOSSARY)
-        gate = EmbeddingGate(pool, held, actor="worker:stopping")
-        batcher = EmbeddingBatcher(gate, max_inputs=held.max_batch_inputs)
-        stop_waiting = batcher.stop_waiting
-
-        def answer_once_stopping(in_flight_s: float) -> None:
-            stop_waiting(in_flight_s)
-            held.release.set()  # the provider answers the request that was out
-
-        batcher.stop_waiting = answer_once_stopping  # type: ignore[method-assign]
-        ctx = StageContext(
-            pool=pool, blobs=rt.blobs, parser=parser(rt.settings), embedder=held,
-            worker_id="stopping", embed_gate=gate, embed_batcher=batcher,
-        )  # fmt: skip
-        # grace 4 s: the last 1 s for storing, its first half for the request still out
-        worker = BaseWorker(ctx, dsn=dsn, options=WorkerOptions(shutdown_grace_s=4.0))
-        running = asyncio.create_task(worker.run())
-        await asyncio.wait_for(held.two_answered.wait(), DEADLINE_S)
-        worker.request_stop()  # what SIGTERM does
-        await asyncio.wait_for(running, DEADLINE_S)
-        await batcher.aclose()
-        async with pool.connection() as conn:
-            job = await jobs.get(conn, res.job_id)
-        assert job is not None and job.status == JobStatus.EMBEDDING_IN_PROGRESS
-        assert job.claimed_by is None and job.retry_count == 0
-        # every answered text was stored, those of the request answered after the stop too
-        assert held.held_answered == held.max_batch_inputs
-        assert job.progress["embeds_done"] == held.answered >= 12
-        await run_worker(
-            dataclasses.replace(rt, embedder=held), concurrency=1, once=True, handle_signals=False
-        )
-        async with pool.connection() as conn:
-            job = await jobs.get(conn, res.job_id)
-        assert job is not None and job.status == JobStatus.COMPLETE
-        assert held.answered == job.progress["chunks_total"]  # nothing answered twice
-    finally:
-        await pool.close()
+    # grace 4 s: the last 1 s for storing, its first half for the request still out
+    held, stored, answered = await _stopped_mid_embedding(
+        dsn, tmp_path, grace_s=4.0, answer_at_stop=True
+    )
+    # every answered text was stored, those of the request answered after the stop too
+    assert held.held_answered == held.max_batch_inputs
+    assert stored == answered >= 12
 
 
 async def test_a_transient_failure_past_the_retry_budget_is_a_dead_letter(
