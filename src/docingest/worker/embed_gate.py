@@ -137,14 +137,20 @@ class EmbeddingGate:
         metrics.EMBED_REQUESTS.labels(model=self.model, outcome=outcome).inc()
 
     async def _reserve(self, counts: Sequence[int]) -> Grant:
-        """Wait (bounded) until the shared budget grants a useful prefix of the batch."""
-        started = time.monotonic()
+        """Wait (bounded) until the shared budget grants a useful prefix of the batch: at most
+        one budget window from its first answer, then the job is deferred. Counted from the
+        answer, not from the asking: after a burst the budget says "one window less the few
+        milliseconds since", and a slow round trip (a loaded database) must not turn that
+        into a deferred job."""
+        waiting_since: float | None = None
         while True:
             async with self.pool.connection() as conn:
                 grant = await rate_budget.reserve(conn, self.budget_key, counts, self.limits)
             if grant.count:
                 return grant
-            if time.monotonic() - started + grant.wait_s > WINDOW_S:
+            now = time.monotonic()
+            waiting_since = now if waiting_since is None else waiting_since
+            if now - waiting_since + grant.wait_s > WINDOW_S:
                 raise Deferred(grant.wait_s, "embedding rate budget")
             metrics.EMBED_THROTTLES.labels(model=self.model, source="budget").inc()
             metrics.EMBED_BUDGET_WAIT.labels(model=self.model).inc(grant.wait_s)
