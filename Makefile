@@ -31,8 +31,8 @@ demo: $(STAMP) bytecode
 ## make test: lint, type-check, and the whole test suite (unit, integration, end to end), on
 ## two pytest-xdist processes (each with its own PostgreSQL): the suite mostly waits on the
 ## servers it starts (in one process: 7.5 CPU-minutes in 13 minutes of wall time on two
-## cores), so two finish it in about 55 % of the time (7 min 10 s). The slowest tests start
-## first (marked `slow`, tests/conftest.py).
+## cores), so two finish it in about 55 % of the time (7-7.5 min there). The slowest tests
+## start first (marked `slow`, tests/conftest.py).
 test: $(STAMP) bytecode browser lint layers typecheck
 	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 

@@ -39,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `slow` (a minute or more each) first: `make test` runs the suite on two
+    """Tests marked `slow` (half a minute or more each) first: `make test` runs the suite on two
     xdist workers that take tests from each other's queues, and a long test started last
     would leave one worker running it alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
