@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from docingest.api.main import create_app
+from docingest.api.server import protocol_for
 from docingest.bootstrap import Runtime
 from docingest.ops.orphans import find_orphans
 from docingest.store.db import open_pool
@@ -54,10 +55,17 @@ def rt(dsn: str, tmp_path: Path) -> Runtime:
 
 @pytest.fixture
 def api(rt: Runtime) -> Iterator[httpx.Client]:
-    """The app under uvicorn (real HTTP parsing) in a thread of its own."""
+    """The app under uvicorn in a thread of its own, with the API's own HTTP protocol (the
+    guarded h11 of `docingest api`; uvicorn's default would parse with httptools)."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(rt, pool_size=4), host="127.0.0.1", port=port, log_level="error")
+        uvicorn.Config(
+            create_app(rt, pool_size=4),
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+            http=protocol_for(rt.settings.edge),
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
