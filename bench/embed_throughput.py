@@ -13,7 +13,6 @@ Rerun: `.venv/bin/python bench/embed_throughput.py [--chunks 1800] [--latency-ms
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import sys
 import uuid
@@ -24,6 +23,7 @@ import psutil
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from bench._stack import scratch_database
 from docingest import bootstrap
+from docingest.cli.common import run_async
 from docingest.config import Settings
 from docingest.store.db import open_pool
 from docingest.store.embedded_pg import EMBEDDED_MAJOR
@@ -159,7 +159,8 @@ def main() -> None:
         for run in range(args.runs):
             httpx.post(f"http://127.0.0.1:{port}/stats/reset").raise_for_status()
             cpu_before = sum(fake_cpu.cpu_times()[:2])
-            n, stored_s, complete_s, timeline = asyncio.run(
+            # on the event loop `docingest worker` runs (uvloop where installed)
+            n, stored_s, complete_s, timeline = run_async(
                 measure(dsn, settings, args.chunks, seed=run)
             )
             stats = httpx.get(f"http://127.0.0.1:{port}/stats").json()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 from uuid import UUID
@@ -17,6 +16,7 @@ from docingest.cli.common import (
     err_console,
     fail,
     load_settings,
+    run_async,
 )
 from docingest.security.bearer_tokens import mint_token
 from docingest.store import dashboard_stats, embedded_upgrade, migrate, queue_stats
@@ -127,7 +127,7 @@ def status_cmd(
             "in_flight": queue.in_flight,
         }
 
-    data = asyncio.run(run())
+    data = run_async(run())
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return

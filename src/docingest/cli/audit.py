@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Annotated
 
 import typer
 
-from docingest.cli.common import build_runtime, load_settings, then_vacuum
+from docingest.cli.common import build_runtime, load_settings, run_async, then_vacuum
 from docingest.ops.audit_retention import PruneResult, prune
 from docingest.store.db import DictConn
 
@@ -35,7 +34,7 @@ def prune_cmd(
         )
 
     tables = () if dry_run else ("events",)
-    result = asyncio.run(then_vacuum(rt.dsn, "docingest-audit", work, tables))
+    result = run_async(then_vacuum(rt.dsn, "docingest-audit", work, tables))
     verb = "would remove" if result.dry_run else "removed"
     typer.echo(
         f"{verb} {result.noise} anonymous-refusal rows older than"

@@ -5,7 +5,6 @@ row only; stdout carries the token (grant) or one confirmation line (revoke)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 from uuid import UUID
 
@@ -14,7 +13,7 @@ import typer
 from psycopg.rows import dict_row
 
 from docingest import bootstrap
-from docingest.cli.common import config_errors_exit, fail, load_settings
+from docingest.cli.common import config_errors_exit, fail, load_settings, run_async
 from docingest.security.bearer_tokens import mint_break_glass_token
 from docingest.store import break_glass
 from docingest.store.db import DictConn
@@ -62,7 +61,7 @@ def grant_cmd(
         async with await _connect(dsn) as conn:
             return await break_glass.create(conn, operator_id, reason.strip(), ttl_minutes)
 
-    grant = asyncio.run(run())
+    grant = run_async(run())
     typer.echo(
         mint_break_glass_token(
             secret,
@@ -87,6 +86,6 @@ def revoke_cmd(grant_id: Annotated[str, typer.Argument(help="The grant to end no
         async with await _connect(dsn) as conn:
             return await break_glass.revoke(conn, gid)
 
-    if not asyncio.run(run()):
+    if not run_async(run()):
         fail(f"no active grant {gid}", 1)
     typer.echo(f"revoked {gid}")

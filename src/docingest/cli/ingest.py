@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from docingest.bootstrap import Runtime
-from docingest.cli.common import build_runtime, err_console, load_settings, local_user
+from docingest.cli.common import build_runtime, err_console, load_settings, local_user, run_async
 from docingest.domain.errors import DocingestError
 from docingest.domain.states import TERMINAL
 from docingest.store import documents, jobs
@@ -193,7 +193,7 @@ def ingest(
     rt = build_runtime(settings)
     user_id = local_user(settings, user)
     items = [Item(path=p) for p in files]
-    asyncio.run(_ingest(rt, user_id, items, concurrency, show_progress=not as_json))
+    run_async(_ingest(rt, user_id, items, concurrency, show_progress=not as_json))
     if as_json:
         typer.echo(json.dumps({"documents": [i.as_json() for i in items]}, indent=2))
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ from uuid import UUID
 import typer
 
 from docingest import bootstrap
-from docingest.cli.common import err_console, load_settings
+from docingest.cli.common import err_console, load_settings, run_async
 from docingest.clients.local_parser import LocalParser
 from docingest.config import ConfigError
 from docingest.domain import legacy_001 as mapping
@@ -77,7 +76,7 @@ def migrate_cmd(
     options = migrate_001.Options(
         schema=schema, dry_run=dry_run, blobs_from=blobs_from, embed_versions=versions
     )
-    summary = asyncio.run(migrate_001.migrate(source, rt.dsn, rt.blobs, options))
+    summary = run_async(migrate_001.migrate(source, rt.dsn, rt.blobs, options))
     if as_json:
         typer.echo(json.dumps(summary.to_json()))
         return
@@ -103,7 +102,7 @@ def rollback_cmd(
         err_console.print("[red]--batch must be a UUID[/red]")
         raise typer.Exit(2) from None
     rt = _runtime()
-    removed = asyncio.run(rollback.rollback(rt.dsn, batch_id, rt.blobs))
+    removed = run_async(rollback.rollback(rt.dsn, batch_id, rt.blobs))
     if not removed:
         err_console.print(f"[red]no migration batch {batch_id}[/red]")
         raise typer.Exit(1)
@@ -127,7 +126,7 @@ def compare_cmd(
     if not isinstance(parser, LocalParser):
         err_console.print("[red]compare-001 re-parses in process: use DOCINGEST_PARSER=local[/red]")
         raise typer.Exit(2)
-    results = asyncio.run(
+    results = run_async(
         compare_001.compare(
             source,
             rt.dsn,

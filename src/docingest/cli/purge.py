@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Annotated
 
 import typer
 
-from docingest.cli.common import build_runtime, load_settings, then_vacuum
+from docingest.cli.common import build_runtime, load_settings, run_async, then_vacuum
 from docingest.ops.purge import PurgeResult, purge
 from docingest.store.db import DictConn
 from docingest.store.vacuum import DOCUMENT_TABLES
@@ -31,7 +30,7 @@ def purge_cmd(
         return await purge(conn, rt.blobs, timedelta(days=older_than), dry_run=dry_run)
 
     tables = () if dry_run else DOCUMENT_TABLES
-    result = asyncio.run(then_vacuum(rt.dsn, "docingest-purge", work, tables))
+    result = run_async(then_vacuum(rt.dsn, "docingest-purge", work, tables))
     verb = "would purge" if result.dry_run else "purged"
     for document_id in result.document_ids:
         typer.echo(f"{verb} {document_id}")

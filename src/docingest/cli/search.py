@@ -3,7 +3,6 @@ chunks, each with the file, pages and heading it comes from (store/search.py).""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from docingest.cli.common import build_runtime, load_settings, local_user
+from docingest.cli.common import build_runtime, load_settings, local_user, run_async
 from docingest.store.db import open_pool
 from docingest.store.search import SearchMode, search
 from docingest.store.vector_search import Strategy
@@ -81,7 +80,7 @@ def search_cmd(
             await pool.close()
             await e.aclose()
 
-    results = asyncio.run(run())
+    results = run_async(run())
     if as_json:
         typer.echo(json.dumps({"results": results}, indent=2))
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ from docingest.cli.common import (
     err_console,
     fail,
     load_settings,
+    run_async,
 )
 from docingest.store import migrate
 from docingest.worker.runner import DEFAULT_CONCURRENCY
@@ -120,9 +120,7 @@ def worker(
     if metrics_port:
         # a daemon thread serving this process's registry (worker/metrics.py)
         prometheus_client.start_http_server(metrics_port, addr=metrics_host)
-    asyncio.run(
-        run_worker(rt, concurrency=concurrency, max_embedding_jobs=embedding_jobs, once=once)
-    )
+    run_async(run_worker(rt, concurrency=concurrency, max_embedding_jobs=embedding_jobs, once=once))
 
 
 def _require_schema_at_head(dsn: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 
 from docingest import bootstrap
-from docingest.cli.common import config_errors_exit, load_settings
+from docingest.cli.common import config_errors_exit, load_settings, run_async
 from docingest.store import vector_index
 from docingest.store.db import open_pool
 
@@ -70,7 +69,7 @@ def status_cmd() -> None:
         async with pool, pool.connection() as conn:
             return await vector_index.current(conn, model, version)
 
-    found = asyncio.run(run())
+    found = run_async(run())
     typer.echo(
         json.dumps(
             None
