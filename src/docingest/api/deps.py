@@ -1,4 +1,9 @@
-"""FastAPI dependencies as `Annotated` aliases."""
+"""FastAPI dependencies as `Annotated` aliases.
+
+Every dependency is `async def`, even those that never await: FastAPI runs a plain `def`
+dependency in its thread pool, a hand-off to another thread and back for each one on every
+request (with the cores busy, each waits for the scheduler). Those below only read the app
+state and check an HS256 token, microseconds of work, so they run on the event loop."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from docingest.api.state import AppState
 from docingest.store.db import DictConn
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.docingest
     return state
 
@@ -24,7 +29,7 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_any_principal(
+async def get_any_principal(
     request: Request, state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     """The token's principal, break-glass tokens included (their grant is not checked yet)."""
@@ -33,7 +38,7 @@ def get_any_principal(
     return principal
 
 
-def get_principal(principal: Annotated[Principal, Depends(get_any_principal)]) -> Principal:
+async def get_principal(principal: Annotated[Principal, Depends(get_any_principal)]) -> Principal:
     """A user's or admin's principal: break-glass tokens are refused (403)."""
     break_glass.refuse_writes(principal)
     return principal
@@ -42,7 +47,7 @@ def get_principal(principal: Annotated[Principal, Depends(get_any_principal)]) -
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_admin(principal: PrincipalDep) -> Principal:
+async def get_admin(principal: PrincipalDep) -> Principal:
     if not principal.is_admin:
         raise ApiError(403, "forbidden", "admin role required")
     return principal

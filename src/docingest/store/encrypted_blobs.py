@@ -80,6 +80,7 @@ class EncryptedBlobStore:
         # Starting the write and its 88-byte header are small synchronous calls: done on
         # the loop, a cancellation can never orphan a temp file made in a worker thread.
         writer = self.backend.writer(key)
+        published = False
         try:
             writer.write([sealer.header])
             await feed_frames(
@@ -88,9 +89,12 @@ class EncryptedBlobStore:
                 max_bytes,
                 lambda frames, final: writer.write(sealer.seal(frames, final=final)),
             )
-            return await asyncio.to_thread(self._publish, key, sealer.info(), writer)
+            info = await asyncio.to_thread(self._publish_then_abort, key, sealer.info(), writer)
+            published = True
+            return info
         finally:
-            await asyncio.to_thread(writer.abort)  # no-op after a successful publish
+            if not published:  # the thread above did not run to its end
+                await asyncio.to_thread(writer.abort)
 
     async def put_bytes(self, key: str, data: bytes) -> BlobInfo:
         validate_key(key)
@@ -103,6 +107,15 @@ class EncryptedBlobStore:
             writer.write([sealer.header])
             writer.write(sealer.seal(split_frames(data, self.frame_size), final=True))
             return self._publish(key, sealer.info(), writer)
+        finally:
+            writer.abort()
+
+    def _publish_then_abort(self, key: str, info: BlobInfo, writer: RawWriter) -> BlobInfo:
+        """`_publish`, then `writer.abort()` (a no-op once committed; it discards the upload
+        when the key already held the object) in the same worker thread: one hand-off to a
+        thread per upload fewer."""
+        try:
+            return self._publish(key, info, writer)
         finally:
             writer.abort()
 
