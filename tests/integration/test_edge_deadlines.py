@@ -121,3 +121,41 @@ async def test_truncated_multipart_is_refused_and_nul_filenames_are_cleaned(
         assert whole.status_code == 202, whole.text
         doc = await c.get(f"/v1/documents/{whole.json()['document_id']}", headers=auth(rt, user))
         assert doc.json()["filename"] == "ab.pdf"
+
+
+def _refused_callbacks(base: str, n: int) -> tuple[dict[str, int], set[str | None]]:
+    """`n` unsigned signed-callback POSTs on one kept-alive client: each is refused on its
+    headers, before its body is read."""
+    outcomes: dict[str, int] = {}
+    connection: set[str | None] = set()
+    with httpx.Client(base_url=base, timeout=10) as http:
+        for _ in range(n):
+            try:
+                r = http.post(
+                    "/webhooks/llamaparse",
+                    content=b'{"markdown": "' + b"x" * 300 + b'"}',
+                    headers={"content-type": "application/json"},
+                )
+                key = str(r.status_code)
+                connection.add(r.headers.get("connection"))
+            except httpx.HTTPError as exc:  # the server closed a connection it had not said so
+                key = type(exc).__name__
+            outcomes[key] = outcomes.get(key, 0) + 1
+        connection.add(http.get("/healthz").headers.get("connection"))
+    return outcomes, connection
+
+
+async def test_answers_before_the_body_say_the_connection_closes(dsn: str, tmp_path: Path) -> None:
+    """The server closes a connection whose request was answered with its body unread. Its
+    answer must say so, or the client sends its next request on it and gets no answer (25 of
+    300 such requests failed with ReadError / RemoteProtocolError before the header was set)."""
+    rt = make_runtime(
+        dsn,
+        tmp_path / "home",
+        DOCINGEST_API_ANON_RATE_PER_SECOND="10000",
+        DOCINGEST_API_ANON_BURST="10000",
+    )
+    async with serving(create_app(rt, pool_size=4), http=protocol_for(rt.settings.edge)) as base:
+        outcomes, connection = await asyncio.to_thread(_refused_callbacks, base, 150)
+    assert outcomes == {"401": 150}
+    assert connection == {"close", None}  # refused ones close; a GET without a body does not

@@ -18,7 +18,11 @@
 
 Refusals raised while a route streams its body (`BodyRefused`, an ApiError) reach the app's
 ApiError handler; refusals raised here are answered here. Both carry `Connection: close`:
-the rest of an unread body must not be taken for the next request.
+the rest of an unread body must not be taken for the next request. So does every other
+answer started before its request's body was read to the end (a webhook refused on its
+headers, a hint callback answered unread): the server closes such a connection after the
+answer (`api/server.py`), and a client that was not told would send its next request on it
+and get no answer (25 of 300 refused callbacks on one kept-alive client did).
 """
 
 from __future__ import annotations
@@ -104,16 +108,28 @@ class BodyLimits:
             return
         cap, streamed = self.cap_for(scope["method"], scope["path"])
         started = False
+        body_read = not _has_body(scope)
+
+        async def tracking_receive() -> Message:
+            nonlocal body_read
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_read = True
+            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if not body_read:
+                    message = _closing(message)
             await send(message)
 
         try:
             if _declared_length(scope) > cap:
                 raise too_large(cap)
-            limited = _limited_receive(receive, cap, _BodyClock(self.body_timeout_s, self.min_rate))
+            clock = _BodyClock(self.body_timeout_s, self.min_rate)
+            limited = _limited_receive(tracking_receive, cap, clock)
             if not streamed:
                 limited = await _read_small_body(limited)
             await self.app(scope, limited, tracking_send)
@@ -124,6 +140,20 @@ class BodyLimits:
                 refusal.status, refusal.code, refusal.message, refusal.headers
             )
             await response(scope, receive, send)
+
+
+def _closing(start: Message) -> Message:
+    """`start` (an `http.response.start`) saying `Connection: close`, once."""
+    headers = list(start.get("headers", []))
+    if any(name.lower() == b"connection" for name, _ in headers):
+        return start
+    return {**start, "headers": [*headers, (b"connection", b"close")]}
+
+
+def _has_body(scope: Scope) -> bool:
+    return _declared_length(scope) > 0 or any(
+        name == b"transfer-encoding" for name, _ in scope["headers"]
+    )
 
 
 def _declared_length(scope: Scope) -> int:
