@@ -16,6 +16,7 @@ Rerun: `.venv/bin/python bench/load_test.py --users 50 --spawn-rate 10 --duratio
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -124,6 +125,9 @@ def report(
 
 
 def main() -> int:
+    if importlib.util.find_spec("locust") is None:
+        print("locust is missing: .venv/bin/pip install -e '.[bench]'", file=sys.stderr)
+        return 2
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--spawn-rate", type=float, default=10.0, help="users started per second")
