@@ -18,11 +18,14 @@
 
 Refusals raised while a route streams its body (`BodyRefused`, an ApiError) reach the app's
 ApiError handler; refusals raised here are answered here. Both carry `Connection: close`:
-the rest of an unread body must not be taken for the next request. So does every other
-answer started before its request's body was read to the end (a webhook refused on its
-headers, a hint callback answered unread): the server closes such a connection after the
-answer (`api/server.py`), and a client that was not told would send its next request on it
-and get no answer (25 of 300 refused callbacks on one kept-alive client did).
+the rest of an unread body must not be taken for the next request.
+
+`CloseAfterUnreadBody` wraps the whole app (outermost) and gives every other answer started
+before its request's body was read to the end the same header: a webhook refused on its
+headers, a hint callback answered unread, a request refused by the admission lanes. The
+server closes such a connection after the answer (`api/server.py`), and a client that was
+not told would send its next request on it and get no answer (25 of 300 refused callbacks on
+one kept-alive client did).
 """
 
 from __future__ import annotations
@@ -108,28 +111,16 @@ class BodyLimits:
             return
         cap, streamed = self.cap_for(scope["method"], scope["path"])
         started = False
-        body_read = not _has_body(scope)
-
-        async def tracking_receive() -> Message:
-            nonlocal body_read
-            message = await receive()
-            if message["type"] == "http.request" and not message.get("more_body", False):
-                body_read = True
-            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                if not body_read:
-                    message = _closing(message)
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             if _declared_length(scope) > cap:
                 raise too_large(cap)
-            clock = _BodyClock(self.body_timeout_s, self.min_rate)
-            limited = _limited_receive(tracking_receive, cap, clock)
+            limited = _limited_receive(receive, cap, _BodyClock(self.body_timeout_s, self.min_rate))
             if not streamed:
                 limited = await _read_small_body(limited)
             await self.app(scope, limited, tracking_send)
@@ -140,6 +131,34 @@ class BodyLimits:
                 refusal.status, refusal.code, refusal.message, refusal.headers
             )
             await response(scope, receive, send)
+
+
+class CloseAfterUnreadBody:
+    """An answer started before the request's body was read to its end says
+    `Connection: close` (see the module's docstring). Pure ASGI, outermost."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        body_read = False
+
+        async def tracking_receive() -> Message:
+            nonlocal body_read
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_read = True
+            return message
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not body_read:
+                message = _closing(message)
+            await send(message)
+
+        await self.app(scope, tracking_receive, closing_send)
 
 
 def _closing(start: Message) -> Message:

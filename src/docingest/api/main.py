@@ -126,4 +126,6 @@ def create_app(rt: Runtime, *, pool_size: int = 10, pool_timeout_s: float = 5.0)
     app.add_middleware(RequestMetrics)
     behind_tls_proxy = settings.public_url.startswith("https://")
     app.add_middleware(hsts.StrictTransportSecurity, always=behind_tls_proxy)
+    # added last, so outermost: every answer, refusals of the lanes included
+    app.add_middleware(edge.CloseAfterUnreadBody)
     return app
