@@ -80,7 +80,6 @@ class EncryptedBlobStore:
         # Starting the write and its 88-byte header are small synchronous calls: done on
         # the loop, a cancellation can never orphan a temp file made in a worker thread.
         writer = self.backend.writer(key)
-        published = False
         try:
             writer.write([sealer.header])
             await feed_frames(
@@ -89,12 +88,10 @@ class EncryptedBlobStore:
                 max_bytes,
                 lambda frames, final: writer.write(sealer.seal(frames, final=final)),
             )
-            info = await asyncio.to_thread(self._publish_then_abort, key, sealer.info(), writer)
-            published = True
-            return info
-        finally:
-            if not published:  # the thread above did not run to its end
-                await asyncio.to_thread(writer.abort)
+            return await asyncio.to_thread(self._publish_then_abort, key, sealer.info(), writer)
+        except BaseException:  # cancelled or failed before the thread above ended: abort here
+            await asyncio.to_thread(writer.abort)  # idempotent if the thread already did
+            raise
 
     async def put_bytes(self, key: str, data: bytes) -> BlobInfo:
         validate_key(key)
