@@ -1,5 +1,6 @@
 """A pool connection comes configured: pgvector's types registered (from one lookup, not four
-transactions) and the statement deadlines set."""
+transactions) and the statement deadlines set; a worker's pool (`plan_once`) plans each
+statement once per connection."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import psycopg
 import pytest
 from pgvector import HalfVector
 
+from docingest.store import jobs
 from docingest.store.db import RECONNECT_WINDOW_S, open_pool
 
 
@@ -60,3 +62,40 @@ async def test_an_open_pool_gives_up_a_failing_reconnect_within_its_window(dsn: 
         assert pool.reconnect_timeout == RECONNECT_WINDOW_S < 5
     finally:
         await pool.close()
+
+
+_CLAIM_PLANS = (
+    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+    " WHERE statement LIKE '%%WITH dead AS MATERIALIZED%%'"
+    " AND statement NOT LIKE '%%pg_prepared_statements%%'"  # this query, prepared too
+)
+
+
+@pytest.mark.parametrize("plan_once", [True, False])
+async def test_a_plan_once_pool_prepares_the_claim_at_once_with_one_generic_plan(
+    dsn: str, plan_once: bool
+) -> None:
+    """With `plan_once` the claim is prepared on its first run and never planned again for
+    its values; without it, psycopg prepares it only on its fifth run on the connection, so
+    three claims leave nothing prepared (each was parsed and planned in full)."""
+    pool = await open_pool(dsn, max_size=1, statement_timeout_s=7, plan_once=plan_once)
+    try:
+        async with pool.connection() as conn:
+            for _ in range(3):
+                assert await jobs.claim_many(conn, "w-plan", 60, limit=2) == []
+            plans = await (await conn.execute(_CLAIM_PLANS)).fetchall()
+            mode = await (
+                await conn.execute("SELECT current_setting('plan_cache_mode') AS m")
+            ).fetchone()
+            timeout = await (
+                await conn.execute("SELECT current_setting('statement_timeout') AS t")
+            ).fetchone()
+    finally:
+        await pool.close()
+    assert timeout == {"t": "7s"}  # the deadlines are set either way
+    if plan_once:
+        assert plans == [{"generic_plans": 3, "custom_plans": 0}]
+        assert mode == {"m": "force_generic_plan"}
+    else:
+        assert plans == []
+        assert mode == {"m": "auto"}

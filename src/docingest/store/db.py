@@ -47,18 +47,23 @@ async def register_vector_types(conn: AsyncConnection[Any]) -> None:
 
 
 def _configurer(
-    statement_timeout_s: float | None,
+    statement_timeout_s: float | None, *, plan_once: bool
 ) -> Callable[[AsyncConnection[Any]], Awaitable[None]]:
+    settings = []
+    if statement_timeout_s is not None:
+        # Every statement on this connection gets a deadline, and so does a transaction
+        # left idle: neither can hold locks, a snapshot (vacuum) or a lease forever.
+        ms = max(1, round(statement_timeout_s * 1000))
+        settings += [f"statement_timeout = {ms}", f"idle_in_transaction_session_timeout = {ms}"]
+    if plan_once:
+        settings.append("plan_cache_mode = force_generic_plan")
+
     async def configure(conn: AsyncConnection[Any]) -> None:
         await conn.set_autocommit(True)
         await register_vector_types(conn)
-        if statement_timeout_s is not None:
-            # Every statement on this connection gets a deadline, and so does a transaction
-            # left idle: neither can hold locks, a snapshot (vacuum) or a lease forever.
-            ms = max(1, round(statement_timeout_s * 1000))
-            await conn.execute(
-                f"SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}"
-            )
+        if settings:
+            # several commands in one string: never a prepared statement
+            await conn.execute("; ".join(f"SET {s}" for s in settings), prepare=False)
 
     return configure
 
@@ -100,11 +105,20 @@ async def open_pool(
     name: str = "docingest",
     timeout: float = 30.0,
     statement_timeout_s: float | None = None,
+    plan_once: bool = False,
 ) -> AsyncConnectionPool[DictConn]:
     """Open a pool of autocommit connections; explicit transactions use `conn.transaction()`.
     `timeout`: how long `connection()` waits for a free connection before `PoolTimeout`.
     `statement_timeout_s`: Postgres cancels any statement (and ends any transaction idle)
-    longer than this on these connections (`QueryCanceled`)."""
+    longer than this on these connections (`QueryCanceled`).
+
+    `plan_once`: every statement is prepared on its first run on a connection and planned
+    once, for any parameters (a generic plan), instead of parsed and planned on every run
+    until psycopg prepares it (its fifth) and PostgreSQL planned it five more times. For a
+    fixed set of statements keyed by ids, such as the worker's: its claim costs 1.2-1.8 ms
+    planned each time and 0.25 ms with its generic plan (`bench/claim_cost.py`), and a
+    worker runs it a few times per document on each of its connections. Not for statements
+    whose best plan depends on the values (search)."""
     pool: AsyncConnectionPool[DictConn] = AsyncConnectionPool(
         dsn,
         min_size=min_size,
@@ -112,8 +126,12 @@ async def open_pool(
         name=name,
         timeout=timeout,
         open=False,
-        configure=_configurer(statement_timeout_s),
-        kwargs={"row_factory": dict_row, "autocommit": True},
+        configure=_configurer(statement_timeout_s, plan_once=plan_once),
+        kwargs={
+            "row_factory": dict_row,
+            "autocommit": True,
+            **({"prepare_threshold": 0} if plan_once else {}),
+        },
         connection_class=AsyncConnection,
         check=_check,
     )

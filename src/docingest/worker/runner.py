@@ -76,6 +76,7 @@ async def run_worker(
         max_size=pool_size(concurrency),
         name="docingest-worker",
         statement_timeout_s=rt.settings.work.statement_timeout_s,
+        plan_once=True,
     )
     try:
         e = rt.embedder
