@@ -115,9 +115,9 @@ async def open_pool(
     `plan_once`: every statement is prepared on its first run on a connection and planned
     once, for any parameters (a generic plan), instead of parsed and planned on every run
     until psycopg prepares it (its fifth) and PostgreSQL planned it five more times. For a
-    fixed set of statements keyed by ids, such as the worker's: its claim costs 1.2-1.8 ms
-    planned each time and 0.25 ms with its generic plan (`bench/claim_cost.py`), and a
-    worker runs it a few times per document on each of its connections. Not for statements
+    fixed set of statements keyed by ids, such as the worker's: a claim that finds nothing
+    takes about 2 ms parsed and planned and 0.5 ms with its generic plan
+    (`bench/claim_cost.py`), and a worker runs it a few times per document. Not for statements
     whose best plan depends on the values (search)."""
     pool: AsyncConnectionPool[DictConn] = AsyncConnectionPool(
         dsn,
