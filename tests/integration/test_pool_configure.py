@@ -4,6 +4,7 @@ statement once per connection."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,10 @@ import pytest
 from pgvector import HalfVector
 
 from docingest.store import jobs
-from docingest.store.db import RECONNECT_WINDOW_S, open_pool
+from docingest.store.db import RECONNECT_WINDOW_S, DictConn, open_pool
+from docingest.store.records import Job
+from docingest.worker.runner import run_worker
+from tests.helpers import make_runtime
 
 
 async def test_a_new_connection_has_vector_types_and_deadlines(dsn: str) -> None:
@@ -99,3 +103,22 @@ async def test_a_plan_once_pool_prepares_the_claim_at_once_with_one_generic_plan
     else:
         assert plans == []
         assert mode == {"m": "auto"}
+
+
+async def test_the_worker_claims_with_its_generic_plan(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's own pool is a `plan_once` one: right after its first claim, that
+    connection holds the claim prepared, planned generically, never for its values."""
+    rt = make_runtime(dsn, tmp_path / "home", DOCINGEST_EMBEDDER="hash")
+    seen: list[dict[str, Any]] = []
+    real_claim = jobs.claim_many
+
+    async def claim_and_look(conn: DictConn, *args: Any, limit: int) -> list[Job]:
+        got = await real_claim(conn, *args, limit=limit)
+        seen.extend(await (await conn.execute(_CLAIM_PLANS, prepare=False)).fetchall())
+        return got
+
+    monkeypatch.setattr(jobs, "claim_many", claim_and_look)
+    await run_worker(rt, once=True, handle_signals=False)
+    assert seen == [{"generic_plans": 1, "custom_plans": 0}]
