@@ -122,3 +122,30 @@ async def test_the_worker_claims_with_its_generic_plan(
     monkeypatch.setattr(jobs, "claim_many", claim_and_look)
     await run_worker(rt, once=True, handle_signals=False)
     assert seen == [{"generic_plans": 1, "custom_plans": 0}]
+
+
+async def test_a_statement_prepared_before_a_column_was_added_runs_after_it(dsn: str) -> None:
+    """PostgreSQL refuses a prepared statement whose `*` gained a column (a migration ran
+    while the worker was up); the connection forgets its prepared statements and runs it
+    again, with the new column, instead of failing on it until the worker restarts."""
+    pool = await open_pool(dsn, max_size=1, plan_once=True)
+    try:
+        async with pool.connection() as conn:
+            await conn.execute("CREATE TABLE replanned (a int)")
+            await conn.execute("INSERT INTO replanned VALUES (1)")
+            query = "SELECT * FROM replanned WHERE a = %s"
+            assert await (await conn.execute(query, (1,))).fetchall() == [{"a": 1}]
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as other:
+                await other.execute("ALTER TABLE replanned ADD COLUMN b int")
+            for _ in range(2):
+                assert await (await conn.execute(query, (1,))).fetchall() == [{"a": 1, "b": None}]
+            with pytest.raises(psycopg.errors.FeatureNotSupported):  # a transaction ends
+                async with conn.transaction():
+                    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as other:
+                        await other.execute("ALTER TABLE replanned ADD COLUMN c int")
+                    await conn.execute(query, (1,))
+            # and its rollback made psycopg forget what it had prepared
+            rows = await (await conn.execute(query, (1,))).fetchall()
+            assert rows == [{"a": 1, "b": None, "c": None}]
+    finally:
+        await pool.close()

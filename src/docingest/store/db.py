@@ -13,6 +13,7 @@ from pgvector.psycopg.halfvec import register_halfvec_info
 from pgvector.psycopg.sparsevec import register_sparsevec_info
 from pgvector.psycopg.vector import register_vector_info
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -66,6 +67,37 @@ def _configurer(
             await conn.execute("; ".join(f"SET {s}" for s in settings), prepare=False)
 
     return configure
+
+
+#: PostgreSQL's refusal of a prepared statement whose result columns changed under it
+STALE_PLAN = "cached plan must not change result type"
+
+
+class ReplanningConnection(AsyncConnection[Any]):
+    """A connection whose autocommit statements survive a migration that adds a column.
+
+    A statement prepared before another session altered a table it reads with `*` fails on
+    every later run on this connection (SQLSTATE 0A000, `STALE_PLAN`): PostgreSQL will not
+    change a prepared statement's result columns. Nothing ran, so outside a transaction the
+    statement is run again after `DEALLOCATE ALL` (which psycopg also reads as the end of
+    its own prepared set). Inside one, the error ends the transaction and its rollback makes
+    psycopg forget its prepared statements anyway: the caller's retry runs them anew."""
+
+    async def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool = False,
+    ) -> Any:
+        try:
+            return await super().execute(query, params, prepare=prepare, binary=binary)
+        except psycopg.errors.FeatureNotSupported as exc:
+            if STALE_PLAN not in str(exc) or self.info.transaction_status != TransactionStatus.IDLE:
+                raise
+        await super().execute("DEALLOCATE ALL", prepare=False)
+        return await super().execute(query, params, prepare=prepare, binary=binary)
 
 
 def _server_spoke(conn: AsyncConnection[Any]) -> bool:
@@ -132,7 +164,7 @@ async def open_pool(
             "autocommit": True,
             **({"prepare_threshold": 0} if plan_once else {}),
         },
-        connection_class=AsyncConnection,
+        connection_class=ReplanningConnection,
         check=_check,
     )
     await pool.open(wait=True, timeout=30)
