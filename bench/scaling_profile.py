@@ -20,11 +20,15 @@ prints the CPU they cost per kind of process).
 N shapes that took longest (logging them slows the server: time such runs for nothing else).
 `--waits` samples `pg_stat_activity` every 2 ms while the uploads run and prints what the
 uploads' own statements were doing (on the CPU or waiting, and for what), in shares of samples.
+`--async-commit` runs PostgreSQL with `synchronous_commit = off` (a diagnostic, never a
+setting to judge by: it asks whether waiting for WAL flushes is what holds the 8-worker
+point). Every run also prints the uploads' mean latency as the client saw it and as the
+API measured it (its own request histogram, `/metrics`), so the two sides can be told apart.
 `--cpu-timeline` prints how busy the machine's cores were in every tenth of a second of the
 run (psutil). `--tail N` prints the milestones of the N documents that completed last
 (seconds from the first upload; `parser s` is the fake parser's own time for the job).
 Rerun: `.venv/bin/python bench/scaling_profile.py [--workers 1 8] [--runs 2] [--idle-uploads 80]
-[--statements 12] [--waits] [--cpu-timeline] [--tail 5]`.
+[--statements 12] [--waits] [--cpu-timeline] [--tail 5] [--async-commit]`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -152,21 +157,72 @@ class MachineBusy(BackgroundSampler):
         )
 
 
+def upload_seconds(stack: Stack) -> tuple[float, float]:
+    """(sum of seconds, count) of `POST /v1/documents` in the API's request histogram."""
+    with stack.client() as client:
+        body = client.get("/metrics").text
+    found = {"sum": 0.0, "count": 0.0}
+    for line in body.splitlines():
+        name, _, value = line.rpartition(" ")
+        for part in found:
+            if name.startswith(f"docingest_api_request_seconds_{part}{{") and (
+                'method="POST"' in name and 'route="/v1/documents"' in name
+            ):
+                found[part] += float(value)
+    return found["sum"], found["count"]
+
+
+class TimedUploads:
+    """Wraps `traffic.upload` while the block runs: each upload's seconds as the client saw
+    them. The API's own measure of the same uploads is read from `/metrics` before the run's
+    clock starts and after it stops (`server_before`, `server_after`), never inside it."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.client_s: list[float] = []
+        self._upload = traffic.upload
+        self.server_before = upload_seconds(stack)
+        self.server_after = self.server_before
+
+    def __enter__(self) -> TimedUploads:
+        def timed(*args: Any, **kwargs: Any) -> traffic.Upload:
+            started = time.perf_counter()
+            try:
+                return self._upload(*args, **kwargs)
+            finally:
+                self.client_s.append(time.perf_counter() - started)
+
+        traffic.upload = timed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        traffic.upload = self._upload
+
+    def print(self) -> None:
+        server = self.server_after[0] - self.server_before[0]
+        count = self.server_after[1] - self.server_before[1]
+        print(
+            f"  upload latency, mean: {1000 * statistics.mean(self.client_s):.1f} ms at the"
+            f" client, {1000 * server / max(count, 1):.1f} ms inside the API"
+        )
+
+
 def one_run(stack: Stack, n: int, opts: argparse.Namespace, server_log: Path | None) -> None:
     stack.restart_workers(n)
     documents = traffic.new_documents(n * DOCS_PER_WORKER, pages=2)
     log_from = server_log.stat().st_size if server_log is not None else 0
+    timed = TimedUploads(stack)
     before = cpu_by_pid()
     sampler = UploadWaits(stack.dsn) if opts.waits else None
     machine = MachineBusy() if opts.cpu_timeline else contextlib.nullcontext()
     started, t0 = time.time(), time.monotonic()
     with machine:
-        with sampler or contextlib.nullcontext():
+        with sampler or contextlib.nullcontext(), timed:
             job_ids = traffic.upload_all(stack, documents)
         uploaded = time.monotonic() - t0
         during_uploads = cpu_by_pid()
         rows = stack.wait_terminal(job_ids, 900)
     after = cpu_by_pid()
+    timed.server_after = upload_seconds(stack)
     assert all(r["status"] == "complete" for r in rows), "a document did not complete"
     whole = max(float(r["updated"]) for r in rows) - started
     last_created = max(float(r["created"]) for r in rows) - started
@@ -177,6 +233,7 @@ def one_run(stack: Stack, n: int, opts: argparse.Namespace, server_log: Path | N
         f" max {latency[-1]:.2f} s; all complete at {whole:.2f} s"
     )
     print_cpu("CPU s", cpu_between(before, after))
+    timed.print()
     print_cpu(
         f"CPU s while the uploads ran ({uploaded:.2f} s x {psutil.cpu_count()} cores)",
         cpu_between(before, during_uploads),
@@ -285,6 +342,7 @@ def main() -> None:
     ap.add_argument("--waits", action="store_true")
     ap.add_argument("--cpu-timeline", action="store_true")
     ap.add_argument("--tail", type=int, default=0, metavar="N")
+    ap.add_argument("--async-commit", action="store_true")
     args = ap.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="docingest-scaling-profile-") as root,
@@ -299,7 +357,12 @@ def main() -> None:
             stack.latencies.parse_ms,
             stack.latencies.parse_jitter_ms,
         )
+        if args.async_commit:
+            with psycopg.connect(stack.dsn, autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+                conn.execute("SELECT pg_reload_conf()")
         settings = {k: v for k, v in stack.describe_settings().items() if k != "fakes"}
+        settings["synchronous_commit"] = "off (diagnostic)" if args.async_commit else "on"
         print(
             f"fresh validate stack, production defaults; {settings};"
             f" fakes: {fakes.describe()}; {DOCS_PER_WORKER} two-page documents per worker,"
