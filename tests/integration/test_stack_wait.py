@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from docingest.ops.validation import stack as stack_module
 from docingest.ops.validation.stack import Stack
@@ -85,3 +86,11 @@ def test_timeout_names_the_jobs_left(dsn: str, tmp_path: Path) -> None:
     with pytest.raises(TimeoutError, match="2 of 2 jobs not terminal"):
         Stack(tmp_path, dsn=dsn).wait_terminal(job_ids, 0)
     assert time.monotonic() - started < 5
+
+
+def test_timeout_says_the_database_did_not_answer(dsn: str, tmp_path: Path) -> None:
+    job_ids = _jobs(dsn, 1)
+    gone = make_conninfo(dsn, dbname="no_such_database")  # the server refuses every connect
+    with pytest.raises(TimeoutError, match="database did not answer") as raised:
+        Stack(tmp_path, dsn=gone).wait_terminal(job_ids, 0)
+    assert isinstance(raised.value.__cause__, psycopg.OperationalError)

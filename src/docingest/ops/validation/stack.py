@@ -361,20 +361,22 @@ class Stack:
         conn: psycopg.Connection[dict[str, Any]] | None = None
         try:
             while True:
+                lost: psycopg.OperationalError | None = None
                 try:
                     if conn is None:
                         conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row)
                     rows = conn.execute(_JOBS, (job_ids,)).fetchall()
-                except psycopg.OperationalError:
+                except psycopg.OperationalError as exc:
                     if conn is not None:
                         conn.close()
-                    conn, rows = None, []
+                    conn, rows, lost = None, [], exc
                 pending = [r for r in rows if r["status"] not in TERMINAL]
                 if rows and not pending and len(rows) == len(job_ids):
                     return rows
                 if time.monotonic() > deadline:
-                    left = len(pending) if rows else len(job_ids)
-                    raise TimeoutError(f"{left} of {len(job_ids)} jobs not terminal")
+                    if lost is not None:
+                        raise TimeoutError("the database did not answer the wait") from lost
+                    raise TimeoutError(f"{len(pending)} of {len(job_ids)} jobs not terminal")
                 time.sleep(0.1)  # poll interval; the condition is the job rows
         finally:
             if conn is not None:
