@@ -343,8 +343,12 @@ class Stack:
         ) as c:
             yield c
 
+    def connect(self) -> psycopg.Connection[dict[str, Any]]:
+        """A new autocommit connection to the stack's database, rows as dicts."""
+        return psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row)
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row) as conn:
+        with self.connect() as conn:
             return conn.execute(sql, params).fetchall()
 
     def jobs(self, job_ids: list[str]) -> list[dict[str, Any]]:
@@ -364,7 +368,7 @@ class Stack:
                 lost: psycopg.OperationalError | None = None
                 try:
                     if conn is None:
-                        conn = psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row)
+                        conn = self.connect()
                     rows = conn.execute(_JOBS, (job_ids,)).fetchall()
                 except psycopg.OperationalError as exc:
                     if conn is not None:
