@@ -45,6 +45,7 @@ from typing import Any
 
 import psutil
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from many_documents import BackgroundSampler, log_statements, print_statements
@@ -160,16 +161,16 @@ class MachineBusy(BackgroundSampler):
 def upload_seconds(stack: Stack) -> tuple[float, float]:
     """(sum of seconds, count) of `POST /v1/documents` in the API's request histogram."""
     with stack.client() as client:
-        body = client.get("/metrics").text
-    found = {"sum": 0.0, "count": 0.0}
-    for line in body.splitlines():
-        name, _, value = line.rpartition(" ")
-        for part in found:
-            if name.startswith(f"docingest_api_request_seconds_{part}{{") and (
-                'method="POST"' in name and 'route="/v1/documents"' in name
-            ):
-                found[part] += float(value)
-    return found["sum"], found["count"]
+        text = client.get("/metrics").text
+    found = {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "docingest_api_request_seconds"
+        for s in family.samples
+        if s.labels.get("route") == "/v1/documents" and s.labels.get("method") == "POST"
+    }
+    name = "docingest_api_request_seconds"
+    return found.get(f"{name}_sum", 0.0), found.get(f"{name}_count", 0.0)
 
 
 class TimedUploads:
